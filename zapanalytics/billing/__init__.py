@@ -1,0 +1,1 @@
+"""Billing: split the installation's electricity cost between its users."""

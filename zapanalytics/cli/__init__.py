@@ -1,0 +1,30 @@
+"""The ``zapanalytics`` console script.
+
+Each command group lives in its own module and registers itself on :data:`app` (or on
+:data:`ingest_app`); the imports at the bottom of this file wire them in.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Audit and analyse EV-charging installations built on Zaptec chargers.",
+    pretty_exceptions_enable=False,
+)
+ingest_app = typer.Typer(no_args_is_help=True, help="Load a source into the store.")
+app.add_typer(ingest_app, name="ingest")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from zapanalytics.cli.errors import run_app
+
+    run_app(app)
+
+
+# Command modules register themselves on import.
+from zapanalytics.cli import demo as _demo  # noqa: E402,F401
+from zapanalytics.cli import ingest as _ingest  # noqa: E402,F401

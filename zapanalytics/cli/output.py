@@ -1,0 +1,25 @@
+"""Shared output helpers: JSON for machines, rich tables for people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+console = Console()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def print_json(payload: Any) -> None:
+    """Write ``payload`` as one JSON document to stdout."""
+    sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False) + "\n")

@@ -1,0 +1,1 @@
+"""Ingestion: one module per source, all entering the store through :mod:`.door`."""

@@ -1,0 +1,203 @@
+"""Ingest a Zaptec API dump from disk: the JSON the cloud API returns, saved as files.
+
+Layout (as written by ``firmware_ref.formats`` and by ``zapanalytics ingest zaptec --save``)::
+
+    zaptec/constants.json                      GET /api/constants
+    zaptec/installation_<id>.json              GET /api/installation/{id}
+    zaptec/chargers.json                       GET /api/chargers (paged envelope)
+    zaptec/chargehistory/page_NNNN.json        GET /api/chargehistory?DetailLevel=1 (paged)
+    zaptec/observations.jsonl                  state observations, one JSON object per line
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
+from zapanalytics.ingest.zaptec_records import (
+    RecordError,
+    charger_row,
+    installation_row,
+    load_json_text,
+    session_rows,
+    state_names_from_constants,
+    state_row,
+)
+
+SOURCE = "zaptec_files"
+
+
+def _envelope_items(page: Any) -> list[Any]:
+    """Return the ``Data`` list of a ``{Pages, Data}`` envelope (or a bare list)."""
+    if isinstance(page, list):
+        return page
+    if isinstance(page, Mapping) and isinstance(page.get("Data"), list):
+        return page["Data"]
+    raise RecordError("Data", "page is not a {Pages, Data} envelope")
+
+
+def admit_installations(
+    run: IngestRun, items: Iterable[Mapping[str, Any]], *, price_area: str | None
+) -> RunCounts:
+    """Validate and store installation objects."""
+    raw, rows, rejected = [], [], []
+    for index, item in enumerate(items):
+        raw.append(json.dumps(item, ensure_ascii=False))
+        try:
+            rows.append({**installation_row(item, price_area=price_area), "_record": index})
+        except RecordError as exc:
+            rejected.append(Rejection(index, "installations", str(exc)))
+    return run.admit(
+        raw,
+        {"installations": frame_for("installations", rows)},
+        rejected,
+        record_table="installations",
+    )
+
+
+def admit_chargers(
+    run: IngestRun, items: Iterable[Mapping[str, Any]], *, installation_id: str | None = None
+) -> RunCounts:
+    """Validate and store charger objects."""
+    raw, rows, rejected = [], [], []
+    for index, item in enumerate(items):
+        raw.append(json.dumps(item, ensure_ascii=False))
+        try:
+            rows.append({**charger_row(item, installation_id=installation_id), "_record": index})
+        except RecordError as exc:
+            rejected.append(Rejection(index, "chargers", str(exc)))
+    return run.admit(
+        raw, {"chargers": frame_for("chargers", rows)}, rejected, record_table="chargers"
+    )
+
+
+def admit_chargehistory_page(
+    run: IngestRun, page_text: str | bytes, *, installation_id: str | None = None
+) -> RunCounts:
+    """Validate and store one charge-history page; a page that cannot be read is quarantined whole."""
+    text = page_text.decode("utf-8", "replace") if isinstance(page_text, bytes) else page_text
+    try:
+        items = _envelope_items(load_json_text(page_text))
+    except RecordError as exc:
+        return run.admit(
+            [text],
+            {},
+            [Rejection(0, "sessions", f"chargehistory page: {exc}")],
+            record_table="sessions",
+        )
+    raw, sessions, details, rejected = [], [], [], []
+    for index, item in enumerate(items):
+        raw.append(json.dumps(item, ensure_ascii=False))
+        try:
+            session, points = session_rows(item, installation_id=installation_id)
+        except RecordError as exc:
+            rejected.append(Rejection(index, "sessions", str(exc)))
+            continue
+        sessions.append({**session, "_record": index})
+        details.extend({**p, "_record": index} for p in points)
+    return run.admit(
+        raw,
+        {
+            "sessions": frame_for("sessions", sessions),
+            "energy_details": frame_for("energy_details", details),
+        },
+        rejected,
+        record_table="sessions",
+    )
+
+
+def admit_observations(
+    run: IngestRun, lines: Iterable[str], state_names: Mapping[int, str], batch_size: int = 50_000
+) -> RunCounts:
+    """Validate and store state observations given as JSON lines, in batches."""
+    counts = RunCounts()
+    raw: list[str] = []
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+
+    def flush() -> None:
+        nonlocal raw, rows, rejected
+        if raw:
+            counts.__iadd__(
+                run.admit(
+                    raw,
+                    {"charger_states": frame_for("charger_states", rows)},
+                    rejected,
+                    record_table="charger_states",
+                )
+            )
+        raw, rows, rejected = [], [], []
+
+    for line in lines:
+        if not line.strip():
+            continue
+        index = len(raw)
+        raw.append(line.rstrip("\n"))
+        try:
+            rows.append(
+                {**state_row(load_json_text(line, "observation"), state_names), "_record": index}
+            )
+        except RecordError as exc:
+            rejected.append(Rejection(index, "charger_states", str(exc)))
+        if len(raw) >= batch_size:
+            flush()
+    flush()
+    return counts
+
+
+def _pages(directory: Path) -> Iterator[Path]:
+    yield from sorted(directory.glob("page_*.json"))
+
+
+def ingest_zaptec_dump(
+    con: duckdb.DuckDBPyConnection, root: str | Path, *, price_area: str | None = None
+) -> RunCounts:
+    """Load a Zaptec API dump directory (see module docstring) into the store.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A writable store.
+    root : str or Path
+        The directory holding ``zaptec/`` (or the ``zaptec`` directory itself).
+    price_area : str, optional
+        The installation's spot price area (NO1–NO5); Zaptec does not report it.
+
+    Returns
+    -------
+    RunCounts
+        Totals over every record read; ``rows_in = rows_stored + rows_quarantined``.
+    """
+    root = Path(root)
+    base = root / "zaptec" if (root / "zaptec").is_dir() else root
+    if not base.is_dir():
+        raise FileNotFoundError(f"no Zaptec dump at {root}")
+    constants_path = base / "constants.json"
+    state_names = (
+        state_names_from_constants(json.loads(constants_path.read_text("utf-8")))
+        if constants_path.exists()
+        else {}
+    )
+    with IngestRun(con, SOURCE) as run:
+        installation_ids = []
+        for path in sorted(base.glob("installation_*.json")):
+            item = load_json_text(path.read_bytes(), path.name)
+            installation_ids.append(item.get("Id") if isinstance(item, Mapping) else None)
+            admit_installations(run, [item], price_area=price_area)
+        only_installation = installation_ids[0] if len(installation_ids) == 1 else None
+        chargers_path = base / "chargers.json"
+        if chargers_path.exists():
+            items = _envelope_items(load_json_text(chargers_path.read_bytes(), chargers_path.name))
+            admit_chargers(run, items, installation_id=only_installation)
+        for page in _pages(base / "chargehistory"):
+            admit_chargehistory_page(run, page.read_bytes(), installation_id=only_installation)
+        observations = base / "observations.jsonl"
+        if observations.exists():
+            with observations.open(encoding="utf-8") as handle:
+                admit_observations(run, handle, state_names)
+        return run.counts

@@ -1,0 +1,303 @@
+"""Zaptec cloud JSON objects → store rows (pure functions, shared by every Zaptec source).
+
+Zaptec's timestamps ``StartDateTime``, ``EndDateTime``, ``CommitEndDateTime`` and state
+``Timestamp`` carry no offset but are UTC (documented behaviour); :func:`parse_zaptec_time`
+converts them explicitly. ``EnergyDetails[].Timestamp`` carries ``+00:00``. Every other
+naive timestamp is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: ``CommitMetadata`` bits of a charge-history item.
+COMMIT_ONLINE = 1
+COMMIT_OFFLINE = 2
+COMMIT_RELIABLE_CLOCK = 4
+COMMIT_STOPPED_BY_RFID = 8
+COMMIT_SIGNED = 16
+COMMIT_VOID = 32
+COMMIT_ABORTED = 64
+COMMIT_OCPP_NATIVE = 128
+
+#: Zaptec ``NetworkType`` enum → (network type, phase count).
+NETWORK_TYPES: dict[int, tuple[str | None, int | None]] = {
+    0: (None, None),
+    1: ("IT", 1),
+    2: ("IT", 3),
+    3: ("TN", 1),
+    4: ("TN", 3),
+}
+
+#: Serial prefix → model. Pro and Home share the "Smart" platform; the split of the four
+#: Smart prefixes between Pro (ZPR, ZPG) and Home (ZCS, ZCH) follows the serials seen on
+#: each product and is an inference, not a documented rule.
+MODEL_BY_PREFIX = {
+    "ZPR": "Pro",
+    "ZPG": "Pro",
+    "ZCS": "Home",
+    "ZCH": "Home",
+    "ZAP": "Go",
+    "ZGB": "Go",
+    "ZAG": "Go",
+    "GPN": "Go2",
+    "GPG": "Go2",
+}
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+class RecordError(ValueError):
+    """A source record that cannot be mapped; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def parse_timestamp(value: object, field: str, *, naive_is_utc: bool) -> dt.datetime:
+    """Parse an ISO-8601 timestamp into an aware UTC datetime.
+
+    Parameters
+    ----------
+    value : object
+        The raw value; must be a string.
+    field : str
+        Field name, used in the error.
+    naive_is_utc : bool
+        True only for sources documented as naive-UTC (Zaptec's datetimes). Otherwise a
+        timestamp without an offset is refused.
+
+    Raises
+    ------
+    RecordError
+        On a non-string, malformed or (unless allowed) naive value.
+    """
+    if not isinstance(value, str):
+        raise RecordError(field, f"expected an ISO-8601 string, got {type(value).__name__}")
+    match = _ISO.match(value.strip())
+    if match is None:
+        raise RecordError(field, f"not an ISO-8601 timestamp: {value!r:.60}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    if offset is None:
+        if not naive_is_utc:
+            raise RecordError(field, f"naive timestamp without a UTC offset: {value!r:.60}")
+        tz = dt.UTC
+    elif offset == "Z":
+        tz = dt.UTC
+    else:
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        stamp = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros, tz
+        )
+    except ValueError as exc:
+        raise RecordError(field, f"impossible date or time {value!r:.60}: {exc}") from None
+    return stamp.astimezone(dt.UTC)
+
+
+def parse_zaptec_time(value: object, field: str) -> dt.datetime:
+    """Parse a Zaptec datetime: naive means UTC by Zaptec's documented convention."""
+    return parse_timestamp(value, field, naive_is_utc=True)
+
+
+def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> float | None:
+    value = item.get(field)
+    if value is None:
+        if required:
+            raise RecordError(field, "missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(field, f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise RecordError(field, f"not a finite number: {value}")
+    return number
+
+
+def _text(item: Mapping[str, Any], field: str, *, required: bool = False) -> str | None:
+    value = item.get(field)
+    if value is None or value == "":
+        if required:
+            raise RecordError(field, "missing")
+        return None
+    if not isinstance(value, str | int):
+        raise RecordError(field, f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def model_for_device(device_id: str | None) -> str | None:
+    """Return 'Home', 'Pro', 'Go' or 'Go2' from a serial such as ``ZPR123456``."""
+    if not device_id:
+        return None
+    return MODEL_BY_PREFIX.get(device_id[:3].upper())
+
+
+def installation_row(item: Mapping[str, Any], *, price_area: str | None = None) -> dict[str, Any]:
+    """Map ``GET /api/installation/{id}`` to an ``installations`` row."""
+    if not isinstance(item, Mapping):
+        raise RecordError("installation", "expected a JSON object")
+    network = item.get("NetworkType", 0)
+    if network not in NETWORK_TYPES:
+        raise RecordError("NetworkType", f"unknown value {network!r}")
+    network_type, phase_count = NETWORK_TYPES[network]
+    fuse = _number(item, "PropertyMainFuseCurrent")
+    max_current = _number(item, "MaxCurrent")
+    return {
+        "installation_id": _text(item, "Id", required=True),
+        "name": _text(item, "Name"),
+        "timezone": _text(item, "TimeZoneIanaName") or "Europe/Oslo",
+        "network_type": network_type,
+        "phase_count": phase_count,
+        "main_fuse_a": fuse if fuse else max_current,
+        "max_current_a": max_current,
+        "price_area": price_area,
+    }
+
+
+def charger_row(item: Mapping[str, Any], *, installation_id: str | None = None) -> dict[str, Any]:
+    """Map an item of ``GET /api/chargers`` (or a hierarchy charger) to a ``chargers`` row."""
+    if not isinstance(item, Mapping):
+        raise RecordError("charger", "expected a JSON object")
+    device_id = _text(item, "DeviceId")
+    firmware = item.get("ChargerFirmwareVersion") or item.get("CurrentVersion")
+    return {
+        "charger_id": _text(item, "Id", required=True),
+        "device_id": device_id,
+        "installation_id": _text(item, "InstallationId") or installation_id,
+        "circuit_id": _text(item, "CircuitId"),
+        "name": _text(item, "Name"),
+        "model": model_for_device(device_id),
+        "firmware_version": firmware if isinstance(firmware, str) else None,
+        "min_current_a": _number(item, "MinChargeCurrent"),
+        "max_current_a": _number(item, "MaxChargeCurrent"),
+        "phase_rotation": _text(item, "PhaseRotation"),
+    }
+
+
+def _firmware_text(version: object) -> str | None:
+    if isinstance(version, Mapping):
+        parts = [version.get(k) for k in ("Major", "Minor", "Build", "Revision")]
+        if all(isinstance(p, int) and p >= 0 for p in parts):
+            return ".".join(str(p) for p in parts)
+    return None
+
+
+def session_rows(
+    item: Mapping[str, Any], *, installation_id: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Map one charge-history item to a ``sessions`` row and its ``energy_details`` rows.
+
+    ``CommitEndDateTime`` is the real end when present (firmware ≥ 3.2); ``EndDateTime``
+    is the cloud's close time. ``EnergyDetails`` are per-interval deltas stamped at the end
+    of their interval and are stored as given.
+
+    Raises
+    ------
+    RecordError
+        When a field cannot be read; the caller quarantines the record.
+    """
+    if not isinstance(item, Mapping):
+        raise RecordError("item", "expected a JSON object")
+    session_id = _text(item, "Id", required=True)
+    start = parse_zaptec_time(item.get("StartDateTime"), "StartDateTime")
+    end_raw = item.get("CommitEndDateTime") or item.get("EndDateTime")
+    end_field = "CommitEndDateTime" if item.get("CommitEndDateTime") else "EndDateTime"
+    end = parse_zaptec_time(end_raw, end_field) if end_raw is not None else None
+    metadata = item.get("CommitMetadata")
+    if metadata is not None and (isinstance(metadata, bool) or not isinstance(metadata, int)):
+        raise RecordError("CommitMetadata", f"expected an integer bitmask, got {metadata!r:.40}")
+    signed = item.get("SignedSession")
+    if signed is not None and not isinstance(signed, str):
+        raise RecordError("SignedSession", "expected a string")
+    session = {
+        "session_id": session_id,
+        "charger_id": _text(item, "ChargerId"),
+        "installation_id": _text(item, "InstallationId") or installation_id,
+        "user_id": _text(item, "UserId"),
+        "user_name": _text(item, "UserFullName"),
+        "token_name": _text(item, "TokenName"),
+        "start_utc": start,
+        "end_utc": end,
+        "energy_kwh": _number(item, "Energy"),
+        "meter_start_kwh": None,
+        "meter_stop_kwh": None,
+        "commit_metadata": metadata,
+        "is_void": None if metadata is None else bool(metadata & COMMIT_VOID),
+        "is_aborted": None if metadata is None else bool(metadata & COMMIT_ABORTED),
+        "is_offline": None if metadata is None else bool(metadata & COMMIT_OFFLINE),
+        "signed_session": signed or None,
+    }
+    details_raw = item.get("EnergyDetails") or []
+    if not isinstance(details_raw, list):
+        raise RecordError("EnergyDetails", "expected a list")
+    details = []
+    for position, point in enumerate(details_raw):
+        field = f"EnergyDetails[{position}]"
+        if not isinstance(point, Mapping):
+            raise RecordError(field, "expected a JSON object")
+        details.append(
+            {
+                "session_id": session_id,
+                "ts_utc": parse_timestamp(
+                    point.get("Timestamp"), f"{field}.Timestamp", naive_is_utc=True
+                ),
+                "energy_kwh": _number(point, "Energy", required=True),
+            }
+        )
+    return session, details
+
+
+def firmware_version_text(item: Mapping[str, Any]) -> str | None:
+    """The charger firmware of a charge-history item as ``"5.0.2.1"``, if given."""
+    return _firmware_text(item.get("ChargerFirmwareVersion"))
+
+
+def load_json_text(text: str | bytes, field: str = "page") -> Any:
+    """Decode JSON, raising :class:`RecordError` naming ``field`` on failure."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8-sig")
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(field, f"malformed JSON: {exc}") from None
+
+
+def state_row(item: Mapping[str, Any], state_names: Mapping[int, str]) -> dict[str, Any]:
+    """Map a state observation (``/state`` item or Service Bus message) to ``charger_states``.
+
+    ``ValueAsString`` may be missing (e.g. -1 Pulse); that is stored as NULL.
+    """
+    if not isinstance(item, Mapping):
+        raise RecordError("observation", "expected a JSON object")
+    state_id = item.get("StateId")
+    if isinstance(state_id, bool) or not isinstance(state_id, int):
+        raise RecordError("StateId", f"expected an integer, got {state_id!r:.40}")
+    value = item.get("ValueAsString")
+    if value is not None and not isinstance(value, str):
+        raise RecordError("ValueAsString", f"expected a string, got {type(value).__name__}")
+    return {
+        "charger_id": _text(item, "ChargerId", required=True),
+        "ts_utc": parse_zaptec_time(item.get("Timestamp"), "Timestamp"),
+        "state_id": state_id,
+        "state_name": state_names.get(state_id),
+        "value": value,
+    }
+
+
+def state_names_from_constants(constants: Mapping[str, Any]) -> dict[int, str]:
+    """Invert ``GET /api/constants`` ``Observations`` ({Name: id}) into {id: Name}."""
+    observations = constants.get("Observations") if isinstance(constants, Mapping) else None
+    if not isinstance(observations, Mapping):
+        return {}
+    return {int(v): str(k) for k, v in observations.items() if isinstance(v, int)}
