@@ -84,10 +84,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from firmware_ref.grid import LINE_NAMES, is_neutral_network, line_weights
+from firmware_ref.grid import LINE_NAMES, line_weights, spread_phase_rotations
 
 #: Tolerance [A] for limit comparisons.
 EPS_A = 1e-9
@@ -286,6 +286,8 @@ class SessionState:
         Terminal chosen for a 1-phase charge by dynamic phase selection (sticky per session).
     last_current_a : float
         Current given at the last allocation [A].
+    has_charged : bool
+        The session has received current; from then on a phase switch pauses and counts.
     """
 
     arrival_s: float
@@ -296,6 +298,7 @@ class SessionState:
     next_trial_s: float = -math.inf
     single_phase_terminal: int | None = None
     last_current_a: float = 0.0
+    has_charged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,3 +372,563 @@ def available_current_from_fuse(
     return tuple(  # type: ignore[return-value]
         max(0.0, main_fuse_a - margin_a - float(h)) for h in household_current_a
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Constraint network: installation lines 0..2, then three lines per circuit.
+# --------------------------------------------------------------------------------------------
+
+_Path = tuple[tuple[int, complex], ...]
+
+
+class _Network:
+    """Constraint layout of one set of circuits, with per-charger paths memoised."""
+
+    __slots__ = ("labels", "circuit_limits", "circuit_bases", "circuit_ids", "_paths")
+
+    def __init__(self, circuits: tuple[CircuitLimit, ...]) -> None:
+        by_id = {c.circuit_id: c for c in circuits}
+        if len(by_id) != len(circuits):
+            raise ValueError("circuit ids must be unique")
+        labels = [f"fuse_{name}" for name in LINE_NAMES]
+        limits: list[float] = []
+        base_of: dict[str, int] = {}
+        for k, circuit in enumerate(circuits):
+            base_of[circuit.circuit_id] = 3 + 3 * k
+            labels.extend([f"circuit:{circuit.circuit_id}"] * 3)
+            limits.extend([float(circuit.max_current_a)] * 3)
+        bases: dict[str | None, tuple[int, ...]] = {None: ()}
+        for circuit in circuits:
+            chain: list[int] = []
+            seen: set[str] = set()
+            node: str | None = circuit.circuit_id
+            while node is not None:
+                if node in seen:
+                    raise ValueError(f"circuit parents form a cycle at {node!r}")
+                if node not in by_id:
+                    raise ValueError(f"unknown parent circuit {node!r}")
+                seen.add(node)
+                chain.append(base_of[node])
+                node = by_id[node].parent_id
+            bases[circuit.circuit_id] = tuple(chain)
+        self.labels = tuple(labels)
+        self.circuit_limits = tuple(limits)
+        self.circuit_bases = bases
+        self.circuit_ids = tuple(c.circuit_id for c in circuits)
+        self._paths: dict[tuple, tuple[int, _Path, tuple[str, ...]]] = {}
+
+    def limits(self, available_current_a: Sequence[float]) -> list[float]:
+        if len(available_current_a) != 3:
+            raise ValueError("available_current_a needs one value per line L1, L2, L3")
+        return [max(0.0, float(a)) for a in available_current_a] + list(self.circuit_limits)
+
+    def path(
+        self, circuit_id: str | None, rotation: str, phases: int, network_type: str, terminal: int
+    ) -> tuple[int, _Path, tuple[str, ...]]:
+        key = (circuit_id, rotation, phases, network_type, terminal)
+        hit = self._paths.get(key)
+        if hit is not None:
+            return hit
+        if circuit_id not in self.circuit_bases:
+            raise ValueError(f"charger on unknown circuit {circuit_id!r}")
+        weights = line_weights(rotation, phases, network_type, terminal)
+        used = [(line, w) for line, w in enumerate(weights) if w != 0]
+        path = [(line, w) for line, w in used]
+        for base in self.circuit_bases[circuit_id]:
+            path.extend((base + line, w) for line, w in used)
+        entry = (terminal, tuple(path), tuple(LINE_NAMES[line] for line, _ in used))
+        self._paths[key] = entry
+        return entry
+
+
+@lru_cache(maxsize=256)
+def _network(circuits: tuple[CircuitLimit, ...]) -> _Network:
+    return _Network(circuits)
+
+
+class _Req:
+    """Mutable working record of one active charger during an allocation."""
+
+    __slots__ = (
+        "demand", "seq", "key", "mode", "terminal", "path", "lines", "options", "lo", "cap",
+        "cap_label", "x", "binding", "live", "switch_count", "mode_since", "pause_until",
+        "next_trial", "has_charged", "refused", "trial", "switch_paused",
+    )  # fmt: skip
+
+    def __init__(self, demand: ChargerDemand, seq: int, mode: int, cap: float, cap_label: str):
+        self.demand = demand
+        self.seq = seq
+        self.key = (demand.arrival_s, demand.charger_id)
+        self.mode = mode
+        self.terminal: int | None = None
+        self.path: _Path = ()
+        self.lines: tuple[str, ...] = ()
+        self.options: tuple[tuple[int, _Path, tuple[str, ...]], ...] | None = None
+        self.lo = float(demand.min_current_a)
+        self.cap = cap
+        self.cap_label = cap_label
+        self.x = 0.0
+        self.binding = "min_current_admission"
+        self.live = False
+        self.switch_count = 0
+        self.mode_since = 0.0
+        self.pause_until = -math.inf
+        self.next_trial = -math.inf
+        self.has_charged = False
+        self.refused = False
+        self.trial = False
+        self.switch_paused = False
+
+
+def _set_paths(r: _Req, net: _Network, network_type: str) -> None:
+    d = r.demand
+    if d.dynamic_phase_selection and r.mode in (1, 2) and r.terminal is None:
+        r.options = tuple(
+            net.path(d.circuit_id, d.phase_rotation, r.mode, network_type, t) for t in range(3)
+        )
+        _, r.path, r.lines = r.options[0]
+        return
+    r.options = None
+    _, r.path, r.lines = net.path(
+        d.circuit_id, d.phase_rotation, r.mode, network_type, r.terminal or 0
+    )
+
+
+def _step(load: complex, rate: complex, limit: float) -> float:
+    """Largest t ≥ 0 with |load + t·rate| ≤ limit (rate ≠ 0, magnitude monotone in t)."""
+    a = rate.real * rate.real + rate.imag * rate.imag
+    if a == 0.0:
+        return math.inf
+    c = load.real * load.real + load.imag * load.imag - limit * limit
+    if c >= 0.0:
+        return 0.0
+    b = load.real * rate.real + load.imag * rate.imag
+    return (-b + math.sqrt(b * b - a * c)) / a
+
+
+def _fits(loads: list[complex], limits: list[float], path: _Path, amps: float) -> bool:
+    for c, w in path:
+        z = loads[c] + w * amps
+        lim = limits[c] + EPS_A
+        if z.real * z.real + z.imag * z.imag > lim * lim:
+            return False
+    return True
+
+
+def _min_headroom(loads: list[complex], limits: list[float], path: _Path, amps: float) -> float:
+    return min(limits[c] - abs(loads[c] + w * amps) for c, w in path)
+
+
+def _admit(ordered: list[_Req], loads: list[complex], limits: list[float]) -> list[_Req]:
+    """First-fit admission at minimum current, in the given order."""
+    admitted = []
+    for r in ordered:
+        if r.options is not None:
+            best = None
+            best_room = -math.inf
+            for option in r.options:
+                if _fits(loads, limits, option[1], r.lo):
+                    room = _min_headroom(loads, limits, option[1], r.lo)
+                    if room > best_room + 1e-12:
+                        best, best_room = option, room
+            if best is None:
+                continue
+            r.terminal, r.path, r.lines = best
+        elif not _fits(loads, limits, r.path, r.lo):
+            continue
+        for c, w in r.path:
+            loads[c] += w * r.lo
+        r.x = r.lo
+        r.binding = "level"
+        admitted.append(r)
+    return admitted
+
+
+def _water_fill(
+    admitted: list[_Req], loads: list[complex], limits: list[float], labels: tuple[str, ...]
+) -> None:
+    """Raise admitted currents together (max-min fair) until caps or constraints stop them."""
+    n = len(limits)
+    rate = [0j] * n
+    count = [0] * n
+    members: list[list[_Req]] = [[] for _ in range(n)]
+    touched: list[int] = []
+    waiting = []
+    for r in admitted:
+        if r.cap <= r.x + EPS_A:
+            r.binding = r.cap_label
+        else:
+            waiting.append(r)
+    if not waiting:
+        return
+    waiting.sort(key=lambda r: r.x)
+    heap: list[tuple[float, int, _Req]] = []
+    live = 0
+    wi = 0
+    nw = len(waiting)
+    level = waiting[0].x
+
+    def freeze(r: _Req, amps: float, label: str) -> None:
+        r.x = amps
+        r.binding = label
+        r.live = False
+        for c, w in r.path:
+            count[c] -= 1
+            rate[c] = rate[c] - w if count[c] else 0j
+
+    while True:
+        while wi < nw and waiting[wi].x <= level + EPS_A:
+            r = waiting[wi]
+            wi += 1
+            r.live = True
+            live += 1
+            heapq.heappush(heap, (r.cap, r.seq, r))
+            for c, w in r.path:
+                if not members[c]:
+                    touched.append(c)
+                rate[c] += w
+                count[c] += 1
+                members[c].append(r)
+        if live == 0:
+            if wi < nw:
+                level = waiting[wi].x
+                continue
+            break
+        while not heap[0][2].live:
+            heapq.heappop(heap)
+        step = heap[0][0] - level
+        if wi < nw:
+            step = min(step, waiting[wi].x - level)
+        con_steps = []
+        for c in touched:
+            if count[c]:
+                s = _step(loads[c], rate[c], limits[c])
+                con_steps.append((c, s))
+                if s < step:
+                    step = s
+        if step > 0.0:
+            for c in touched:
+                if count[c]:
+                    loads[c] += rate[c] * step
+            level += step
+        while heap and heap[0][0] <= level + EPS_A:
+            _, _, r = heapq.heappop(heap)
+            if r.live:
+                freeze(r, r.cap, r.cap_label)
+                live -= 1
+        for c, s in sorted(con_steps):
+            if s <= step + EPS_A:
+                for r in members[c]:
+                    if r.live:
+                        freeze(r, level, labels[c])
+                        live -= 1
+
+
+def _greedy_fill(
+    ordered: list[_Req], loads: list[complex], limits: list[float], labels: tuple[str, ...]
+) -> None:
+    """Top each charger up as far as it can, one after another in the given order."""
+    for r in ordered:
+        room = r.cap - r.x
+        label = r.cap_label
+        for c, w in r.path:
+            s = _step(loads[c], w, limits[c])
+            if s < room:
+                room, label = s, labels[c]
+        room = max(room, 0.0)
+        for c, w in r.path:
+            loads[c] += w * room
+        r.x += room
+        r.binding = label
+
+
+def _solve(
+    reqs: list[_Req],
+    net: _Network,
+    limits: list[float],
+    network_type: str,
+    policy: str,
+) -> list[complex]:
+    """One allocation pass over fixed phase modes; returns constraint phasor loads."""
+    loads = [0j] * len(limits)
+    for r in reqs:
+        r.x = 0.0
+        r.binding = "min_current_admission"
+        r.live = False
+        _set_paths(r, net, network_type)
+    labels = net.labels
+    if policy == "reference":
+        first = sorted((r for r in reqs if r.demand.priority), key=lambda r: r.key)
+        rest = sorted((r for r in reqs if not r.demand.priority), key=lambda r: r.key)
+        for group in (first, rest):
+            if group:
+                _water_fill(_admit(group, loads, limits), loads, limits, labels)
+    elif policy == "equal_share":
+        _water_fill(_admit(sorted(reqs, key=lambda r: r.key), loads, limits), loads, limits, labels)
+    elif policy == "priority":
+        ordered = sorted(reqs, key=lambda r: (not r.demand.priority, r.key))
+        _greedy_fill(_admit(ordered, loads, limits), loads, limits, labels)
+    elif policy == "first_come":
+        for r in sorted(reqs, key=lambda r: r.key):
+            admitted = _admit([r], loads, limits)
+            if admitted:
+                _greedy_fill(admitted, loads, limits, labels)
+    else:
+        raise ValueError(f"unknown policy {policy!r}")
+    return loads
+
+
+# --------------------------------------------------------------------------------------------
+# Public policies
+# --------------------------------------------------------------------------------------------
+
+
+def _cap_of(demand: ChargerDemand) -> tuple[float, str]:
+    if demand.charger_max_current_a <= demand.car_max_current_a:
+        return float(demand.charger_max_current_a), "charger_max"
+    return float(demand.car_max_current_a), "car_max"
+
+
+def _switch_phases(reqs: list[_Req], cfg: PhaseSwitchConfig, now: float) -> tuple[list[_Req], bool]:
+    """Apply 3→1 drops and start 1→3 trials after the first pass; returns (to_solve, changed)."""
+    threshold = cfg.three_to_one_current_a
+    changed = False
+    for r in reqs:
+        if r.demand.phases != 3:
+            continue
+        if r.mode == 3 and r.x < threshold - EPS_A:
+            if r.has_charged and r.switch_count >= cfg.max_switches_per_session:
+                r.refused = True
+                continue
+            r.mode = 1
+            r.terminal = None
+            r.mode_since = now
+            r.next_trial = now + cfg.min_dwell_s
+            if r.has_charged:
+                r.switch_count += 1
+                r.pause_until = now + cfg.pause_s
+                r.switch_paused = cfg.pause_s > 0
+            changed = True
+        elif (
+            r.mode == 1
+            and cfg.return_to_three_phase
+            and r.x >= threshold + cfg.hysteresis_a - EPS_A
+            and now >= r.next_trial
+        ):
+            # Keep one switch in reserve so the session can still fall back to one phase.
+            if r.has_charged and r.switch_count + 1 >= cfg.max_switches_per_session:
+                r.refused = True
+                continue
+            r.mode = 3
+            r.trial = True
+            changed = True
+    return [r for r in reqs if not r.switch_paused], changed
+
+
+def _settle_trials(reqs: list[_Req], cfg: PhaseSwitchConfig, now: float) -> bool:
+    """Keep 1→3 trials that reached threshold + hysteresis; returns whether a re-solve is due."""
+    resolve = False
+    for r in reqs:
+        if not r.trial:
+            continue
+        r.trial = False
+        if r.x >= cfg.three_to_one_current_a + cfg.hysteresis_a - EPS_A:
+            r.mode_since = now
+            if r.has_charged:
+                r.switch_count += 1
+                r.pause_until = now + cfg.pause_s
+                if cfg.pause_s > 0:
+                    r.switch_paused = True
+                    resolve = True
+        else:
+            r.mode = 1
+            r.next_trial = now + cfg.min_dwell_s
+            resolve = True
+    return resolve
+
+
+def _run(
+    site: SiteLimits,
+    demands: Sequence[ChargerDemand],
+    state: AllocatorState | None,
+    now_s: float | None,
+    policy: str,
+) -> AllocationResult:
+    now = float(now_s) if now_s is not None else (state.time_s if state is not None else 0.0)
+    network_type = site.network_type.upper()
+    if network_type not in ("TN", "TT", "IT"):
+        raise ValueError(f"unknown network type {site.network_type!r}")
+    net = _network(site.circuits)
+    limits = net.limits(site.available_current_a)
+    cfg = site.phase_switch
+    switching = policy == "reference" and cfg.enabled
+    sessions = state.sessions if state is not None else {}
+
+    fixed: dict[int, tuple[ChargerAllocation, SessionState | None]] = {}
+    reqs: list[_Req] = []
+    for seq, d in enumerate(demands):
+        sess = sessions.get(d.charger_id)
+        if sess is not None and sess.arrival_s != d.arrival_s:
+            sess = None
+        if not d.active:
+            kept = None
+            if sess is not None:
+                kept = SessionState(
+                    sess.arrival_s, sess.phase_mode, sess.switch_count, sess.mode_since_s,
+                    sess.pause_until_s, sess.next_trial_s, sess.single_phase_terminal, 0.0,
+                    sess.has_charged,
+                )  # fmt: skip
+            fixed[seq] = (ChargerAllocation(d.charger_id, 0.0, 0, (), False, "inactive"), kept)
+            continue
+        if d.phases not in (1, 2, 3):
+            raise ValueError(f"charger {d.charger_id}: phases must be 1, 2 or 3")
+        cap, cap_label = _cap_of(d)
+        mode = sess.phase_mode if (sess is not None and switching and d.phases == 3) else d.phases
+        r = _Req(d, seq, mode, cap, cap_label)
+        if sess is not None:
+            r.switch_count = sess.switch_count
+            r.mode_since = sess.mode_since_s
+            r.pause_until = sess.pause_until_s
+            r.next_trial = sess.next_trial_s
+            r.has_charged = sess.has_charged
+            if policy == "reference":
+                r.terminal = sess.single_phase_terminal
+        else:
+            r.mode_since = now
+        if cap < r.lo:
+            _set_paths(r, net, network_type)
+            r.binding = cap_label
+            r.switch_paused = True  # excluded from solving; reported paused below
+        elif switching and r.pause_until > now:
+            _set_paths(r, net, network_type)
+            r.binding = "phase_switch_pause"
+            r.switch_paused = True
+        reqs.append(r)
+
+    solvable = [r for r in reqs if not r.switch_paused]
+    loads = _solve(solvable, net, limits, network_type, policy)
+    if switching:
+        solvable, changed = _switch_phases(solvable, cfg, now)
+        if changed:
+            loads = _solve(solvable, net, limits, network_type, policy)
+            if _settle_trials(solvable, cfg, now):
+                solvable = [r for r in solvable if not r.switch_paused]
+                loads = _solve(solvable, net, limits, network_type, policy)
+
+    for r in reqs:
+        d = r.demand
+        if r.switch_paused:
+            amps = 0.0
+            binding = "phase_switch_pause" if r.pause_until > now else r.binding
+        else:
+            amps = r.x
+            binding = "phase_switch_limit" if r.refused else r.binding
+        # A dynamically chosen terminal sticks while the session draws current on it.
+        sticky = d.dynamic_phase_selection and policy == "reference" and r.mode in (1, 2)
+        terminal = r.terminal if sticky and amps > 0.0 else None
+        alloc = ChargerAllocation(d.charger_id, amps, r.mode, r.lines, amps <= 0.0, binding)
+        sess_out = SessionState(
+            d.arrival_s, r.mode, r.switch_count, r.mode_since, r.pause_until, r.next_trial,
+            terminal, amps, r.has_charged or amps > 0.0,
+        )  # fmt: skip
+        fixed[r.seq] = (alloc, sess_out)
+
+    allocations: dict[str, ChargerAllocation] = {}
+    new_sessions: dict[str, SessionState] = {}
+    for seq in range(len(demands)):
+        alloc, sess_out = fixed[seq]
+        allocations[alloc.charger_id] = alloc
+        if sess_out is not None:
+            new_sessions[alloc.charger_id] = sess_out
+    circuit_currents = {
+        cid: (abs(loads[3 + 3 * k]), abs(loads[4 + 3 * k]), abs(loads[5 + 3 * k]))
+        for k, cid in enumerate(net.circuit_ids)
+    }
+    return AllocationResult(
+        allocations=allocations,
+        line_currents_a=(abs(loads[0]), abs(loads[1]), abs(loads[2])),
+        circuit_line_currents_a=circuit_currents,
+        available_current_a=(limits[0], limits[1], limits[2]),
+        state=AllocatorState(time_s=now, sessions=new_sessions),
+        policy=policy,
+    )
+
+
+def allocate(
+    site: SiteLimits,
+    demands: Sequence[ChargerDemand],
+    state: AllocatorState | None = None,
+    now_s: float | None = None,
+) -> AllocationResult:
+    """Reference allocation: priority groups, first-fit admission at minimum current,
+    max-min fair water-filling, 1↔3-phase switching with hysteresis (see module docstring).
+
+    Parameters
+    ----------
+    site : SiteLimits
+        Available current per line, network type, circuits, phase-switch settings.
+    demands : sequence of ChargerDemand
+        Every charger of the installation (inactive ones are reported as ``inactive``).
+    state : AllocatorState, optional
+        State returned by the previous call; None at the start.
+    now_s : float, optional
+        Time of this allocation [s], same epoch as ``arrival_s``; defaults to the previous
+        state's time (or 0). Pass it: phase-switch timers depend on it.
+
+    Returns
+    -------
+    AllocationResult
+        Per-charger allocations with binding constraints, line currents and the next state.
+    """
+    return _run(site, demands, state, now_s, "reference")
+
+
+def equal_share(
+    site: SiteLimits,
+    demands: Sequence[ChargerDemand],
+    state: AllocatorState | None = None,
+    now_s: float | None = None,
+) -> AllocationResult:
+    """Equal share: admission by arrival, max-min fair water-filling, no priority, each charger
+    on the phases it can use (no switching, 1-phase terminal chosen afresh each call)."""
+    return _run(site, demands, state, now_s, "equal_share")
+
+
+def first_come(
+    site: SiteLimits,
+    demands: Sequence[ChargerDemand],
+    state: AllocatorState | None = None,
+    now_s: float | None = None,
+) -> AllocationResult:
+    """First come, first served: in arrival order each charger takes as much as it can (up to its
+    maximum) if at least its minimum fits, else it waits; no priority, no switching."""
+    return _run(site, demands, state, now_s, "first_come")
+
+
+def priority(
+    site: SiteLimits,
+    demands: Sequence[ChargerDemand],
+    state: AllocatorState | None = None,
+    now_s: float | None = None,
+) -> AllocationResult:
+    """Strict priority: order by prioritised, then arrival; minimum current to each in order while
+    it fits, then the remainder greedily in the same order; no switching."""
+    return _run(site, demands, state, now_s, "priority")
+
+
+AllocatorPolicy = Callable[..., AllocationResult]
+
+#: Policies by name, for what-if replays (``reference`` is the default).
+POLICIES: dict[str, AllocatorPolicy] = {
+    "reference": allocate,
+    "equal_share": equal_share,
+    "first_come": first_come,
+    "priority": priority,
+}
+
+
+def choose_phase_rotations(demands: Sequence[ChargerDemand]) -> list[ChargerDemand]:
+    """Return the demands with installer rotations chosen to spread single-phase load
+    (:func:`firmware_ref.grid.spread_phase_rotations`, per circuit and installation-wide)."""
+    rotations = spread_phase_rotations([d.circuit_id for d in demands])
+    return [replace(d, phase_rotation=rot) for d, rot in zip(demands, rotations, strict=True)]

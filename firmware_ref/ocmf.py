@@ -127,7 +127,9 @@ def derive_private_key(seed: bytes | str | int, serial: str) -> ec.EllipticCurve
     return ec.derive_private_key(scalar, ec.SECP384R1())
 
 
-def _public(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> ec.EllipticCurvePublicKey:
+def _public(
+    key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey,
+) -> ec.EllipticCurvePublicKey:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.public_key()
     return key
@@ -291,9 +293,7 @@ class OcmfSigner:
         )
 
     @classmethod
-    def from_seed(
-        cls, seed: bytes | str | int, serial: str, **kwargs: object
-    ) -> OcmfSigner:
+    def from_seed(cls, seed: bytes | str | int, serial: str, **kwargs: object) -> OcmfSigner:
         """Signer with the key :func:`derive_private_key` gives for ``seed`` and ``serial``.
 
         Remaining keyword arguments go to the constructor (``gateway_id`` and

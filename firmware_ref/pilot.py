@@ -5,9 +5,9 @@ Duty cycle and current (IEC 61851-1 Annex A)
 Supply side (:func:`duty_cycle_for_current`), what the charger signals:
 
 * 6 A <= I <= 51 A: ``D = I / 0.6`` [%] (6 A = 10 %, 51 A = 85 %).
-* 52.5 A <= I <= 80 A: ``D = I / 2.5 + 64`` [%] (63 A = 89.2 %, 80 A = 96 %).
-* 51 A < I < 52.5 A cannot be signalled (85 % means 51 A, anything above 85 % means
-  at least 52.5 A), so it is rounded *down* to 85 % = 51 A: never offer more than asked.
+* 52.5 A < I <= 80 A: ``D = I / 2.5 + 64`` [%] (63 A = 89.2 %, 80 A = 96 %).
+* 51 A < I <= 52.5 A cannot be signalled (85 % means 51 A, anything above 85 % means
+  more than 52.5 A), so it is rounded *down* to 85 % = 51 A: never offer more than asked.
 * I = 0: PWM off, a steady 100 % "no charging allowed" (state X1).
 * 0 < I < 6 A, I > 80 A, negative or NaN: :class:`ValueError` -- these currents cannot
   be offered over the pilot at all; the allocator must give >= 6 A or nothing.
@@ -144,12 +144,10 @@ def duty_cycle_for_current(current_a: float) -> float:
     if current_a == 0.0:
         return NO_CHARGING_DUTY_PCT
     if not (MIN_CHARGING_CURRENT_A <= current_a <= MAX_SIGNALLED_CURRENT_A):
-        raise ValueError(
-            f"{current_a} A cannot be signalled on the pilot (0 A or 6-80 A only)"
-        )
+        raise ValueError(f"{current_a} A cannot be signalled on the pilot (0 A or 6-80 A only)")
     if current_a <= _LOW_RANGE_MAX_A:
         return current_a / 0.6
-    if current_a < _HIGH_RANGE_MIN_A:
+    if current_a <= _HIGH_RANGE_MIN_A:
         return _LOW_RANGE_MAX_A / 0.6
     return current_a / 2.5 + 64.0
 
@@ -198,7 +196,7 @@ def current_for_duty_cycle(duty_pct: float) -> float:
 def signalled_current(current_a: float) -> float:
     """Current a vehicle reads back when the charger offers ``current_a`` [A].
 
-    Equal to the request except in the 51-52.5 A gap (read as 51 A); float noise of
+    Equal to the request except in the gap 51 A < I <= 52.5 A (read as 51 A); float noise of
     the two conversions is rounded off at 1 mA.
     """
     return round(current_for_duty_cycle(duty_cycle_for_current(current_a)), 3)

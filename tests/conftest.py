@@ -87,3 +87,16 @@ def write_dump(root: Path, sessions: list[dict] | None = None, *, page_size: int
 def zaptec_dump(tmp_path: Path) -> Path:
     """A small, valid Zaptec API dump directory."""
     return write_dump(tmp_path / "dump")
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory) -> Path:
+    """The demo run once per test session on the bundled sample (a built dump until one exists)."""
+    from zapanalytics.pipeline import bundled_sample_dir, run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    sample = bundled_sample_dir()
+    if not (sample / "zaptec").is_dir():
+        sample = write_dump(out / "dump")
+    run_demo(out / "out", sample)
+    return out / "out"

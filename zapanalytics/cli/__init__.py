@@ -26,5 +26,6 @@ def main() -> None:
 
 
 # Command modules register themselves on import.
+from zapanalytics.cli import audit as _audit  # noqa: E402,F401
 from zapanalytics.cli import demo as _demo  # noqa: E402,F401
 from zapanalytics.cli import ingest as _ingest  # noqa: E402,F401

@@ -18,30 +18,25 @@ class UserError(Exception):
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run ``app``; turn exceptions into one line on stderr unless ``--debug`` is given."""
-    debug = "--debug" in sys.argv or os.environ.get("ZAPANALYTICS_DEBUG") == "1"
+    """Run ``app``; turn exceptions into one line on stderr unless ``--debug`` is given.
+
+    Usage errors are reported by typer itself (exit code 2). Exit codes: 0 success,
+    1 failure, 2 usage or user error, 130 interrupted; commands may define more (e.g. an
+    audit with findings).
+    """
+    debug = os.environ.get("ZAPANALYTICS_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+        debug = True
     try:
-        app(standalone_mode=False)
-    except SystemExit:
-        raise
+        app()
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the boundary that shields users from tracebacks
+    except Exception as exc:
         if debug:
             raise
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
-            sys.exit(1)
         code = getattr(exc, "exit_code", 1)
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        message = str(exc) or type(exc).__name__
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(code if isinstance(code, int) else 1)

@@ -249,8 +249,10 @@ def session_rows(
         details.append(
             {
                 "session_id": session_id,
+                # Unlike the session's own datetimes, interval stamps carry "+00:00":
+                # a naive one means the payload is not what Zaptec documents.
                 "ts_utc": parse_timestamp(
-                    point.get("Timestamp"), f"{field}.Timestamp", naive_is_utc=True
+                    point.get("Timestamp"), f"{field}.Timestamp", naive_is_utc=False
                 ),
                 "energy_kwh": _number(point, "Energy", required=True),
             }

@@ -59,7 +59,7 @@ def table_html(frame: pl.DataFrame, *, float_digits: int = 2, max_rows: int = 50
     rows = []
     for record in frame.head(max_rows).iter_rows():
         cells = []
-        for column, value in zip(frame.columns, record, strict=True):
+        for value in record:
             if isinstance(value, float):
                 text, css = f"{value:,.{float_digits}f}", "num"
             elif value is None:

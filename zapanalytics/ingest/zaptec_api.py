@@ -1,0 +1,686 @@
+"""A client for the Zaptec cloud API (``https://api.zaptec.com``) built on httpx.
+
+What it does for every call, following Zaptec's documented rules and what the best
+open clients learned the hard way:
+
+* **Authentication**: OAuth password grant at ``POST /oauth/token``. The token is renewed
+  shortly before ``expires_in`` runs out, and a 401 on any call triggers exactly one
+  re-login and one retry of that call.
+* **Rate limit**: never more than 10 requests in any one-second window (Zaptec allows
+  10 requests/s per user and answers 429 above it). A sliding-window limiter shared by all
+  threads using the client enforces it, with a small margin for network jitter.
+* **Retries**: 429, 502, 503 and 504 are retried for any method, 500 for GET only, and
+  transport errors for GET (and for POST only when the request never left). The wait honours
+  ``Retry-After`` and otherwise backs off exponentially with jitter. When the budget is
+  spent, :class:`ZaptecApiError` says which call failed, how, and after how many attempts.
+* **Paging**: ``{Pages, Data}`` envelopes, 0-based ``PageIndex``, ``PageSize`` at most 100.
+* **Secrets**: the password and the access token never appear in logs, exception messages or
+  reprs. httpx logs only the method and URL, and no URL carries a secret.
+
+Zaptec's JSON is PascalCase and its datetimes are naive UTC; this module returns the JSON as
+received. :mod:`zapanalytics.ingest.zaptec_records` maps it to store rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.zaptec.com"
+#: Zaptec caps ``PageSize`` at 100 for installations, chargers and charge history (2025-03).
+MAX_PAGE_SIZE = 100
+#: Documented per-user limit [requests/s].
+ZAPTEC_REQUESTS_PER_SECOND = 10
+#: Renew the token this long before Zaptec says it expires [s].
+_TOKEN_RENEW_MARGIN_S = 60.0
+#: Longest server message quoted in an error.
+_MAX_MESSAGE_CHARS = 300
+
+_RETRY_ANY_METHOD = frozenset({429, 502, 503, 504})
+_RETRY_GET_ONLY = frozenset({500})
+
+
+class ZaptecError(RuntimeError):
+    """Base class of every error raised by this client."""
+
+
+class ZaptecAuthError(ZaptecError):
+    """Zaptec refused the credentials, or refused a fresh token."""
+
+
+class ZaptecApiError(ZaptecError):
+    """A call failed for good: a non-retryable status, or the retry budget was spent.
+
+    Attributes
+    ----------
+    method, path : str
+        The call, without host or query.
+    status : int or None
+        The last HTTP status, or None when the last attempt failed in transport.
+    error_code : int or None
+        Zaptec's ``errorCode`` from the body, when given (e.g. 512 for an unknown object).
+    attempts : int
+        How many times the call was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        status: int | None,
+        error_code: int | None = None,
+        attempts: int = 1,
+    ):
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.error_code = error_code
+        self.attempts = attempts
+
+
+class ZaptecNotFound(ZaptecApiError):
+    """404: the installation, charger or session does not exist or is not visible."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """A Zaptec login. The repr never shows the password."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(username=<hidden>, password=<hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failed call is retried.
+
+    The defaults follow the Home Assistant integration's tuning (backoff 0.3 s × 2.1 with
+    jitter), with a shorter budget so a command-line user gets an answer within a minute.
+    """
+
+    max_retries: int = 6
+    backoff_base_s: float = 0.3
+    backoff_factor: float = 2.1
+    backoff_max_s: float = 30.0
+    jitter: float = 0.2
+
+    def delay(self, retry: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.backoff_max_s)
+        base = self.backoff_base_s * self.backoff_factor**retry
+        spread = base * self.jitter
+        return min(base + rng.uniform(-spread, spread), self.backoff_max_s)
+
+
+class SlidingWindowLimiter:
+    """Admit at most ``max_requests`` in any window of ``period_s`` seconds (thread-safe).
+
+    A token bucket allows a burst right after an idle period that, seen from the server,
+    can exceed the per-second limit in a one-second window; a log of the last
+    ``max_requests`` send times cannot. ``margin_s`` widens the window to absorb the
+    difference between when a request is sent and when the server stamps it.
+    """
+
+    def __init__(
+        self,
+        max_requests: int = ZAPTEC_REQUESTS_PER_SECOND,
+        period_s: float = 1.0,
+        *,
+        margin_s: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if max_requests < 1:
+            raise ValueError("max_requests must be at least 1")
+        self.max_requests = max_requests
+        self.window_s = period_s + margin_s
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        """Block until one more request fits in the window, then claim it."""
+        with self._lock:
+            while True:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.window_s:
+                    self._sent.popleft()
+                if len(self._sent) < self.max_requests:
+                    self._sent.append(now)
+                    return
+                self._sleep(self._sent[0] + self.window_s - now)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawPage:
+    """One page of a paged endpoint as received.
+
+    ``text`` is the body exactly as sent (kept for quarantine); ``pages`` and ``items`` are
+    None when the body is not a readable ``{Pages, Data}`` envelope.
+    """
+
+    index: int
+    text: str
+    pages: int | None
+    items: list[Any] | None
+
+
+def parse_envelope(text: str) -> tuple[int | None, list[Any] | None]:
+    """Read ``Pages`` and ``Data`` from a paged response body; (None, None) if unreadable."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        return None, None
+    if not isinstance(body, Mapping):
+        return None, None
+    pages, data = body.get("Pages"), body.get("Data")
+    if isinstance(pages, bool) or not isinstance(pages, int) or not isinstance(data, list):
+        return None, None
+    return pages, data
+
+
+def format_query_time(value: dt.datetime) -> str:
+    """Format an aware datetime for a Zaptec query: UTC, second precision, ``Z`` suffix."""
+    if value.tzinfo is None:
+        raise ValueError("query times must be timezone-aware")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
+
+
+def _error_details(response: httpx.Response) -> tuple[int | None, str]:
+    """Zaptec's ``errorCode`` and message from an error body (either casing)."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = response.text.strip().replace("\n", " ")
+        return None, text[:_MAX_MESSAGE_CHARS]
+    if not isinstance(body, Mapping):
+        return None, str(body)[:_MAX_MESSAGE_CHARS]
+    lowered = {str(k).lower(): v for k, v in body.items()}
+    code = lowered.get("errorcode", lowered.get("code"))
+    message = lowered.get("message") or lowered.get("title") or lowered.get("details") or ""
+    return (code if isinstance(code, int) else None), str(message)[:_MAX_MESSAGE_CHARS]
+
+
+class ZaptecClient:
+    """A synchronous, thread-safe client for the Zaptec cloud API.
+
+    Parameters
+    ----------
+    username, password : str
+        The Zaptec portal login (kept only in memory, never logged or shown).
+    base_url : str, default ``https://api.zaptec.com``
+        Point it at a local fake in tests.
+    requests_per_second : int, default 10
+        Client-side limit [requests/s], enforced over any one-second window.
+    retry : RetryPolicy, optional
+        Retry budget and backoff.
+    timeout_s : float, default 30
+        Read/write/pool timeout per request [s]; connecting times out after 10 s.
+    transport : httpx.BaseTransport, optional
+        For tests (e.g. ``httpx.MockTransport``).
+
+    Examples
+    --------
+    >>> with ZaptecClient("me@example.com", "…") as api:  # doctest: +SKIP
+    ...     for item in api.installations():
+    ...         print(item["Id"], item["Name"])
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        requests_per_second: int = ZAPTEC_REQUESTS_PER_SECOND,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._credentials = Credentials(username, password)
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.limiter = SlidingWindowLimiter(requests_per_second, clock=clock, sleep=sleep)
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = random.Random()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "zapanalytics"},
+            follow_redirects=False,
+        )
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_generation = 0
+        self._auth_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        #: Requests sent (every attempt, including token grants).
+        self.requests_sent = 0
+        #: Token grants performed.
+        self.logins = 0
+
+    def __repr__(self) -> str:
+        return f"ZaptecClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> ZaptecClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one attempt through the limiter. Raises httpx.TransportError as is."""
+        self.limiter.acquire()
+        with self._count_lock:
+            self.requests_sent += 1
+        return self._http.request(
+            method, path, params=params, json=json_body, data=form, headers=headers
+        )
+
+    def _with_retries(
+        self, method: str, path: str, attempt: Callable[[], httpx.Response]
+    ) -> tuple[httpx.Response, int]:
+        """Run ``attempt`` until it returns a non-retryable response or the budget is spent."""
+        retryable = _RETRY_ANY_METHOD | (_RETRY_GET_ONLY if method == "GET" else frozenset())
+        attempts = 0
+        while True:
+            attempts += 1
+            retry_after = None
+            try:
+                response = attempt()
+            except httpx.TransportError as exc:
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempts > self.retry.max_retries or not (method == "GET" or never_sent):
+                    raise ZaptecApiError(
+                        f"Zaptec API {method} {path}: {type(exc).__name__} after "
+                        f"{attempts} attempt(s); is {self.base_url} reachable?",
+                        method=method,
+                        path=path,
+                        status=None,
+                        attempts=attempts,
+                    ) from None
+                reason = type(exc).__name__
+            else:
+                if response.status_code not in retryable or attempts > self.retry.max_retries:
+                    return response, attempts
+                retry_after = _retry_after_seconds(response)
+                reason = f"HTTP {response.status_code}"
+            wait = self.retry.delay(attempts - 1, retry_after, self._rng)
+            log.info(
+                "Zaptec API %s %s: %s, retry %d/%d in %.1f s",
+                method,
+                path,
+                reason,
+                attempts,
+                self.retry.max_retries,
+                wait,
+            )
+            self._sleep(wait)
+
+    def _scrub(self, text: str) -> str:
+        """Mask the password and token should a server ever echo them back."""
+        for secret in (self._credentials.password, self._token):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    # -- authentication --------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Get a fresh access token with the password grant.
+
+        Raises
+        ------
+        ZaptecAuthError
+            When Zaptec refuses the credentials (``invalid_grant``) or answers oddly.
+        """
+        with self._auth_lock:
+            self._login_locked()
+
+    def _login_locked(self) -> None:
+        path = "/oauth/token"
+        form = {
+            "grant_type": "password",
+            "username": self._credentials.username,
+            "password": self._credentials.password,
+        }
+        response, attempts = self._with_retries(
+            "POST",
+            path,
+            lambda: self._send(
+                "POST",
+                path,
+                form=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+        )
+        self.logins += 1
+        if response.status_code in (400, 401, 403):
+            raise ZaptecAuthError(self._scrub(_login_refusal(response))) from None
+        if response.status_code != 200:
+            raise ZaptecApiError(
+                f"Zaptec login failed: HTTP {response.status_code} after {attempts} attempt(s)",
+                method="POST",
+                path=path,
+                status=response.status_code,
+                attempts=attempts,
+            )
+        try:
+            body = response.json()
+            token = body["access_token"]
+            expires_in = float(body.get("expires_in") or 3600)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            raise ZaptecAuthError("Zaptec login failed: the token response is unreadable") from None
+        if not isinstance(token, str) or not token:
+            raise ZaptecAuthError("Zaptec login failed: the token response holds no token")
+        margin = min(_TOKEN_RENEW_MARGIN_S, expires_in / 10)
+        self._token = token
+        self._token_expires_at = self._clock() + expires_in - margin
+        self._token_generation += 1
+
+    def _current_token(self) -> tuple[str, int]:
+        with self._auth_lock:
+            if self._token is None or self._clock() >= self._token_expires_at:
+                self._login_locked()
+            assert self._token is not None
+            return self._token, self._token_generation
+
+    def _relogin_after_401(self, failed_generation: int) -> None:
+        with self._auth_lock:
+            # Another thread may already have renewed the token that just failed.
+            if self._token_generation == failed_generation:
+                log.info("Zaptec API answered 401; logging in again")
+                self._login_locked()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        auth: bool = True,
+        allow: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """Send a call with auth, rate limit and retries; return a 2xx (or allowed) response.
+
+        Raises
+        ------
+        ZaptecNotFound
+            On 404.
+        ZaptecAuthError
+            When a call still gets 401 after one re-login.
+        ZaptecApiError
+            On any other non-2xx status, or when retries are exhausted.
+        """
+        relogged = False
+        while True:
+            headers: dict[str, str] = {}
+            generation = -1
+            if auth:
+                token, generation = self._current_token()
+                headers["Authorization"] = f"Bearer {token}"
+
+            def attempt(headers: dict[str, str] = headers) -> httpx.Response:
+                return self._send(method, path, params=params, json_body=json_body, headers=headers)
+
+            response, attempts = self._with_retries(method, path, attempt)
+            if response.status_code == 401 and auth and not relogged:
+                self._relogin_after_401(generation)
+                relogged = True
+                continue
+            break
+        status = response.status_code
+        if 200 <= status < 300 or status in allow:
+            return response
+        code, message = _error_details(response)
+        message = self._scrub(message)
+        detail = f" (errorCode {code})" if code is not None else ""
+        text = f"Zaptec API {method} {path}: HTTP {status}{detail}"
+        if message:
+            text += f": {message}"
+        if attempts > 1:
+            text += f" after {attempts} attempts"
+        if status == 401:
+            raise ZaptecAuthError(text + "; a fresh login did not help")
+        error_type = ZaptecNotFound if status == 404 else ZaptecApiError
+        raise error_type(
+            text, method=method, path=path, status=status, error_code=code, attempts=attempts
+        )
+
+    def get_json(
+        self, path: str, params: Mapping[str, Any] | None = None, *, auth: bool = True
+    ) -> Any:
+        """GET ``path`` and decode the JSON body (None for 204 No Content)."""
+        response = self.request("GET", path, params=params, auth=auth, allow=frozenset({204}))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ZaptecApiError(
+                f"Zaptec API GET {path}: the response is not JSON",
+                method="GET",
+                path=path,
+                status=response.status_code,
+            ) from None
+
+    def get_page(
+        self, path: str, params: Mapping[str, Any], page_index: int, page_size: int
+    ) -> RawPage:
+        """GET one page of a paged endpoint (``PageIndex`` is 0-based, ``PageSize`` ≤ 100)."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        query = {**params, "PageIndex": page_index, "PageSize": page_size}
+        response = self.request("GET", path, params=query)
+        text = response.content.decode("utf-8", "replace")
+        pages, items = parse_envelope(text)
+        return RawPage(page_index, text, pages, items)
+
+    def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[RawPage]:
+        """Yield every page of a paged endpoint, in order, until ``Pages`` is reached."""
+        index = 0
+        while True:
+            page = self.get_page(path, params or {}, index, page_size)
+            yield page
+            if page.pages is None:
+                raise ZaptecApiError(
+                    f"Zaptec API GET {path}: page {index} is not a {{Pages, Data}} envelope",
+                    method="GET",
+                    path=path,
+                    status=200,
+                )
+            index += 1
+            if index >= page.pages or not page.items:
+                return
+
+    def _all_items(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        items: list[Any] = []
+        for page in self.iter_pages(path, params):
+            items.extend(page.items or [])
+        return items
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def constants(self) -> dict[str, Any]:
+        """``GET /api/constants`` (no authentication): observation, setting and command ids."""
+        body = self.get_json("/api/constants", auth=False)
+        return body if isinstance(body, dict) else {}
+
+    def installations(self, **filters: Any) -> list[dict[str, Any]]:
+        """``GET /api/installation``: every installation the user can see (all pages)."""
+        return self._all_items("/api/installation", filters)
+
+    def installation(self, installation_id: str, *, detail_level: int | None = None) -> Any:
+        """``GET /api/installation/{id}`` (``detail_level=1`` adds the users)."""
+        params = {"DetailLevel": detail_level} if detail_level is not None else None
+        return self.get_json(f"/api/installation/{installation_id}", params)
+
+    def installation_hierarchy(self, installation_id: str) -> Any:
+        """``GET /api/installation/{id}/hierarchy``: circuits and their chargers.
+
+        Returns None when Zaptec answers 204 (since 2025-09 it does so for users without
+        access to the hierarchy, instead of 403).
+        """
+        return self.get_json(f"/api/installation/{installation_id}/hierarchy")
+
+    def chargers(self, installation_id: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """``GET /api/chargers``: chargers the user can see, optionally of one installation."""
+        params = dict(filters)
+        if installation_id is not None:
+            params["InstallationId"] = installation_id
+        return self._all_items("/api/chargers", params)
+
+    def charger(self, charger_id: str) -> Any:
+        """``GET /api/chargers/{id}``: one charger with its signed meter value."""
+        return self.get_json(f"/api/chargers/{charger_id}")
+
+    def charger_state(self, charger_id: str) -> list[dict[str, Any]]:
+        """``GET /api/chargers/{id}/state``: the latest value of each observation.
+
+        Values are strings and ``ValueAsString`` may be missing. An unknown charger raises
+        :class:`ZaptecNotFound` (Zaptec's 404 ``errorCode`` 512).
+        """
+        body = self.get_json(f"/api/chargers/{charger_id}/state")
+        return body if isinstance(body, list) else []
+
+    def charge_history_page(
+        self,
+        page_index: int,
+        *,
+        installation_id: str | None = None,
+        charger_id: str | None = None,
+        from_utc: dt.datetime | None = None,
+        to_utc: dt.datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        detail_level: int = 1,
+    ) -> RawPage:
+        """One page of ``GET /api/chargehistory``, oldest first, with ``EnergyDetails``.
+
+        Only completed sessions are listed. The page is returned as received so that a
+        malformed one can be quarantined with its raw JSON.
+        """
+        params: dict[str, Any] = {
+            "DetailLevel": detail_level,
+            "SortProperty": "StartDateTime",
+            "SortDescending": "false",
+        }
+        if installation_id is not None:
+            params["InstallationId"] = installation_id
+        if charger_id is not None:
+            params["ChargerId"] = charger_id
+        if from_utc is not None:
+            params["From"] = format_query_time(from_utc)
+        if to_utc is not None:
+            params["To"] = format_query_time(to_utc)
+        return self.get_page("/api/chargehistory", params, page_index, page_size)
+
+    def installation_report(
+        self,
+        installation_id: str,
+        from_utc: dt.datetime,
+        to_utc: dt.datetime,
+        *,
+        group_by: int = 1,
+        user_ids: list[str] | None = None,
+        charger_ids: list[str] | None = None,
+    ) -> Any:
+        """``POST /api/chargehistory/installationreport`` (groupBy 0 user, 1 charger, 2 card)."""
+        body = {
+            "fromDate": format_query_time(from_utc),
+            "endDate": format_query_time(to_utc),
+            "installationId": installation_id,
+            "userIds": user_ids or [],
+            "chargerIds": charger_ids or [],
+            "groupBy": group_by,
+        }
+        response = self.request("POST", "/api/chargehistory/installationreport", json_body=body)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ZaptecApiError(
+                "Zaptec API POST /api/chargehistory/installationreport: the response is not JSON",
+                method="POST",
+                path="/api/chargehistory/installationreport",
+                status=response.status_code,
+            ) from None
+
+
+def _login_refusal(response: httpx.Response) -> str:
+    """A one-line reason for a refused login, from the OAuth error body (never the form)."""
+    error, description = "", ""
+    try:
+        body = response.json()
+        if isinstance(body, Mapping):
+            error = str(body.get("error") or "")
+            description = str(body.get("error_description") or "")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    reason = ": ".join(part for part in (error, description[:_MAX_MESSAGE_CHARS]) if part)
+    text = "Zaptec login failed: wrong user name or password"
+    if reason:
+        text += f" ({reason})"
+    return text
