@@ -87,7 +87,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from firmware_ref.grid import LINE_NAMES, line_weights, spread_phase_rotations
+from firmware_ref.grid import LINE_NAMES, charger_lines, line_weights, spread_phase_rotations
 
 #: Tolerance [A] for limit comparisons.
 EPS_A = 1e-9
@@ -236,9 +236,10 @@ class ChargerDemand:
         return min(self.car_max_current_a, self.charger_max_current_a)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChargerAllocation:
-    """Allocation of one charger.
+    """Allocation of one charger (treat as read-only; not frozen only because it is built for
+    every charger at every call and frozen construction costs four times as much).
 
     Parameters
     ----------
@@ -264,9 +265,10 @@ class ChargerAllocation:
     binding_constraint: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionState:
-    """Per-session memory the allocator needs for phase-switch hysteresis.
+    """Per-session memory the allocator needs for phase-switch hysteresis (read-only by
+    convention, like :class:`ChargerAllocation`; the allocator never mutates its input state).
 
     Parameters
     ----------
@@ -432,7 +434,10 @@ class _Network:
         if circuit_id not in self.circuit_bases:
             raise ValueError(f"charger on unknown circuit {circuit_id!r}")
         weights = line_weights(rotation, phases, network_type, terminal)
-        used = [(line, w) for line, w in enumerate(weights) if w != 0]
+        used = [
+            (line, weights[line])
+            for line in charger_lines(rotation, phases, network_type, terminal)
+        ]
         path = [(line, w) for line, w in used]
         for base in self.circuit_bases[circuit_id]:
             path.extend((base + line, w) for line, w in used)
@@ -451,7 +456,7 @@ class _Req:
 
     __slots__ = (
         "demand", "seq", "key", "mode", "terminal", "path", "lines", "options", "lo", "cap",
-        "cap_label", "x", "binding", "live", "switch_count", "mode_since", "pause_until",
+        "cap_label", "x", "binding", "live", "sticky_terminal", "path_key", "switch_count", "mode_since", "pause_until",
         "next_trial", "has_charged", "refused", "trial", "switch_paused",
     )  # fmt: skip
 
@@ -470,6 +475,8 @@ class _Req:
         self.x = 0.0
         self.binding = "min_current_admission"
         self.live = False
+        self.sticky_terminal: int | None = None
+        self.path_key: tuple[int, int | None] | None = None
         self.switch_count = 0
         self.mode_since = 0.0
         self.pause_until = -math.inf
@@ -481,6 +488,12 @@ class _Req:
 
 
 def _set_paths(r: _Req, net: _Network, network_type: str) -> None:
+    r.terminal = r.sticky_terminal
+    if r.path_key == (r.mode, r.terminal):
+        if r.options is not None:
+            _, r.path, r.lines = r.options[0]
+        return
+    r.path_key = (r.mode, r.terminal)
     d = r.demand
     if d.dynamic_phase_selection and r.mode in (1, 2) and r.terminal is None:
         r.options = tuple(
@@ -602,7 +615,13 @@ def _water_fill(
         con_steps = []
         for c in touched:
             if count[c]:
-                s = _step(loads[c], rate[c], limits[c])
+                z = loads[c]
+                b = rate[c]
+                lim = limits[c]
+                if b.imag == 0.0 and z.imag == 0.0:  # TN: all contributions in phase
+                    s = (lim - z.real) / b.real if z.real < lim else 0.0
+                else:
+                    s = _step(z, b, lim)
                 con_steps.append((c, s))
                 if s < step:
                     step = s
@@ -649,7 +668,10 @@ def _solve(
     network_type: str,
     policy: str,
 ) -> list[complex]:
-    """One allocation pass over fixed phase modes; returns constraint phasor loads."""
+    """One allocation pass over fixed phase modes; returns constraint phasor loads.
+
+    ``reqs`` must already be in arrival order (``_Req.key``).
+    """
     loads = [0j] * len(limits)
     for r in reqs:
         r.x = 0.0
@@ -658,18 +680,20 @@ def _solve(
         _set_paths(r, net, network_type)
     labels = net.labels
     if policy == "reference":
-        first = sorted((r for r in reqs if r.demand.priority), key=lambda r: r.key)
-        rest = sorted((r for r in reqs if not r.demand.priority), key=lambda r: r.key)
+        first = [r for r in reqs if r.demand.priority]
+        rest = [r for r in reqs if not r.demand.priority] if first else reqs
         for group in (first, rest):
             if group:
                 _water_fill(_admit(group, loads, limits), loads, limits, labels)
     elif policy == "equal_share":
-        _water_fill(_admit(sorted(reqs, key=lambda r: r.key), loads, limits), loads, limits, labels)
+        _water_fill(_admit(reqs, loads, limits), loads, limits, labels)
     elif policy == "priority":
-        ordered = sorted(reqs, key=lambda r: (not r.demand.priority, r.key))
+        ordered = [r for r in reqs if r.demand.priority] + [
+            r for r in reqs if not r.demand.priority
+        ]
         _greedy_fill(_admit(ordered, loads, limits), loads, limits, labels)
     elif policy == "first_come":
-        for r in sorted(reqs, key=lambda r: r.key):
+        for r in reqs:
             admitted = _admit([r], loads, limits)
             if admitted:
                 _greedy_fill(admitted, loads, limits, labels)
@@ -681,6 +705,10 @@ def _solve(
 # --------------------------------------------------------------------------------------------
 # Public policies
 # --------------------------------------------------------------------------------------------
+
+
+def _arrival_key(r: _Req) -> tuple[float, str]:
+    return r.key
 
 
 def _cap_of(demand: ChargerDemand) -> tuple[float, str]:
@@ -701,7 +729,7 @@ def _switch_phases(reqs: list[_Req], cfg: PhaseSwitchConfig, now: float) -> tupl
                 r.refused = True
                 continue
             r.mode = 1
-            r.terminal = None
+            r.sticky_terminal = None
             r.mode_since = now
             r.next_trial = now + cfg.min_dwell_s
             if r.has_charged:
@@ -764,21 +792,23 @@ def _run(
     switching = policy == "reference" and cfg.enabled
     sessions = state.sessions if state is not None else {}
 
-    fixed: dict[int, tuple[ChargerAllocation, SessionState | None]] = {}
+    allocations: dict[str, ChargerAllocation] = {}
+    new_sessions: dict[str, SessionState] = {}
+    outcome: list = []  # per demand: a _Req, or a finished (allocation, session) pair
     reqs: list[_Req] = []
+    reference = policy == "reference"
     for seq, d in enumerate(demands):
         sess = sessions.get(d.charger_id)
         if sess is not None and sess.arrival_s != d.arrival_s:
             sess = None
         if not d.active:
-            kept = None
-            if sess is not None:
-                kept = SessionState(
+            if sess is not None and sess.last_current_a != 0.0:
+                sess = SessionState(
                     sess.arrival_s, sess.phase_mode, sess.switch_count, sess.mode_since_s,
                     sess.pause_until_s, sess.next_trial_s, sess.single_phase_terminal, 0.0,
                     sess.has_charged,
                 )  # fmt: skip
-            fixed[seq] = (ChargerAllocation(d.charger_id, 0.0, 0, (), False, "inactive"), kept)
+            outcome.append((ChargerAllocation(d.charger_id, 0.0, 0, (), False, "inactive"), sess))
             continue
         if d.phases not in (1, 2, 3):
             raise ValueError(f"charger {d.charger_id}: phases must be 1, 2 or 3")
@@ -791,8 +821,8 @@ def _run(
             r.pause_until = sess.pause_until_s
             r.next_trial = sess.next_trial_s
             r.has_charged = sess.has_charged
-            if policy == "reference":
-                r.terminal = sess.single_phase_terminal
+            if reference:
+                r.sticky_terminal = sess.single_phase_terminal
         else:
             r.mode_since = now
         if cap < r.lo:
@@ -804,7 +834,9 @@ def _run(
             r.binding = "phase_switch_pause"
             r.switch_paused = True
         reqs.append(r)
+        outcome.append(r)
 
+    reqs.sort(key=_arrival_key)
     solvable = [r for r in reqs if not r.switch_paused]
     loads = _solve(solvable, net, limits, network_type, policy)
     if switching:
@@ -815,7 +847,14 @@ def _run(
                 solvable = [r for r in solvable if not r.switch_paused]
                 loads = _solve(solvable, net, limits, network_type, policy)
 
-    for r in reqs:
+    for item in outcome:
+        if type(item) is tuple:
+            alloc, sess_out = item
+            allocations[alloc.charger_id] = alloc
+            if sess_out is not None:
+                new_sessions[alloc.charger_id] = sess_out
+            continue
+        r = item
         d = r.demand
         if r.switch_paused:
             amps = 0.0
@@ -824,22 +863,14 @@ def _run(
             amps = r.x
             binding = "phase_switch_limit" if r.refused else r.binding
         # A dynamically chosen terminal sticks while the session draws current on it.
-        sticky = d.dynamic_phase_selection and policy == "reference" and r.mode in (1, 2)
-        terminal = r.terminal if sticky and amps > 0.0 else None
-        alloc = ChargerAllocation(d.charger_id, amps, r.mode, r.lines, amps <= 0.0, binding)
-        sess_out = SessionState(
+        sticky = reference and d.dynamic_phase_selection and r.mode != 3 and amps > 0.0
+        allocations[d.charger_id] = ChargerAllocation(
+            d.charger_id, amps, r.mode, r.lines, amps <= 0.0, binding
+        )
+        new_sessions[d.charger_id] = SessionState(
             d.arrival_s, r.mode, r.switch_count, r.mode_since, r.pause_until, r.next_trial,
-            terminal, amps, r.has_charged or amps > 0.0,
+            r.terminal if sticky else None, amps, r.has_charged or amps > 0.0,
         )  # fmt: skip
-        fixed[r.seq] = (alloc, sess_out)
-
-    allocations: dict[str, ChargerAllocation] = {}
-    new_sessions: dict[str, SessionState] = {}
-    for seq in range(len(demands)):
-        alloc, sess_out = fixed[seq]
-        allocations[alloc.charger_id] = alloc
-        if sess_out is not None:
-            new_sessions[alloc.charger_id] = sess_out
     circuit_currents = {
         cid: (abs(loads[3 + 3 * k]), abs(loads[4 + 3 * k]), abs(loads[5 + 3 * k]))
         for k, cid in enumerate(net.circuit_ids)

@@ -413,7 +413,6 @@ class Charger:
 
     __slots__ = (
         "_error_persistent",
-        "_fw_update_s",
         "_timer_s",
         "activated",
         "allocation_a",
@@ -476,7 +475,6 @@ class Charger:
         self.eco_windows: tuple[tuple[float, float], ...] | None = None
         self.pending_tag: str | None = None
         self._timer_s = math.inf
-        self._fw_update_s = 0.0
         self._error_persistent = False
         if state in (ChargerState.READY, ChargerState.OFFLINE, ChargerState.NOT_ACTIVATED):
             self.state = self._idle_state()
@@ -648,7 +646,6 @@ class Charger:
         """Mains lost: no light, session state forgotten."""
         self.advance(t_s)
         self._timer_s = math.inf
-        self.car_requesting = self.car_requesting and self.car_connected
         self._error_persistent = False
         return self._enter(ChargerState.UNPOWERED, t_s)
 

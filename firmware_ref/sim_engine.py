@@ -86,6 +86,9 @@ class EngineSite:
         1↔3-phase switching settings.
     dynamic_phase_selection : bool
         Chargers pick the least-loaded line for 1-phase charging.
+    soft_start_s, soft_start_current_a : float
+        Every charging start is capped at ``soft_start_current_a`` [A] for
+        ``soft_start_s`` [s] (:data:`firmware_ref.charger.PRO` soft start).
     """
 
     charger_ids: list[str]
@@ -99,6 +102,8 @@ class EngineSite:
     apm_margin_a: float = 1.0
     phase_switch: PhaseSwitchConfig = field(default_factory=PhaseSwitchConfig)
     dynamic_phase_selection: bool = True
+    soft_start_s: float = 30.0
+    soft_start_current_a: float = 6.0
 
 
 @dataclass
@@ -265,6 +270,7 @@ class Engine:
         self.full = [False] * n
         self.full_token = [0] * n
         self.follow_token = [0] * n
+        self.soft_until = [-math.inf] * n
         self.alloc_state: AllocatorState | None = None
         self.realloc_at: set[float] = set()
         self.household_t = household_t_s
@@ -377,12 +383,14 @@ class Engine:
         logs.pilot_a.append(amps)
         logs.pilot_code.append(code)
 
-    def _car_target(self, c: int) -> tuple[float, int]:
+    def _car_target(self, c: int, t: float) -> tuple[float, int]:
         """Current and line code the car draws given the signalled pilot."""
         k = self.visit[c]
         if k < 0 or self.full[c]:
             return 0.0, 0
         amps = min(self.pilot[c], float(self.visits.car_max_a[k]))
+        if t < self.soft_until[c]:
+            amps = min(amps, self.site.soft_start_current_a)
         return amps, self.pilot_code[c]
 
     def _effective_pilot(self, c: int, amps: float, code: int) -> tuple[float, int]:
@@ -480,7 +488,14 @@ class Engine:
     def _follow(self, t: float, c: int, token: int) -> None:
         if token != self.follow_token[c] or self.visit[c] < 0:
             return
-        amps, code = self._car_target(c)
+        amps, code = self._car_target(c, t)
+        if amps > 0.0 and self.drawn[c] == 0.0 and self.site.soft_start_s > 0.0:
+            # A charging start: soft start caps the current for a while.
+            self.soft_until[c] = t + self.site.soft_start_s
+            amps, code = self._car_target(c, t)
+        if t < self.soft_until[c]:
+            self.follow_token[c] += 1
+            self.push(self.soft_until[c], FOLLOW, c, self.follow_token[c])
         self._set_draw(c, t, amps, code)
 
     def _reallocate(self, t: float, _c: int, _token: int) -> None:

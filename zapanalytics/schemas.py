@@ -108,8 +108,15 @@ class SessionsSchema(_Contract):
     signed_session: str = pa.Field(nullable=True)
     source: str
     ingested_at: UTC_TIMESTAMP = pa.Field()
+    # 0002_zaptec
+    external_id: str = pa.Field(nullable=True)
+    replaced_by_session_id: str = pa.Field(nullable=True)
+    cloud_end_utc: UTC_TIMESTAMP = pa.Field(nullable=True)
+    firmware_version: str = pa.Field(nullable=True)
+    energy_details_sum_kwh: float = pa.Field(nullable=True)
+    details_mismatch: bool = pa.Field(nullable=True)
 
-    plausible_time = _plausible_time_check("start_utc", "end_utc")
+    plausible_time = _plausible_time_check("start_utc", "end_utc", "cloud_end_utc")
 
     @pa.dataframe_check
     def end_not_before_start(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -153,6 +160,8 @@ class MeterValuesSchema(_Contract):
     voltage_l3_v: float = _voltage()
     current_offered_a: float = _phase_current(MAX_CHARGER_CURRENT_A)
     temperature_c: float = pa.Field(nullable=True, ge=-60, le=150)
+    # 0006_ocpp
+    power_offered_w: float = pa.Field(nullable=True, ge=0, le=3 * MAX_CHARGER_CURRENT_A * MAX_VOLTAGE_V)
 
     plausible_time = _plausible_time_check("ts_utc")
 

@@ -282,14 +282,10 @@ def test_paused_chargers_follow_the_admission_rule(scenario, policy):
         for d in admission_order(group, policy):
             a = alloc[d.charger_id]
             if not a.paused:
-                in_group[d.charger_id] = (
-                    a.current_a if policy == "first_come" else d.min_current_a
-                )
+                in_group[d.charger_id] = a.current_a if policy == "first_come" else d.min_current_a
                 continue
             assert a.binding_constraint == "min_current_admission"
-            options = (
-                range(3) if d.dynamic_phase_selection and a.phases in (1, 2) else [None]
-            )
+            options = range(3) if d.dynamic_phase_selection and a.phases in (1, 2) else [None]
             for terminal in options:
                 trial_lines = dict(lines)
                 if terminal is not None:
@@ -405,38 +401,41 @@ def test_pro_circuits_under_63_a_installation():
         for k in range(4)
         for j in range(2)
     ]
-    demands[0] = dataclasses.replace(demands[0], car_max_current_a=10.0)
+    demands[0] = dataclasses.replace(demands[0], car_max_current_a=7.0)
     site = SiteLimits((63.0, 63.0, 63.0), circuits=circuits,
                       phase_switch=PhaseSwitchConfig(enabled=False))  # fmt: skip
     result = allocate(site, demands, None, 100.0)
     amps = {cid: a.current_a for cid, a in result.allocations.items()}
-    # 8 chargers on 63 A: the 10 A car leaves 53 A for 7 chargers, 7.57 A each (fuse); the
-    # circuits (32 A) never bind.
-    assert amps["pro-0-0"] == 10.0
+    # 8 chargers on 63 A: the 7 A car stops at its maximum, leaving 56 A for the other 7
+    # (8 A each, fuse); the 32 A circuits never bind.
+    assert amps["pro-0-0"] == 7.0
     assert result.allocations["pro-0-0"].binding_constraint == "car_max"
     for cid, value in amps.items():
         if cid != "pro-0-0":
-            assert value == pytest.approx(53.0 / 7)
+            assert value == pytest.approx(8.0)
             assert result.allocations[cid].binding_constraint.startswith("fuse_L")
-    assert result.circuit_line_currents_a["circuit-0"] == pytest.approx((53 / 7 + 10,) * 3)
+    assert result.circuit_line_currents_a["circuit-0"] == pytest.approx((15.0,) * 3)
 
 
 def test_circuit_limit_binds_inside_a_roomy_installation():
-    circuits = (CircuitLimit("garage", 20.0), CircuitLimit("bay", 16.0, parent_id="garage"))
+    circuits = (CircuitLimit("garage", 30.0), CircuitLimit("bay", 16.0, parent_id="garage"))
     demands = [
         ChargerDemand("a", circuit_id="bay", phases=1, arrival_s=0.0),
         ChargerDemand("b", circuit_id="bay", phases=1, arrival_s=1.0),
         ChargerDemand("c", circuit_id="garage", phases=1, arrival_s=2.0),
         ChargerDemand("d", circuit_id=None, phases=1, arrival_s=3.0),
+        ChargerDemand("e", circuit_id="bay", phases=1, arrival_s=4.0),
     ]
     result = allocate(SiteLimits((63.0, 63.0, 63.0), circuits=circuits), demands, None, 5.0)
     got = {cid: (a.current_a, a.binding_constraint) for cid, a in result.allocations.items()}
-    # bay (16 A) holds a and b at 8 A; garage (20 A) leaves c only 4 A < 6 A: c pauses.
+    # bay (16 A) has room for two at 6 A, so e waits; a and b share it (8 A each); c takes the
+    # rest of garage (30 − 16 = 14 A); d on the installation is limited by its charger only.
     assert got == {
         "a": (8.0, "circuit:bay"),
         "b": (8.0, "circuit:bay"),
-        "c": (0.0, "min_current_admission"),
+        "c": (14.0, "circuit:garage"),
         "d": (32.0, "charger_max"),
+        "e": (0.0, "min_current_admission"),
     }
 
 
@@ -456,8 +455,9 @@ def test_prioritised_sessions_are_served_first():
     assert amps(allocate(site, demands, None, 5.0)) == pytest.approx(
         {"n1": 8.0, "n2": 0.0, "p1": 16.0, "p2": 16.0}
     )
+    # Strict priority: everyone fits at 6 A (24 A), then p1 and p2 top up in order.
     assert amps(priority(site, demands, None, 5.0)) == pytest.approx(
-        {"n1": 8.0, "n2": 0.0, "p1": 16.0, "p2": 16.0}
+        {"n1": 6.0, "n2": 6.0, "p1": 16.0, "p2": 12.0}
     )
     assert amps(equal_share(site, demands, None, 5.0)) == pytest.approx(
         {"n1": 10.0, "n2": 10.0, "p1": 10.0, "p2": 10.0}

@@ -118,9 +118,7 @@ def _brute_force_it(currents, rotations, phases):
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(
-        st.tuples(
-            st.floats(0.0, 32.0), st.sampled_from(ROTATIONS), st.sampled_from([1, 3])
-        ),
+        st.tuples(st.floats(0.0, 32.0), st.sampled_from(ROTATIONS), st.sampled_from([1, 3])),
         min_size=1,
         max_size=12,
     )

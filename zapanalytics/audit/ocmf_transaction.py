@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zapanalytics.audit.ocmf import OcmfRecord, Reading
+    from zapanalytics.audit.ocmf_parse import OcmfRecord, Reading
 
 __all__ = ["END_CODES", "Check", "TransactionCheck", "check_transaction", "weakest_clock_status"]
 

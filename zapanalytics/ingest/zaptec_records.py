@@ -220,6 +220,7 @@ def session_rows(
     signed = item.get("SignedSession")
     if signed is not None and not isinstance(signed, str):
         raise RecordError("SignedSession", "expected a string")
+    meter_start, meter_stop = session_meter_readings(signed)
     session = {
         "session_id": session_id,
         "charger_id": _text(item, "ChargerId"),
@@ -230,13 +231,21 @@ def session_rows(
         "start_utc": start,
         "end_utc": end,
         "energy_kwh": _number(item, "Energy"),
-        "meter_start_kwh": None,
-        "meter_stop_kwh": None,
+        "meter_start_kwh": meter_start,
+        "meter_stop_kwh": meter_stop,
         "commit_metadata": metadata,
         "is_void": None if metadata is None else bool(metadata & COMMIT_VOID),
         "is_aborted": None if metadata is None else bool(metadata & COMMIT_ABORTED),
         "is_offline": None if metadata is None else bool(metadata & COMMIT_OFFLINE),
         "signed_session": signed or None,
+        "external_id": _text(item, "ExternalId"),
+        "replaced_by_session_id": _text(item, "ReplacedBySessionId"),
+        "cloud_end_utc": (
+            parse_zaptec_time(item["EndDateTime"], "EndDateTime")
+            if item.get("EndDateTime") is not None
+            else None
+        ),
+        "firmware_version": firmware_version_text(item),
     }
     details_raw = item.get("EnergyDetails") or []
     if not isinstance(details_raw, list):
@@ -257,7 +266,58 @@ def session_rows(
                 "energy_kwh": _number(point, "Energy", required=True),
             }
         )
+    if details:
+        total = sum(p["energy_kwh"] for p in details)
+        session["energy_details_sum_kwh"] = round(total, 6)
+        session["details_mismatch"] = details_mismatch(session["energy_kwh"], total, len(details))
     return session, details
+
+
+def details_mismatch(energy_kwh: float | None, details_sum_kwh: float, n_details: int) -> bool:
+    """Whether ``EnergyDetails`` miss the session's ``Energy`` by more than rounding.
+
+    Zaptec rounds ``Energy`` and every delta to 1 Wh, so an honest sum can be off by
+    half a watt-hour per delta plus half for the total.
+
+    Parameters
+    ----------
+    energy_kwh : float or None
+        The session's ``Energy`` [kWh]; None counts as a mismatch.
+    details_sum_kwh : float
+        Sum of the ``EnergyDetails`` deltas [kWh].
+    n_details : int
+        Number of deltas.
+    """
+    if energy_kwh is None:
+        return True
+    tolerance_kwh = 0.0005 * (n_details + 1) + 1e-9
+    return abs(details_sum_kwh - energy_kwh) > tolerance_kwh
+
+
+#: OCMF ``TX`` codes that close a transaction (end, local stop, remote stop, abort, power loss).
+_OCMF_END_CODES = frozenset("ELRAP")
+
+
+def session_meter_readings(signed_session: str | None) -> tuple[float | None, float | None]:
+    """Register readings [kWh] at the begin (``TX`` B) and end of a ``SignedSession``.
+
+    A record that cannot be read gives (None, None): the session is still stored, with
+    its ``SignedSession`` verbatim for the audit to judge.
+    """
+    if not signed_session:
+        return None, None
+    from zapanalytics.audit.ocmf import OcmfError, parse
+
+    try:
+        readings = parse(signed_session).readings
+    except OcmfError:
+        return None, None
+    begin = next((r for r in readings if r.transaction_code == "B"), None)
+    end = next((r for r in reversed(readings) if r.transaction_code in _OCMF_END_CODES), None)
+    return (
+        begin.energy_kwh if begin is not None else None,
+        end.energy_kwh if end is not None else None,
+    )
 
 
 def firmware_version_text(item: Mapping[str, Any]) -> str | None:

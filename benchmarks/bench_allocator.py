@@ -1,0 +1,96 @@
+"""Time the reference allocator at 3, 20 and 100 chargers (µs per call and per charger).
+
+Each call carries the state of the previous one and sees a changed event (household load,
+a car arriving or leaving), as the simulator drives it. Run:
+
+    .venv/bin/python benchmarks/bench_allocator.py
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from firmware_ref.allocator import (
+    POLICIES,
+    ChargerDemand,
+    CircuitLimit,
+    SiteLimits,
+    choose_phase_rotations,
+)
+
+
+def scenario(n_chargers: int, network: str, seed: int = 1):
+    rng = random.Random(seed)
+    if n_chargers <= 3:
+        fuse, circuits = 40.0, ()
+        circuit_of = [None] * n_chargers
+    else:
+        fuse = 63.0
+        n_circuits = max(1, n_chargers // 10)
+        circuits = tuple(CircuitLimit(f"circuit-{k}", 40.0) for k in range(n_circuits))
+        circuit_of = [f"circuit-{k % n_circuits}" for k in range(n_chargers)]
+    demands = choose_phase_rotations(
+        [
+            ChargerDemand(
+                f"charger-{i:03d}",
+                circuit_id=circuit_of[i],
+                active=rng.random() < 0.6,
+                phases=rng.choice([1, 3, 3]),
+                car_max_current_a=rng.choice([16.0, 32.0]),
+                arrival_s=float(i),
+                priority=rng.random() < 0.05,
+            )
+            for i in range(n_chargers)
+        ]
+    )
+    return fuse, circuits, demands, rng
+
+
+def run(n_chargers: int, network: str, policy: str, calls: int) -> tuple[float, int]:
+    fuse, circuits, demands, rng = scenario(n_chargers, network)
+    allocate = POLICIES[policy]
+    sites = [
+        SiteLimits.from_fuse(
+            fuse, [rng.uniform(0, 10) for _ in range(3)], network_type=network, circuits=circuits
+        )
+        for _ in range(64)
+    ]
+    state = None
+    now = 0.0
+    active_total = 0
+    start = time.perf_counter()
+    for call in range(calls):
+        now += 60.0
+        k = rng.randrange(n_chargers)
+        d = demands[k]
+        demands[k] = ChargerDemand(
+            d.charger_id, d.circuit_id, not d.active, d.phases, d.phase_rotation,
+            d.min_current_a, d.car_max_current_a, d.charger_max_current_a, d.priority,
+            now if not d.active else d.arrival_s,
+        )  # fmt: skip
+        result = allocate(sites[call % 64], demands, state, now)
+        state = result.state
+        active_total += sum(1 for x in demands if x.active)
+    elapsed = time.perf_counter() - start
+    return elapsed / calls * 1e6, active_total // calls
+
+
+def main() -> None:
+    print(
+        f"{'policy':<12} {'grid':<4} {'chargers':>8} {'active':>6} {'us/call':>9} {'us/charger':>10}"
+    )
+    for policy in ("reference", "equal_share", "first_come"):
+        for network in ("TN", "IT"):
+            for n_chargers, calls in ((3, 20000), (20, 5000), (100, 1500)):
+                if policy != "reference" and n_chargers != 100:
+                    continue
+                per_call, active = run(n_chargers, network, policy, calls)
+                print(
+                    f"{policy:<12} {network:<4} {n_chargers:>8} {active:>6} "
+                    f"{per_call:>9.1f} {per_call / n_chargers:>10.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,694 @@
+"""Turn the engine's logs into the simulator's frames, in bulk.
+
+Everything here is vectorised over sessions, ticks and samples with numpy and polars;
+the only per-item Python loops build and sign OCMF records (one signature each).
+Column meanings and units are documented in :mod:`firmware_ref.simulate`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from firmware_ref.faults import InjectedFault, TamperedOcmf
+from firmware_ref.ocmf import OcmfReading, OcmfSigner, rfid_identification
+from firmware_ref.sim_engine import EngineLogs, EngineVisits, LineCodes
+from firmware_ref.sim_timeline import ChargerTimeline, StepSeries, epoch_to_datetime, ts_series
+
+STATE_NAMES = {
+    501: "VoltagePhase1",
+    502: "VoltagePhase2",
+    503: "VoltagePhase3",
+    507: "CurrentPhase1",
+    508: "CurrentPhase2",
+    509: "CurrentPhase3",
+    513: "TotalChargePower",
+    519: "SetPhases",
+    554: "SignedMeterValue",
+    708: "ChargeCurrentSet",
+    710: "ChargerOperationMode",
+    721: "SessionIdentifier",
+}
+
+# CommitMetadata bits (Zaptec): Online, Offline, ReliableClock, StoppedByRFID, Signed, Void.
+ONLINE, OFFLINE, RELIABLE_CLOCK, SIGNED, VOID = 1, 2, 4, 16, 32
+
+
+def _reported(clock: tuple[float, float, float], t: np.ndarray) -> np.ndarray:
+    start_s, offset_s, drift_ppm = clock
+    if offset_s == 0.0 and drift_ppm == 0.0:
+        return t
+    return np.where(t >= start_s, t + offset_s + drift_ppm * 1e-6 * (t - start_s), t)
+
+
+def _reported_all(clocks, charger: np.ndarray, t: np.ndarray) -> np.ndarray:
+    out = np.array(t, dtype=float, copy=True)
+    for c, clock in enumerate(clocks):
+        if clock[1] == 0.0 and clock[2] == 0.0:
+            continue
+        sel = charger == c
+        out[sel] = _reported(clock, t[sel])
+    return out
+
+
+def _per_charger(
+    timelines: list[ChargerTimeline], charger: np.ndarray, t: np.ndarray, method: str
+) -> np.ndarray:
+    """Evaluate a timeline method for rows belonging to different chargers."""
+    first = getattr(timelines[0], method)(t[:0]) if t.size == 0 else None
+    if first is not None:
+        return first
+    out: np.ndarray | None = None
+    for c in np.unique(charger):
+        sel = charger == c
+        values = getattr(timelines[int(c)], method)(t[sel])
+        if out is None:
+            out = np.zeros((t.size,) + values.shape[1:], dtype=values.dtype)
+        out[sel] = values
+    assert out is not None
+    return out
+
+
+def _fmt(values: np.ndarray, digits: int) -> list[str]:
+    return [f"{v:.{digits}f}" for v in np.asarray(values, dtype=float).tolist()]
+
+
+def build_outputs(
+    *,
+    config,
+    seed: int,
+    installation: dict,
+    chargers: pl.DataFrame,
+    users: pl.DataFrame,
+    visits,
+    engine_visits: EngineVisits,
+    logs: EngineLogs,
+    codes: LineCodes,
+    timelines: list[ChargerTimeline],
+    pilots: list[StepSeries],
+    clocks: list[tuple[float, float, float]],
+    household,
+    rng: np.random.Generator,
+    start_s: float,
+    end_s: float,
+) -> dict[str, Any]:
+    """Build every frame of a :class:`~firmware_ref.simulate.SimulationResult`."""
+    charger_ids = np.array(chargers["charger_id"].to_list(), dtype=object)
+    device_ids = np.array(chargers["device_id"].to_list(), dtype=object)
+    signers = None
+    if config.sign_ocmf:
+        signers = [
+            OcmfSigner.from_seed(
+                seed,
+                dev,
+                gateway_id=installation["ocmf_gateway_id"],
+                gateway_version=installation["firmware_version"],
+                meter_firmware=installation["meter_firmware"],
+            )
+            for dev in device_ids
+        ]
+    sessions, intervals, tamper_faults = _sessions(
+        config, installation, charger_ids, device_ids, users, visits, engine_visits, logs,
+        timelines, clocks, rng, signers, end_s,
+    )  # fmt: skip
+    samples = _meter_samples(
+        installation, charger_ids, timelines, pilots, clocks, rng, signers, start_s, end_s
+    )
+    allocations = pl.DataFrame(
+        {
+            "ts_utc": ts_series("ts_utc", np.asarray(logs.alloc_t)),
+            "charger_id": charger_ids[np.asarray(logs.alloc_charger, dtype=np.int64)].tolist()
+            if logs.alloc_t
+            else pl.Series([], dtype=pl.String),
+            "allocated_current_a": pl.Series(logs.alloc_current, dtype=pl.Float64),
+            "phases": pl.Series(logs.alloc_phases, dtype=pl.Int8),
+            "lines": pl.Series(logs.alloc_lines, dtype=pl.String),
+            "paused": pl.Series(logs.alloc_paused, dtype=pl.Boolean),
+            "binding_constraint": pl.Series(logs.alloc_binding, dtype=pl.String),
+        }
+    )
+    runs, line_currents, han = _site_currents(
+        config, installation, logs, codes, household, start_s, end_s, rng
+    )
+    observations = _observations(
+        installation, charger_ids, device_ids, visits, engine_visits, logs, codes, sessions,
+        samples, clocks, rng,
+    )  # fmt: skip
+    submeter = _submeter_readings(config, chargers, timelines, start_s, end_s, rng)
+    return {
+        "sessions": sessions,
+        "interval_energies": intervals,
+        "meter_samples": samples,
+        "allocations": allocations,
+        "allocator_runs": runs,
+        "line_currents": line_currents,
+        "state_observations": observations,
+        "han_readings": han,
+        "submeter_readings": submeter,
+        "tamper_faults": tamper_faults,
+    }
+
+
+# --- sessions and interval energies ------------------------------------------------
+
+
+def _sessions(
+    config, installation, charger_ids, device_ids, users, visits, ev: EngineVisits,
+    logs: EngineLogs, timelines, clocks, rng, signers, end_s,
+):  # fmt: skip
+    nv = len(visits)
+    charger = visits.charger_index
+    auth = ev.auth_s
+    dep = visits.departure_s
+    session_ids = [_uuid(rng) for _ in range(nv)]
+    start_lag = rng.uniform(0.005, 0.05, nv)
+    offline = rng.random(nv) < config.offline_session_share
+    cloud_delay = np.where(offline, rng.uniform(600.0, 6 * 3600.0, nv), rng.uniform(0.3, 2.5, nv))
+    with_void = rng.random(nv) < config.void_session_share
+    order_tx = np.argsort(auth, kind="stable")
+    transaction_id = np.empty(nv, dtype=np.int64)
+    transaction_id[order_tx] = 1001 + np.arange(nv)
+
+    # Interval ticks: quarter hours (Pro/Home) or hours (Go), a little late.
+    step = float(installation["energy_details_interval_s"])
+    first_tick = (np.floor(auth / step) + 1.0) * step
+    n_ticks = np.maximum(0, np.ceil((dep - 2.0 - first_tick) / step)).astype(np.int64)
+    rows_per = n_ticks + 2
+    visit_of_row = np.repeat(np.arange(nv), rows_per)
+    pos = np.arange(visit_of_row.size) - np.repeat(np.cumsum(rows_per) - rows_per, rows_per)
+    is_b = pos == 0
+    is_e = pos == rows_per[visit_of_row] - 1
+    tick_t = first_tick[visit_of_row] + (pos - 1) * step + rng.uniform(0.2, 1.5, pos.size)
+    t = np.where(is_b, auth[visit_of_row], np.where(is_e, dep[visit_of_row], tick_t))
+    row_charger = charger[visit_of_row]
+    register = _per_charger(timelines, row_charger, t, "register_wh")
+    true_wh = _per_charger(timelines, row_charger, t, "true_wh")
+    reported = _reported_all(clocks, row_charger, t)
+    prev_reg = np.concatenate([[0], register[:-1]])
+    prev_true = np.concatenate([[0.0], true_wh[:-1]])
+    delta_kwh = np.where(is_b, 0.0, (register - prev_reg) / 1000.0)
+    delta_true = np.where(is_b, 0.0, (true_wh - prev_true) / 1000.0)
+    tx = np.where(is_b, "B", np.where(is_e, "E", "T"))
+    session_of_row = np.array(session_ids, dtype=object)[visit_of_row]
+    intervals = pl.DataFrame(
+        {
+            "session_id": session_of_row.tolist(),
+            "charger_id": charger_ids[row_charger].tolist(),
+            "tx": tx.tolist(),
+            "ts_utc": ts_series("ts_utc", t),
+            "ts_reported_utc": ts_series("ts_reported_utc", reported),
+            "register_wh": register.astype(np.int64),
+            "energy_kwh": np.round(delta_kwh, 3),
+            "true_energy_kwh": np.round(delta_true, 6),
+        }
+    )
+    reg_b = register[is_b]
+    reg_e = register[is_e]
+    true_b = true_wh[is_b]
+    true_e = true_wh[is_e]
+
+    # Signed session records, per charger in start order (T1, T2, ...).
+    signed: list[str | None] = [None] * nv
+    tampered = np.zeros(nv, dtype=bool)
+    tamper_faults: list[InjectedFault] = []
+    user_rows = users.to_dicts()
+    if signers is not None:
+        bounds = np.concatenate([[0], np.cumsum(rows_per)])
+        tm = reported
+        by_charger = sorted(range(nv), key=lambda k: (int(charger[k]), float(auth[k])))
+        for k in by_charger:
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            readings = [
+                OcmfReading(float(tm[i]), int(register[i]), str(tx[i])) for i in range(lo, hi)
+            ]
+            tag = user_rows[int(visits.user_index[k])]["rfid_tag"]
+            signed[k] = signers[int(charger[k])].session_record(
+                session_ids[k], readings, rfid_identification(tag)
+            )
+        for fault in config.faults:
+            if isinstance(fault, TamperedOcmf):
+                tamper_faults.append(
+                    _tamper(fault, charger, auth, reg_e - reg_b, signed, tampered, session_ids,
+                            charger_ids, device_ids)
+                )  # fmt: skip
+
+    metadata = np.where(offline, OFFLINE, ONLINE) | RELIABLE_CLOCK | (SIGNED if signers else 0)
+    user_idx = visits.user_index
+    car_names = [_car_name(i) for i in visits.car_index.tolist()]
+    start_true = auth + start_lag
+    frame = pl.DataFrame(
+        {
+            "session_id": session_ids,
+            "charger_id": charger_ids[charger].tolist(),
+            "device_id": device_ids[charger].tolist(),
+            "user_id": [user_rows[u]["user_id"] for u in user_idx.tolist()],
+            "user_full_name": [user_rows[u]["user_full_name"] for u in user_idx.tolist()],
+            "user_email": [user_rows[u]["user_email"] for u in user_idx.tolist()],
+            "token_name": [user_rows[u]["token_name"] for u in user_idx.tolist()],
+            "rfid_tag": [user_rows[u]["rfid_tag"] for u in user_idx.tolist()],
+            "car_model": car_names,
+            "car_max_current_a": ev.car_max_a.astype(float),
+            "car_phases": pl.Series(ev.car_phases, dtype=pl.Int8),
+            "energy_need_kwh": visits.energy_need_kwh,
+            "plug_in_utc": ts_series("plug_in_utc", visits.arrival_s),
+            "start_utc": ts_series("start_utc", start_true),
+            "first_current_utc": ts_series("first_current_utc", logs.first_draw_s),
+            "full_utc": ts_series("full_utc", logs.full_s),
+            "end_utc": ts_series("end_utc", dep),
+            "cloud_end_utc": ts_series("cloud_end_utc", dep + cloud_delay),
+            "start_reported_utc": ts_series(
+                "start_reported_utc", _reported_all(clocks, charger, start_true)
+            ),
+            "end_reported_utc": ts_series("end_reported_utc", _reported_all(clocks, charger, dep)),
+            "register_start_wh": reg_b.astype(np.int64),
+            "register_end_wh": reg_e.astype(np.int64),
+            "energy_kwh": np.round((reg_e - reg_b) / 1000.0, 3),
+            "true_energy_kwh": np.round((true_e - true_b) / 1000.0, 6),
+            "commit_metadata": pl.Series(metadata, dtype=pl.Int32),
+            "is_offline": offline,
+            "is_void": np.zeros(nv, dtype=bool),
+            "replaced_by_session_id": pl.Series([None] * nv, dtype=pl.String),
+            "ocpp_transaction_id": transaction_id,
+            "signed_session": pl.Series(signed, dtype=pl.String),
+            "ocmf_tampered": tampered,
+        }
+    )
+    # NaN first/full times mean "never": make them null.
+    frame = frame.with_columns(
+        pl.when(pl.Series(np.isnan(logs.first_draw_s))).then(None).otherwise(pl.col("first_current_utc")).alias("first_current_utc"),
+        pl.when(pl.Series(np.isnan(logs.full_s))).then(None).otherwise(pl.col("full_utc")).alias("full_utc"),
+    )  # fmt: skip
+    voids = np.flatnonzero(with_void)
+    if voids.size:
+        void_ids = [_uuid(rng) for _ in voids]
+        void_len = rng.uniform(20.0, 300.0, voids.size)
+        void = frame[voids.tolist()].with_columns(
+            pl.Series("session_id", void_ids),
+            pl.Series("replaced_by_session_id", [session_ids[k] for k in voids.tolist()]),
+            pl.lit(True).alias("is_void"),
+            pl.lit(False).alias("ocmf_tampered"),
+            pl.lit(None, dtype=pl.String).alias("signed_session"),
+            pl.lit(0.0).alias("energy_kwh"),
+            pl.lit(0.0).alias("true_energy_kwh"),
+            pl.lit(None, dtype=pl.Int64).alias("ocpp_transaction_id"),
+            (pl.col("register_start_wh")).alias("register_end_wh"),
+            pl.lit(VOID | OFFLINE | RELIABLE_CLOCK, dtype=pl.Int32).alias("commit_metadata"),
+            pl.lit(True).alias("is_offline"),
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("full_utc"),
+            pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("first_current_utc"),
+            (pl.col("start_utc") + pl.duration(milliseconds=pl.Series(np.round(void_len * 1000).astype(np.int64)))).alias("end_utc"),
+        )  # fmt: skip
+        void = void.with_columns(
+            pl.col("end_utc").alias("end_reported_utc"),
+            (pl.col("end_utc") + pl.duration(seconds=5)).alias("cloud_end_utc"),
+        )
+        frame = pl.concat([frame, void])
+    frame = frame.sort(["start_utc", "charger_id", "is_void"])
+    return frame, intervals.sort(["ts_utc", "session_id"]), tamper_faults
+
+
+def _car_name(index: int) -> str:
+    from firmware_ref.demand import CAR_FLEET
+
+    return CAR_FLEET[index].name
+
+
+def _uuid(rng: np.random.Generator) -> str:
+    import uuid
+
+    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+
+
+def _tamper(fault, charger, auth, energy_wh, signed, tampered, session_ids, charger_ids, device_ids):
+    c = fault.charger_index
+    candidates = [k for k in np.argsort(auth, kind="stable").tolist() if charger[k] == c]
+    candidates = [k for k in candidates if energy_wh[k] > 0 and signed[k] is not None]
+    if not candidates:
+        return InjectedFault(
+            "tampered_ocmf", charger_ids[c], device_ids[c], None, None, 0.0, "byte",
+            {"triggered": False},
+        )  # fmt: skip
+    k = candidates[fault.session_number % len(candidates)]
+    original = signed[k]
+    payload_start = original.index("|") + 1
+    payload_end = original.rindex("|")
+    rv_at = original.rindex('"RV":', payload_start, payload_end) + len('"RV":')
+    end_of_number = rv_at
+    while original[end_of_number] in "0123456789.":
+        end_of_number += 1
+    # Raise the last digit of the end reading by one (9 wraps to 0).
+    last = end_of_number - 1
+    digit = int(original[last])
+    new_digit = str((digit + 1) % 10)
+    record = original[:last] + new_digit + original[last + 1 :]
+    signed[k] = record
+    tampered[k] = True
+    return InjectedFault(
+        "tampered_ocmf", charger_ids[c], device_ids[c], None, None, 1.0, "byte",
+        {
+            "triggered": True,
+            "session_id": session_ids[k],
+            "record": "SignedSession",
+            "byte_offset": last,
+            "original_char": original[last],
+            "tampered_char": new_digit,
+            "original_record": original,
+            "tampered_record": record,
+        },
+    )  # fmt: skip
+
+
+# --- periodic meter samples --------------------------------------------------------
+
+
+def _meter_samples(installation, charger_ids, timelines, pilots, clocks, rng, signers, start_s, end_s):
+    step = float(installation["meter_sample_interval_s"])
+    grid = np.arange(math.ceil(start_s / step) * step, end_s, step)
+    n = len(timelines)
+    frames = []
+    for c in range(n):
+        t = grid + rng.uniform(0.1, 0.9, grid.size)
+        t = t[t < end_s]
+        tl = timelines[c]
+        reg = tl.register_wh(t)
+        currents = tl.terminal_currents_at(t)
+        emitted = np.ones(t.size, dtype=bool)
+        if t.size > 1:
+            daily = np.isclose(np.mod(np.floor(t / step) * step, 86400.0), 0.0)
+            emitted[1:] = (reg[1:] != reg[:-1]) | daily[1:]
+        reported = _reported(clocks[c], t)
+        ocmf: list[str | None] = [None] * t.size
+        if signers is not None:
+            signer = signers[c]
+            for i in np.flatnonzero(emitted).tolist():
+                ocmf[i] = signer.fiscal_record(float(reported[i]), int(reg[i]))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "charger_id": [charger_ids[c]] * t.size,
+                    "ts_utc": ts_series("ts_utc", t),
+                    "ts_reported_utc": ts_series("ts_reported_utc", reported),
+                    "register_wh": reg,
+                    "true_energy_wh": np.round(tl.true_wh(t), 3),
+                    "power_w": np.round(tl.power_w_at(t), 1),
+                    "current_l1_a": np.round(currents[:, 0], 3),
+                    "current_l2_a": np.round(currents[:, 1], 3),
+                    "current_l3_a": np.round(currents[:, 2], 3),
+                    "offered_current_a": np.round(pilots[c].at(t).astype(float), 3),
+                    "ocmf_emitted": emitted,
+                    "ocmf": pl.Series(ocmf, dtype=pl.String),
+                },
+                schema_overrides={"charger_id": pl.String},
+            )
+        )
+    return pl.concat(frames).sort(["ts_utc", "charger_id"])
+
+
+# --- line currents, allocator runs, HAN ------------------------------------------
+
+
+def _household_power(installation, household) -> tuple[np.ndarray, np.ndarray]:
+    """Active [W] and reactive [var] power of the household steps."""
+    v = np.asarray(installation["line_voltage_v"], dtype=float)
+    if installation["network_type"] == "IT":
+        v = np.full(3, v.mean() / math.sqrt(3.0))
+    apparent = household.current_a @ v
+    p = household.power_factor * apparent
+    q = apparent * math.sqrt(max(0.0, 1.0 - household.power_factor**2))
+    return p, q
+
+
+def _site_currents(config, installation, logs: EngineLogs, codes: LineCodes, household, start_s, end_s, rng):
+    draw_t = np.asarray(logs.draw_t)
+    draw_c = np.asarray(logs.draw_charger, dtype=np.int64)
+    amps = np.asarray(logs.draw_a)
+    code = np.asarray(logs.draw_code, dtype=np.int64)
+    weights = np.asarray(codes.weights, dtype=complex)  # (codes, 3)
+    watts_per_amp = np.asarray(codes.watts_per_amp)
+    contrib = amps[:, None] * weights[code] if draw_t.size else np.zeros((0, 3), complex)
+    power = amps * watts_per_amp[code] if draw_t.size else np.zeros(0)
+    # Per-charger deltas: each row replaces the charger's previous contribution.
+    order = np.lexsort((np.arange(draw_t.size), draw_c))
+    prev_contrib = np.zeros_like(contrib)
+    prev_power = np.zeros_like(power)
+    if draw_t.size:
+        same = np.concatenate([[False], draw_c[order][1:] == draw_c[order][:-1]])
+        shifted = np.vstack([np.zeros((1, 3), complex), contrib[order][:-1]])
+        shifted_p = np.concatenate([[0.0], power[order][:-1]])
+        prev_contrib[order] = np.where(same[:, None], shifted, 0.0)
+        prev_power[order] = np.where(same, shifted_p, 0.0)
+    phasor = np.vstack([np.zeros((1, 3), complex), np.cumsum(contrib - prev_contrib, axis=0)])
+    charger_power = np.concatenate([[0.0], np.cumsum(power - prev_power)])
+    charger_steps_t = np.concatenate([[start_s], draw_t])
+
+    run_t = np.asarray(logs.run_t)
+    run_available = np.asarray(logs.run_available, dtype=float).reshape(-1, 3)
+    run_allocated = np.asarray(logs.run_allocated, dtype=float).reshape(-1, 3)
+    house_at_runs = household.at(run_t) if run_t.size else np.zeros((0, 3))
+    runs = pl.DataFrame(
+        {
+            "ts_utc": ts_series("ts_utc", run_t),
+            "active_chargers": pl.Series(logs.run_active, dtype=pl.Int32),
+            **{f"available_l{k + 1}_a": np.round(run_available[:, k], 6) for k in range(3)},
+            **{f"allocated_l{k + 1}_a": np.round(run_allocated[:, k], 6) for k in range(3)},
+            **{f"household_l{k + 1}_a": house_at_runs[:, k] for k in range(3)},
+        }
+    )
+
+    times = np.unique(np.concatenate([charger_steps_t, household.t_s, run_t]))
+    ci = np.clip(np.searchsorted(charger_steps_t, times, side="right") - 1, 0, None)
+    # The last row at a time stamp holds; searchsorted(side="right") picks it.
+    chargers_a = np.abs(phasor[ci])
+    house_a = household.at(times)
+    total_a = chargers_a + house_a
+    ri = np.searchsorted(run_t, times, side="right") - 1
+    default_available = np.full(3, installation["available_current_a"], dtype=float)
+    available = np.where((ri >= 0)[:, None], run_available[np.clip(ri, 0, None)] if run_t.size else default_available, default_available)
+    allocated = np.where((ri >= 0)[:, None], run_allocated[np.clip(ri, 0, None)] if run_t.size else 0.0, 0.0)
+    fuse = float(installation["main_fuse_a"])
+    line_currents = pl.DataFrame(
+        {
+            "ts_utc": ts_series("ts_utc", times),
+            **{f"chargers_l{k + 1}_a": np.round(chargers_a[:, k], 4) for k in range(3)},
+            **{f"household_l{k + 1}_a": house_a[:, k] for k in range(3)},
+            **{f"total_l{k + 1}_a": np.round(total_a[:, k], 4) for k in range(3)},
+            **{f"available_l{k + 1}_a": np.round(available[:, k], 6) for k in range(3)},
+            **{f"allocated_l{k + 1}_a": np.round(allocated[:, k], 6) for k in range(3)},
+            "main_fuse_a": np.full(times.size, fuse),
+            "chargers_over_available": (chargers_a > available + 1e-6).any(axis=1),
+            "total_over_fuse": (total_a > fuse + 1e-6).any(axis=1),
+        }
+    )
+
+    # HAN: the AMS meter sees chargers plus household.
+    house_p, house_q = _household_power(installation, household)
+    hi_all = np.clip(np.searchsorted(household.t_s, times, side="right") - 1, 0, None)
+    total_p = charger_power[ci] + house_p[hi_all]
+    total_q = house_q[hi_all]
+    dt_h = np.diff(np.append(times, end_s)) / 3600.0
+    cum_p = np.concatenate([[0.0], np.cumsum(total_p * dt_h)[:-1]])
+    cum_q = np.concatenate([[0.0], np.cumsum(total_q * dt_h)[:-1]])
+    han = _han_readings(config, installation, times, total_p, total_q, cum_p, cum_q, total_a, start_s, end_s, rng)
+    return runs, line_currents.sort("ts_utc"), han
+
+
+def _han_readings(config, installation, times, total_p, total_q, cum_p, cum_q, total_a, start_s, end_s, rng):
+    step2 = float(config.han_interval_s)
+    list2 = np.arange(math.ceil(start_s / step2) * step2, end_s, step2)
+    list3 = np.arange(math.ceil(start_s / 3600.0) * 3600.0, end_s + 1e-6, 3600.0)
+    list2 = list2[~np.isin(list2, list3)]
+    q = np.concatenate([list2, list3])
+    kind = np.concatenate([np.full(list2.size, 2), np.full(list3.size, 3)])
+    order = np.argsort(q, kind="stable")
+    q, kind = q[order], kind[order]
+    i = np.clip(np.searchsorted(times, q, side="right") - 1, 0, None)
+    energy = cum_p[i] + total_p[i] * (q - times[i]) / 3600.0
+    reactive = cum_q[i] + total_q[i] * (q - times[i]) / 3600.0
+    v = np.asarray(installation["line_voltage_v"], dtype=float)
+    volts = np.round(v[None, :] + rng.normal(0.0, 0.6, (q.size, 3)), 1)
+    base = 1_000_000 * (1 + int(rng.integers(0, 40)))
+    return pl.DataFrame(
+        {
+            "meter_id": [installation["han_meter_id"]] * q.size,
+            "ts_utc": ts_series("ts_utc", q),
+            "list_type": pl.Series(kind, dtype=pl.Int8),
+            "power_import_w": np.round(total_p[i]).astype(np.int64),
+            "power_export_w": np.zeros(q.size, dtype=np.int64),
+            "reactive_import_var": np.round(total_q[i]).astype(np.int64),
+            "reactive_export_var": np.zeros(q.size, dtype=np.int64),
+            **{f"current_l{k + 1}_a": np.round(total_a[i, k], 3) for k in range(3)},
+            **{f"voltage_l{k + 1}_v": volts[:, k] for k in range(3)},
+            "energy_import_wh": (base + np.floor(energy)).astype(np.int64),
+            "energy_export_wh": np.zeros(q.size, dtype=np.int64),
+            "reactive_energy_import_varh": (base // 4 + np.floor(reactive)).astype(np.int64),
+            "reactive_energy_export_varh": np.zeros(q.size, dtype=np.int64),
+        },
+        schema_overrides={"meter_id": pl.String},
+    )
+
+
+# --- sub-meters ------------------------------------------------------------------
+
+
+def _submeter_readings(config, chargers: pl.DataFrame, timelines, start_s, end_s, rng):
+    step = float(config.submeter_interval_s)
+    grid = np.arange(math.ceil(start_s / step) * step, end_s + 1e-6, step)
+    frames = []
+    for row in chargers.filter(pl.col("submeter_id").is_not_null()).iter_rows(named=True):
+        c = int(row["charger_index"])
+        tl = timelines[c]
+        base_10wh = int(rng.integers(10_000, 500_000))
+        counted = tl.true_wh(grid) * (1.0 + float(row["submeter_gain_error"]))
+        steps_10wh = base_10wh + np.floor(counted / 10.0 + 1e-9).astype(np.int64)
+        currents = tl.terminal_currents_at(grid)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "meter_id": [row["submeter_id"]] * grid.size,
+                    "charger_id": [row["charger_id"]] * grid.size,
+                    "ts_utc": ts_series("ts_utc", grid),
+                    "energy_import_kwh": np.round(steps_10wh / 100.0, 2),
+                    "current_l1_a": np.round(currents[:, 0], 2),
+                    "current_l2_a": np.round(currents[:, 1], 2),
+                    "current_l3_a": np.round(currents[:, 2], 2),
+                },
+                schema_overrides={"meter_id": pl.String, "charger_id": pl.String},
+            )
+        )
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                "meter_id": pl.String,
+                "charger_id": pl.String,
+                "ts_utc": pl.Datetime("us", "UTC"),
+                "energy_import_kwh": pl.Float64,
+                "current_l1_a": pl.Float64,
+                "current_l2_a": pl.Float64,
+                "current_l3_a": pl.Float64,
+            }
+        )
+    return pl.concat(frames)
+
+
+# --- state observations -----------------------------------------------------------
+
+
+def _obs(t, reported, charger, state_id, values, charger_ids, device_ids) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts_utc": ts_series("ts_utc", t),
+            "ts_reported_utc": ts_series("ts_reported_utc", reported),
+            "charger_index": pl.Series(charger, dtype=pl.Int32),
+            "state_id": pl.Series(np.full(len(values), state_id), dtype=pl.Int32),
+            "value": pl.Series(values, dtype=pl.String),
+        }
+    )
+
+
+def _set_phases_value(network: str, phases: int, lines: str) -> str:
+    if phases == 3 or not lines:
+        return "4"
+    first = int(lines.split(",")[0][1])
+    if network == "IT":
+        return {1: "8", 2: "6", 3: "5"}[first]
+    return "4" if phases == 2 else str(first)
+
+
+def _observations(installation, charger_ids, device_ids, visits, ev, logs: EngineLogs, codes, sessions, samples, clocks, rng):
+    parts: list[pl.DataFrame] = []
+    n = len(charger_ids)
+
+    def add(t, charger, state_id, values):
+        t = np.asarray(t, dtype=float)
+        charger = np.asarray(charger, dtype=np.int64)
+        if t.size:
+            parts.append(_obs(t, _reported_all(clocks, charger, t), charger, state_id, values, charger_ids, device_ids))
+
+    # 710 operation mode from plug-in, draw changes, car full and unplugging.
+    draw_t = np.asarray(logs.draw_t)
+    draw_c = np.asarray(logs.draw_charger, dtype=np.int64)
+    draw_a = np.asarray(logs.draw_a)
+    draw_code = np.asarray(logs.draw_code, dtype=np.int64)
+    full_s = logs.full_s
+    arrival = visits.arrival_s
+    dep = visits.departure_s
+    vch = visits.charger_index
+    # Visit of each draw row: the last arrival at its charger not after it.
+    key_visit = vch * 1e12 + arrival
+    key_draw = draw_c * 1e12 + draw_t
+    vorder = np.argsort(key_visit)
+    vi = vorder[np.clip(np.searchsorted(key_visit[vorder], key_draw, side="right") - 1, 0, None)] if draw_t.size else np.zeros(0, np.int64)
+    full_of_draw = full_s[vi] if draw_t.size else np.zeros(0)
+    draw_mode = np.where(draw_a > 0, 3, np.where(draw_t >= np.nan_to_num(full_of_draw, nan=np.inf), 5, 2))
+    mode_t = np.concatenate([arrival, draw_t, full_s[~np.isnan(full_s)], dep])
+    mode_c = np.concatenate([vch, draw_c, vch[~np.isnan(full_s)], vch])
+    mode_v = np.concatenate([np.full(arrival.size, 2), draw_mode, np.full(int((~np.isnan(full_s)).sum()), 5), np.full(dep.size, 1)])
+    mode_rank = np.concatenate([np.zeros(arrival.size), np.ones(draw_t.size), np.full(int((~np.isnan(full_s)).sum()), 2), np.full(dep.size, 3)])
+    order = np.lexsort((mode_rank, mode_t, mode_c))
+    mode_t, mode_c, mode_v = mode_t[order], mode_c[order], mode_v[order]
+    keep = np.ones(mode_t.size, dtype=bool)
+    keep[1:] = (mode_c[1:] != mode_c[:-1]) | (mode_v[1:] != mode_v[:-1])
+    add(mode_t[keep], mode_c[keep], 710, [str(int(x)) for x in mode_v[keep]])
+
+    # 708 ChargeCurrentSet and 519 SetPhases from the allocation log.
+    at = np.asarray(logs.alloc_t)
+    ac = np.asarray(logs.alloc_charger, dtype=np.int64)
+    add(at, ac, 708, _fmt(np.asarray(logs.alloc_current), 3))
+    phases = np.asarray(logs.alloc_phases, dtype=np.int64)
+    lines = np.asarray(logs.alloc_lines, dtype=object)
+    if at.size:
+        values = np.array([_set_phases_value(installation["network_type"], int(p), str(li)) for p, li in zip(phases, lines, strict=True)], dtype=object)
+        sel = phases > 0
+        o = np.lexsort((at[sel], ac[sel]))
+        st, sc, sv = at[sel][o], ac[sel][o], values[sel][o]
+        k = np.ones(st.size, dtype=bool)
+        k[1:] = (sc[1:] != sc[:-1]) | (sv[1:] != sv[:-1])
+        add(st[k], sc[k], 519, sv[k].tolist())
+
+    # 507-509 currents and 513 power on every change of the drawn current.
+    if draw_t.size:
+        mask = np.asarray(codes.terminals, dtype=float)[draw_code]
+        currents = mask * draw_a[:, None]
+        for k in range(3):
+            add(draw_t, draw_c, 507 + k, _fmt(currents[:, k], 3))
+        add(draw_t, draw_c, 513, _fmt(draw_a * np.asarray(codes.watts_per_amp)[draw_code], 1))
+
+    # 501-503 voltages at plug-in and unplugging; 721 session id at authorisation.
+    v = np.asarray(installation["line_voltage_v"], dtype=float)
+    vt = np.concatenate([arrival + 1.0, dep + 1.0])
+    vc = np.concatenate([vch, vch])
+    noise = rng.normal(0.0, 0.5, (vt.size, 3))
+    for k in range(3):
+        add(vt, vc, 501 + k, _fmt(v[k] + noise[:, k], 3))
+    real = sessions.filter(~pl.col("is_void")).sort("start_utc")
+    idx = {cid: i for i, cid in enumerate(charger_ids.tolist())}
+    add(
+        (real["start_utc"].dt.epoch("us").to_numpy() / 1e6),
+        np.array([idx[c] for c in real["charger_id"].to_list()], dtype=np.int64),
+        721,
+        real["session_id"].to_list(),
+    )
+    # 554 periodic signed records.
+    emitted = samples.filter(pl.col("ocmf").is_not_null())
+    if emitted.height:
+        add(
+            emitted["ts_utc"].dt.epoch("us").to_numpy() / 1e6,
+            np.array([idx[c] for c in emitted["charger_id"].to_list()], dtype=np.int64),
+            554,
+            emitted["ocmf"].to_list(),
+        )
+    frame = pl.concat(parts) if parts else None
+    if frame is None:
+        return pl.DataFrame()
+    frame = frame.sort(["ts_utc", "charger_index", "state_id"], maintain_order=True)
+    names = pl.DataFrame({"state_id": list(STATE_NAMES), "state_name": list(STATE_NAMES.values())}, schema={"state_id": pl.Int32, "state_name": pl.String})
+    frame = frame.join(names, on="state_id", how="left", maintain_order="left")
+    frame = frame.with_columns(
+        pl.col("charger_index").map_elements(lambda i: charger_ids[i], return_dtype=pl.String).alias("charger_id"),
+        pl.col("charger_index").map_elements(lambda i: device_ids[i], return_dtype=pl.String).alias("device_id"),
+    )
+    _ = n
+    return frame.select("ts_utc", "ts_reported_utc", "charger_id", "device_id", "state_id", "state_name", "value")

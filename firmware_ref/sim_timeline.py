@@ -1,0 +1,159 @@
+"""Piecewise-constant timelines of the simulation, evaluated in bulk.
+
+Between two events every charger draws a constant current, so its true energy is a
+piecewise-linear function of time and its meter register the floor of another one.
+:class:`ChargerTimeline` holds one charger's segments and answers "register, energy,
+current, power at these times" for whole numpy arrays at once; the output builders
+never loop over seconds.
+
+The register model is the one of :class:`firmware_ref.emeter.EMeter`: measured power
+``(1 + gain_error) * true_w + offset_w`` per loaded phase while current flows,
+accumulated and read as whole Wh (floor). A register reset restarts the count from a
+given value, as :meth:`EMeter.reset_register` does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from firmware_ref.sim_engine import LineCodes
+
+__all__ = ["ChargerTimeline", "StepSeries", "epoch_to_datetime", "ts_series"]
+
+_EPS_WH = 1e-9
+
+
+def ts_series(name: str, t_s: np.ndarray) -> pl.Series:
+    """Datetime("us", "UTC") series from epoch seconds, rounded to the millisecond."""
+    ms = np.round(np.asarray(t_s, dtype=float) * 1000.0).astype(np.int64)
+    return pl.Series(name, ms * 1000, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+
+
+def epoch_to_datetime(t_s: float) -> datetime:
+    """Tz-aware UTC datetime of epoch seconds, rounded to the millisecond."""
+    ms = int(round(t_s * 1000.0))
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).replace(microsecond=(ms % 1000) * 1000)
+
+
+class StepSeries:
+    """A right-continuous step function: ``values[k]`` holds from ``t[k]`` on."""
+
+    __slots__ = ("t", "values")
+
+    def __init__(self, t: np.ndarray, values: np.ndarray) -> None:
+        self.t = np.asarray(t, dtype=float)
+        self.values = np.asarray(values)
+
+    def at(self, q: np.ndarray | float) -> np.ndarray:
+        """Values holding at times ``q`` (after any change at exactly ``q``)."""
+        idx = np.searchsorted(self.t, q, side="right") - 1
+        return self.values[np.clip(idx, 0, max(self.t.size - 1, 0))]
+
+
+class ChargerTimeline:
+    """Drawn current, power, true energy and meter register of one charger.
+
+    Parameters
+    ----------
+    start_s, end_s : float
+        Simulated span [s since epoch].
+    t_s, amps, code : ndarray
+        Draw-change log of the charger: time [s], per-phase current [A] and line code
+        (:class:`firmware_ref.sim_engine.LineCodes`), sorted by time.
+    codes : LineCodes
+        Code table of the installation.
+    gain_error : float
+        Meter gain error [fraction].
+    offset_w : float
+        Meter offset per loaded phase [W].
+    register_start_wh : int
+        Register at ``start_s`` [Wh].
+    reset_s : float, optional
+        Time of a register reset [s].
+    reset_wh : int
+        Register value right after the reset [Wh].
+    """
+
+    def __init__(
+        self,
+        start_s: float,
+        end_s: float,
+        t_s: np.ndarray,
+        amps: np.ndarray,
+        code: np.ndarray,
+        codes: LineCodes,
+        gain_error: float = 0.0,
+        offset_w: float = 0.0,
+        register_start_wh: int = 0,
+        reset_s: float | None = None,
+        reset_wh: int = 0,
+    ) -> None:
+        self.start_s = start_s
+        self.end_s = end_s
+        self.seg_t = np.concatenate([[start_s], np.asarray(t_s, dtype=float)])
+        self.seg_amps = np.concatenate([[0.0], np.asarray(amps, dtype=float)])
+        self.seg_code = np.concatenate([[0], np.asarray(code, dtype=np.int64)])
+        watts_per_amp = np.asarray(codes.watts_per_amp)
+        loaded = np.asarray(codes.loaded_phases, dtype=float)
+        self.seg_watts = self.seg_amps * watts_per_amp[self.seg_code]
+        meas = (1.0 + gain_error) * self.seg_watts + offset_w * loaded[self.seg_code]
+        self.seg_meas_w = np.where(self.seg_watts > 0.0, np.maximum(meas, 0.0), 0.0)
+        dt_h = np.diff(np.append(self.seg_t, max(end_s, float(self.seg_t[-1])))) / 3600.0
+        self.cum_true_wh = np.concatenate([[0.0], np.cumsum(self.seg_watts * dt_h)[:-1]])
+        self.cum_meas_wh = np.concatenate([[0.0], np.cumsum(self.seg_meas_w * dt_h)[:-1]])
+        self.codes = codes
+        self.register_start_wh = int(register_start_wh)
+        self.reset_s = reset_s
+        self.reset_wh = int(reset_wh)
+        self._meas_at_reset = (
+            float(self.measured_wh(np.array([reset_s]))[0]) if reset_s is not None else 0.0
+        )
+
+    def _idx(self, q: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(self.seg_t, q, side="right") - 1, 0, self.seg_t.size - 1)
+
+    def true_wh(self, q: np.ndarray) -> np.ndarray:
+        """True energy delivered since ``start_s`` at times ``q`` [Wh]."""
+        q = np.asarray(q, dtype=float)
+        i = self._idx(q)
+        return self.cum_true_wh[i] + self.seg_watts[i] * (q - self.seg_t[i]) / 3600.0
+
+    def measured_wh(self, q: np.ndarray) -> np.ndarray:
+        """Energy the meter has counted since ``start_s`` at times ``q`` [Wh] (unfloored)."""
+        q = np.asarray(q, dtype=float)
+        i = self._idx(q)
+        return self.cum_meas_wh[i] + self.seg_meas_w[i] * (q - self.seg_t[i]) / 3600.0
+
+    def register_wh(self, q: np.ndarray) -> np.ndarray:
+        """Lifetime import register at times ``q`` [Wh], int64."""
+        q = np.asarray(q, dtype=float)
+        meas = self.measured_wh(q)
+        reg = self.register_start_wh + np.floor(meas + _EPS_WH).astype(np.int64)
+        if self.reset_s is not None:
+            after = q >= self.reset_s
+            reg_after = self.reset_wh + np.floor(meas - self._meas_at_reset + _EPS_WH).astype(
+                np.int64
+            )
+            reg = np.where(after, reg_after, reg)
+        return reg
+
+    def amps_at(self, q: np.ndarray) -> np.ndarray:
+        """Per-phase drawn current at times ``q`` [A]."""
+        return self.seg_amps[self._idx(np.asarray(q, dtype=float))]
+
+    def code_at(self, q: np.ndarray) -> np.ndarray:
+        """Line code at times ``q``."""
+        return self.seg_code[self._idx(np.asarray(q, dtype=float))]
+
+    def power_w_at(self, q: np.ndarray) -> np.ndarray:
+        """True active power at times ``q`` [W]."""
+        return self.seg_watts[self._idx(np.asarray(q, dtype=float))]
+
+    def terminal_currents_at(self, q: np.ndarray) -> np.ndarray:
+        """Currents on the charger's terminals L1, L2, L3 at times ``q`` [A], shape (n, 3)."""
+        i = self._idx(np.asarray(q, dtype=float))
+        mask = np.asarray(self.codes.terminals, dtype=float)[self.seg_code[i]]
+        return mask * self.seg_amps[i][:, None]

@@ -1,0 +1,870 @@
+"""An OCPP 1.6J central system that spools every charge-point message before answering it.
+
+The server speaks OCPP 1.6J over ``websockets`` (subprotocol ``ocpp1.6``, path
+``/ocpp/{charge_point_id}``) and keeps no database: each frame a charge point sends is
+appended to the :mod:`~zapanalytics.ingest.spool` together with the answer, fsync'd (group
+commit), and only then answered. :mod:`~zapanalytics.ingest.ocpp_load` turns the spool into
+store rows later. What a charge point was told is therefore always on disk.
+
+Handled charge-point actions: BootNotification, Heartbeat, StatusNotification, Authorize
+(against an optional local allow-list of id tags), StartTransaction, StopTransaction,
+MeterValues, plus DataTransfer, DiagnosticsStatusNotification and FirmwareStatusNotification
+so that every 1.6 charge-point action gets a valid answer. Errors follow OCPP-J 1.6 §4.2.3:
+a frame that is not JSON or not a CALL/CALLRESULT/CALLERROR array gets
+``FormationViolation``; an action 1.6 does not define gets ``NotImplemented`` ("not known
+by receiver"); a 1.6 action a central system does not accept gets ``NotSupported``;
+payloads that break the action's JSON schema get ``ProtocolError`` (missing field),
+``TypeConstraintViolation``, ``PropertyConstraintViolation``,
+``OccurenceConstraintViolation`` or ``FormationViolation`` (unexpected field). The
+connection stays up in every case. (The ``ocpp`` package's own router swaps the meaning of
+NotImplemented and NotSupported and names the 2.0 code ``FormatViolation``; it also spends
+about 0.3 ms per MeterValues on key conversion and ``jsonschema``. This module therefore
+validates with the package's own 1.6 schemas compiled by ``fastjsonschema`` and routes
+frames itself, and keeps the package's ``ChargePoint`` for calls *to* the charge point.)
+
+Security (OCPP security profile 1): HTTP Basic auth with the charge point id as user name
+and a per-charge-point password from a JSON file; unknown ids and wrong passwords get
+HTTP 401 after a delay that doubles with each recent failure from the same address or for
+the same id. Frames above ``max_frame_bytes`` close the connection (1009), connections
+that send nothing for ``idle_timeout_s`` are closed, and a second connection for the same
+id replaces the first.
+
+Transaction ids are ``max(largest id in the spool + 1, seconds since 2020-01-01)``, so
+they never repeat across restarts (nor after a spool is archived); a StartTransaction
+retried with the same content gets the id it was given before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import signal
+import time
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from ocpp.charge_point import camel_to_snake_case
+from ocpp.messages import CallError as OcppCallError
+from ocpp.messages import CallResult as OcppCallResult
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call as ocpp_call
+from ocpp.v16.enums import Action
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, NegotiationError
+
+from zapanalytics.ingest.spool import DEFAULT_SEGMENT_BYTES, GroupCommitSpool, iter_lines, list_segments
+
+LOG = logging.getLogger(__name__)
+
+OCPP_SUBPROTOCOL = "ocpp1.6"
+OCPP_PATH_PREFIX = "/ocpp/"
+ADMIN_PATH = "/admin"
+#: OCPP-J 1.6 §4.1.4: unique ids are at most 36 characters.
+MAX_UNIQUE_ID_CHARS = 36
+#: Charge point identity: the OCPP 2.0.1 identifierString alphabet, up to 48 characters.
+CHARGE_POINT_ID_PATTERN = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$")
+#: Transaction ids are at least the seconds since this instant, so a fresh spool never
+#: reissues an id an earlier spool handed out.
+TRANSACTION_EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+#: Charge-point-initiated actions this central system answers.
+CHARGE_POINT_ACTIONS = frozenset({
+    "Authorize", "BootNotification", "DataTransfer", "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification", "Heartbeat", "MeterValues", "StartTransaction",
+    "StatusNotification", "StopTransaction",
+})
+#: Central-system-initiated actions the admin hook may send.
+ADMIN_ACTIONS = {
+    "ChangeConfiguration": ocpp_call.ChangeConfiguration,
+    "SetChargingProfile": ocpp_call.SetChargingProfile,
+}
+_KNOWN_ACTIONS = frozenset(action.value for action in Action)
+_UNIQUE_ID_GUESS = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
+
+
+class OcppCallErrorCode:
+    """The CALLERROR codes of OCPP-J 1.6 §4.2.3 (spelling as in the specification)."""
+
+    NOT_IMPLEMENTED = "NotImplemented"
+    NOT_SUPPORTED = "NotSupported"
+    INTERNAL_ERROR = "InternalError"
+    PROTOCOL_ERROR = "ProtocolError"
+    SECURITY_ERROR = "SecurityError"
+    FORMATION_VIOLATION = "FormationViolation"
+    PROPERTY_CONSTRAINT_VIOLATION = "PropertyConstraintViolation"
+    OCCURENCE_CONSTRAINT_VIOLATION = "OccurenceConstraintViolation"
+    TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
+    GENERIC_ERROR = "GenericError"
+
+
+class FrameError(Exception):
+    """A frame or payload that gets a CALLERROR instead of an answer."""
+
+    def __init__(self, code: str, description: str, unique_id: Any = "-1"):
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.unique_id = unique_id
+
+
+# --------------------------------------------------------------------------- validation
+
+#: Schema keywords mapped to the 1.6 error code their violation earns.
+_RULE_CODES = {
+    "required": OcppCallErrorCode.PROTOCOL_ERROR,
+    "type": OcppCallErrorCode.TYPE_CONSTRAINT_VIOLATION,
+    "maxLength": OcppCallErrorCode.TYPE_CONSTRAINT_VIOLATION,
+    "additionalProperties": OcppCallErrorCode.FORMATION_VIOLATION,
+    "minItems": OcppCallErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
+    "maxItems": OcppCallErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
+}
+
+
+def _schema_text(action: str) -> str:
+    return (resources.files("ocpp") / "v16" / "schemas" / f"{action}.json").read_text("utf-8-sig")
+
+
+class PayloadValidator:
+    """Validate CALL payloads against the ``ocpp`` package's OCPP 1.6 JSON schemas.
+
+    Uses ``fastjsonschema`` when installed (about 20× faster than ``jsonschema``), else
+    ``jsonschema``. Formats (``date-time``) are not enforced here, exactly as in the ``ocpp``
+    package: a bad timestamp is spooled and quarantined at load with a precise reason,
+    instead of making the charge point retry a message it cannot change.
+    """
+
+    def __init__(self) -> None:
+        self._validators: dict[str, Callable[[Any], None]] = {}
+
+    def _compile(self, action: str) -> Callable[[Any], None]:
+        schema = json.loads(_schema_text(action))
+        try:
+            import fastjsonschema
+        except ImportError:  # pragma: no cover - depends on the environment
+            from jsonschema import Draft4Validator
+
+            validator = Draft4Validator(schema)
+
+            def check(payload: Any) -> None:
+                error = next(iter(validator.iter_errors(payload)), None)
+                if error is not None:
+                    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+                    raise _schema_error(str(error.validator), f"{where}: {error.message}")
+
+            return check
+
+        compiled = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+
+        def check(payload: Any) -> None:
+            try:
+                compiled(payload)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                raise _schema_error(str(exc.rule), str(exc.message)) from None
+
+        return check
+
+    def validate(self, action: str, payload: Any) -> None:
+        """Raise :class:`FrameError` when ``payload`` breaks the schema of ``action``."""
+        check = self._validators.get(action)
+        if check is None:
+            check = self._validators[action] = self._compile(action)
+        check(payload)
+
+
+def _schema_error(rule: str, message: str) -> FrameError:
+    code = _RULE_CODES.get(rule, OcppCallErrorCode.PROPERTY_CONSTRAINT_VIOLATION)
+    return FrameError(code, f"payload violates the schema ({rule}): {message}"[:500])
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def utc_now_text() -> str:
+    """Current UTC time as OCPP writes it: ``2025-01-31T12:00:00.000Z``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def call_result_text(unique_id: str, payload: Mapping[str, Any]) -> str:
+    """Serialise a CALLRESULT frame."""
+    return json.dumps([3, unique_id, payload], separators=(",", ":"))
+
+
+def call_error_text(unique_id: Any, code: str, description: str, details: Mapping | None = None) -> str:
+    """Serialise a CALLERROR frame."""
+    return json.dumps([4, unique_id, code, description, dict(details or {})], separators=(",", ":"))
+
+
+def guess_unique_id(text: str) -> str:
+    """Best-effort unique id of a frame that is not valid JSON (``"-1"`` when none)."""
+    match = _UNIQUE_ID_GUESS.match(text)
+    return match.group(1) if match else "-1"
+
+
+def parse_frame(text: str) -> list:
+    """Parse an OCPP-J frame and check its envelope (not the payload).
+
+    Returns
+    -------
+    list
+        ``[2, id, action, payload]``, ``[3, id, payload]`` or ``[4, id, code, description, details]``.
+
+    Raises
+    ------
+    FrameError
+        ``FormationViolation`` for anything that is not a well-formed envelope.
+    """
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise FrameError(
+            OcppCallErrorCode.FORMATION_VIOLATION, "frame is not valid JSON", guess_unique_id(text)
+        ) from None
+    if not isinstance(frame, list) or not frame:
+        raise FrameError(OcppCallErrorCode.FORMATION_VIOLATION, "frame is not a JSON array")
+    unique_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str | int) else "-1"
+    kind = frame[0]
+    expected = {2: 4, 3: 3, 4: 5}.get(kind) if type(kind) is int else None
+    if expected is None:
+        raise FrameError(
+            OcppCallErrorCode.FORMATION_VIOLATION, f"MessageTypeId {kind!r} is not 2, 3 or 4", unique_id
+        )
+    if len(frame) != expected:
+        raise FrameError(
+            OcppCallErrorCode.FORMATION_VIOLATION,
+            f"a message of type {kind} has {expected} elements, not {len(frame)}",
+            unique_id,
+        )
+    if not isinstance(frame[1], str) or not 0 < len(frame[1]) <= MAX_UNIQUE_ID_CHARS:
+        raise FrameError(
+            OcppCallErrorCode.FORMATION_VIOLATION,
+            f"UniqueId must be a string of 1 to {MAX_UNIQUE_ID_CHARS} characters",
+            unique_id,
+        )
+    if kind == 2:
+        if not isinstance(frame[2], str):
+            raise FrameError(OcppCallErrorCode.FORMATION_VIOLATION, "Action must be a string", unique_id)
+        if not isinstance(frame[3], dict):
+            raise FrameError(
+                OcppCallErrorCode.FORMATION_VIOLATION, "the payload must be a JSON object", unique_id
+            )
+    return frame
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def load_credentials(path: str | Path) -> dict[str, str]:
+    """Read a credentials file mapping charge point id to password.
+
+    Parameters
+    ----------
+    path : str or Path
+        JSON object ``{"ZPR100001": "password", ...}``.
+
+    Raises
+    ------
+    ValueError
+        When the file is not such an object (the message never contains a password).
+    """
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the credentials file {path}: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path} must hold a JSON object mapping charge point id to password")
+    for key, value in data.items():
+        if not CHARGE_POINT_ID_PATTERN.match(str(key)):
+            raise ValueError(f"{path}: {key!r} is not a valid charge point id")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{path}: the password for {key!r} must be a non-empty string")
+    return dict(data)
+
+
+def load_id_tags(path: str | Path) -> frozenset[str]:
+    """Read a local allow-list of id tags: a JSON array of strings."""
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the id-tag list {path}: {type(exc).__name__}") from None
+    if not isinstance(data, list) or not all(isinstance(t, str) and 0 < len(t) <= 20 for t in data):
+        raise ValueError(f"{path} must hold a JSON array of id tags (1 to 20 characters each)")
+    return frozenset(data)
+
+
+@dataclasses.dataclass(slots=True)
+class ServerSettings:
+    """Settings of the central system.
+
+    Attributes
+    ----------
+    spool_dir : Path
+        Where the spool lives.
+    host, port : str, int
+        Listening address; port 0 picks a free one.
+    credentials : dict or None
+        Charge point id to password. None runs without authentication (lab use only).
+    id_tags : frozenset or None
+        Local allow-list for Authorize/StartTransaction; None accepts every tag.
+    heartbeat_interval_s : int
+        Interval handed out in BootNotification [s].
+    idle_timeout_s : float
+        Close a connection that sends nothing for this long [s].
+    max_frame_bytes : int
+        Larger frames close the connection with code 1009 [bytes].
+    max_segment_bytes : int
+        Spool rotation size [bytes].
+    admin_token : str or None
+        Enables the ``/admin`` hook (loopback peers only) when set.
+    auth_free_failures, auth_base_delay_s, auth_max_delay_s, auth_window_s
+        Login throttling: failures allowed without delay, first delay [s], cap [s] and the
+        window failures are remembered for [s].
+    fsync : bool
+        Durability of the spool (keep True outside of tests of other layers).
+    """
+
+    spool_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9000
+    credentials: dict[str, str] | None = None
+    id_tags: frozenset[str] | None = None
+    heartbeat_interval_s: int = 300
+    idle_timeout_s: float = 720.0
+    max_frame_bytes: int = 64 * 1024
+    max_segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    admin_token: str | None = None
+    auth_free_failures: int = 3
+    auth_base_delay_s: float = 0.5
+    auth_max_delay_s: float = 30.0
+    auth_window_s: float = 900.0
+    fsync: bool = True
+
+
+class LoginThrottle:
+    """Delay answers to failed logins, doubling with each recent failure.
+
+    Failures are counted per key (the peer address and the charge point id); the delay is
+    the larger of the two, so neither spreading attempts over ids nor over addresses helps.
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 3,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        window_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.free_failures = free_failures
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, key: str) -> int:
+        times = self._failures.get(key)
+        if not times:
+            return 0
+        horizon = self._clock() - self.window_s
+        while times and times[0] < horizon:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return 0
+        return len(times)
+
+    def failed(self, *keys: str) -> float:
+        """Record a failure for ``keys`` and return the delay to impose now [s]."""
+        now = self._clock()
+        if len(self._failures) > 10_000:
+            for key in list(self._failures):
+                self._recent(key)
+        for key in keys:
+            self._failures.setdefault(key, collections.deque(maxlen=64)).append(now)
+        return self.delay_s(*keys)
+
+    def delay_s(self, *keys: str) -> float:
+        """The delay the recent failures of ``keys`` earn [s]."""
+        count = max((self._recent(k) for k in keys), default=0)
+        if count <= self.free_failures:
+            return 0.0
+        return min(self.max_delay_s, self.base_delay_s * 2 ** (count - self.free_failures - 1))
+
+    def succeeded(self, key: str) -> None:
+        """Forget the failures of ``key`` (a charge point that logged in correctly)."""
+        self._failures.pop(key, None)
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _is_loopback(address: Any) -> bool:
+    try:
+        return ipaddress.ip_address(address[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+# --------------------------------------------------------------------------- connections
+
+
+class ChargePointConnection(OcppChargePoint):
+    """One connected charge point: routes its frames and carries calls to it.
+
+    Inherits :meth:`ocpp.v16.ChargePoint.call` (used for ChangeConfiguration and
+    SetChargingProfile); every frame sent or received passes through the spool.
+    """
+
+    def __init__(self, charge_point_id: str, connection: ServerConnection, central: CentralSystem):
+        super().__init__(charge_point_id, connection, response_timeout=30)
+        self.central = central
+        self.connection = connection
+
+    def _record(self, direction: str, message: str, reply: str | None = None) -> dict[str, Any]:
+        record = {
+            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "charge_point_id": self.id,
+            "direction": direction,
+            "message": message,
+        }
+        if reply is not None:
+            record["reply"] = reply
+        return record
+
+    async def _send(self, message: str) -> None:
+        # Calls to the charge point are spooled before they leave, like answers.
+        await self.central.spool.append(self._record("out", message))
+        await self._connection.send(message)
+
+    async def run(self) -> None:
+        """Receive and answer frames until the connection closes or goes idle."""
+        idle = self.central.settings.idle_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    frame = await self.connection.recv()
+            except TimeoutError:
+                LOG.info("%s: idle for %.0f s, closing", self.id, idle)
+                await self.connection.close(1000, "idle timeout")
+                return
+            await self.handle_frame(frame)
+
+    async def handle_frame(self, frame: str | bytes) -> None:
+        """Spool one frame (with the answer to a CALL) and then send the answer."""
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "surrogateescape")
+        self.central.frames_received += 1
+        try:
+            parsed = parse_frame(text)
+        except FrameError as exc:
+            reply = call_error_text(exc.unique_id, exc.code, exc.description)
+            await self._answer(text, reply)
+            return
+        kind = parsed[0]
+        if kind == 2:
+            reply = self.central.answer_call(self.id, parsed[1], parsed[2], parsed[3])
+            await self._answer(text, reply)
+            return
+        # A CALLRESULT or CALLERROR to one of our calls: spool it, hand it to the waiting call.
+        self.central.spool.append(self._record("in", text))
+        if kind == 3:
+            self._response_queue.put_nowait(OcppCallResult(parsed[1], parsed[2]))
+        else:
+            self._response_queue.put_nowait(OcppCallError(*parsed[1:]))
+
+    async def _answer(self, message: str, reply: str) -> None:
+        await self.central.spool.append(self._record("in", message, reply))
+        await self.connection.send(reply)
+        self.central.frames_answered += 1
+
+
+class CentralSystem:
+    """The OCPP 1.6J central system: listening socket, connections, spool and answers.
+
+    Use as an async context manager, or call :meth:`start` and :meth:`stop`.
+
+    Parameters
+    ----------
+    settings : ServerSettings
+        Address, spool, credentials and limits.
+    """
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.spool = GroupCommitSpool(
+            settings.spool_dir, max_segment_bytes=settings.max_segment_bytes, fsync=settings.fsync
+        )
+        self.validator = PayloadValidator()
+        self.throttle = LoginThrottle(
+            free_failures=settings.auth_free_failures,
+            base_delay_s=settings.auth_base_delay_s,
+            max_delay_s=settings.auth_max_delay_s,
+            window_s=settings.auth_window_s,
+        )
+        self.connections: dict[str, ChargePointConnection] = {}
+        self.port: int | None = None
+        self.frames_received = 0
+        self.frames_answered = 0
+        self._server = None
+        self._next_transaction_id = 1
+        self._recent_starts: dict[tuple, int] = collections.OrderedDict()
+        self._handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+            "BootNotification": self._on_boot_notification,
+            "Heartbeat": self._on_heartbeat,
+            "StatusNotification": self._on_empty_answer,
+            "MeterValues": self._on_empty_answer,
+            "DiagnosticsStatusNotification": self._on_empty_answer,
+            "FirmwareStatusNotification": self._on_empty_answer,
+            "Authorize": self._on_authorize,
+            "StartTransaction": self._on_start_transaction,
+            "StopTransaction": self._on_stop_transaction,
+            "DataTransfer": self._on_data_transfer,
+        }
+
+    # ---- lifecycle
+
+    async def start(self) -> int:
+        """Open the spool, recover transaction ids and start listening; return the port."""
+        await self.spool.open()
+        last_id, starts = recover_transactions(self.settings.spool_dir)
+        floor = int((dt.datetime.now(dt.UTC) - TRANSACTION_EPOCH).total_seconds())
+        self._next_transaction_id = max(last_id + 1, floor, 1)
+        self._recent_starts.update(starts)
+        self._server = await serve(
+            self._handle_connection,
+            self.settings.host,
+            self.settings.port,
+            subprotocols=[OCPP_SUBPROTOCOL],
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._process_request,
+            max_size=self.settings.max_frame_bytes,
+            compression=None,
+            ping_interval=60,
+            ping_timeout=60,
+            server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        LOG.info("OCPP central system listening on %s:%s", self.settings.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Close connections (answers already sent stay spooled) and the spool."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self.spool.close()
+
+    async def __aenter__(self) -> CentralSystem:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    # ---- handshake
+
+    def _select_subprotocol(self, connection: ServerConnection, offered) -> str | None:
+        if connection.request is not None and connection.request.path.split("?")[0] == ADMIN_PATH:
+            return None
+        if OCPP_SUBPROTOCOL in offered:
+            return OCPP_SUBPROTOCOL
+        raise NegotiationError(f"this central system speaks {OCPP_SUBPROTOCOL} only")
+
+    async def _process_request(self, connection: ServerConnection, request):
+        path = request.path.split("?", 1)[0]
+        if path == ADMIN_PATH:
+            return await self._check_admin(connection, request)
+        if not path.startswith(OCPP_PATH_PREFIX):
+            return connection.respond(HTTPStatus.NOT_FOUND, "use /ocpp/{charge_point_id}\n")
+        charge_point_id = unquote(path[len(OCPP_PATH_PREFIX):])
+        if not CHARGE_POINT_ID_PATTERN.match(charge_point_id):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not a valid charge point id\n")
+        if self.settings.credentials is None:
+            return None
+        headers = request.headers.get_all("Authorization")
+        given = _basic_credentials(headers[0]) if len(headers) == 1 else None
+        expected = self.settings.credentials.get(charge_point_id)
+        # Compare even for unknown ids so timing tells nothing about which ids exist.
+        password_ok = hmac.compare_digest(
+            (given[1] if given else "").encode("utf-8", "surrogatepass"),
+            (expected if expected is not None else "\x00unknown").encode("utf-8"),
+        )
+        if given is not None and expected is not None and given[0] == charge_point_id and password_ok:
+            self.throttle.succeeded(charge_point_id)
+            return None
+        peer = str(connection.remote_address[0]) if connection.remote_address else "?"
+        delay = self.throttle.failed(f"peer:{peer}", f"id:{charge_point_id}")
+        LOG.warning("refused login for charge point %r from %s", charge_point_id, peer)
+        if delay:
+            await asyncio.sleep(delay)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+        return response
+
+    async def _check_admin(self, connection: ServerConnection, request):
+        token = self.settings.admin_token
+        if token is None or not _is_loopback(connection.remote_address):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        headers = request.headers.get_all("Authorization")
+        given = _basic_credentials(headers[0]) if len(headers) == 1 else None
+        supplied = given[1] if given and given[0] == "admin" else ""
+        if hmac.compare_digest(supplied.encode("utf-8", "surrogatepass"), token.encode("utf-8")):
+            return None
+        delay = self.throttle.failed("admin")
+        if delay:
+            await asyncio.sleep(delay)
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+
+    async def _handle_connection(self, connection: ServerConnection) -> None:
+        path = connection.request.path.split("?", 1)[0]
+        if path == ADMIN_PATH:
+            await self._serve_admin(connection)
+            return
+        charge_point_id = unquote(path[len(OCPP_PATH_PREFIX):])
+        session = ChargePointConnection(charge_point_id, connection, self)
+        previous = self.connections.get(charge_point_id)
+        self.connections[charge_point_id] = session
+        if previous is not None:
+            # A charge point that reconnects (e.g. after a network drop) replaces its old socket.
+            asyncio.create_task(previous.connection.close(1000, "replaced by a new connection"))
+        try:
+            await session.run()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.connections.get(charge_point_id) is session:
+                del self.connections[charge_point_id]
+
+    # ---- answers
+
+    def answer_call(self, charge_point_id: str, unique_id: str, action: str, payload: dict) -> str:
+        """Return the CALLRESULT or CALLERROR text for one CALL (no I/O)."""
+        handler = self._handlers.get(action)
+        if handler is None:
+            if action in _KNOWN_ACTIONS:
+                return call_error_text(
+                    unique_id,
+                    OcppCallErrorCode.NOT_SUPPORTED,
+                    f"{action} is an OCPP 1.6 action a central system does not accept",
+                )
+            return call_error_text(
+                unique_id, OcppCallErrorCode.NOT_IMPLEMENTED, f"unknown action {action[:60]!r}"
+            )
+        try:
+            self.validator.validate(action, payload)
+            return call_result_text(unique_id, handler(charge_point_id, payload))
+        except FrameError as exc:
+            return call_error_text(unique_id, exc.code, exc.description)
+        except Exception:  # noqa: BLE001 - a bug must cost one answer, not the connection
+            LOG.exception("%s: failed to answer %s", charge_point_id, action)
+            return call_error_text(unique_id, OcppCallErrorCode.INTERNAL_ERROR, "internal error")
+
+    def id_tag_status(self, id_tag: str | None) -> str:
+        """``Accepted`` or ``Invalid`` by the local allow-list (no list: everyone)."""
+        allowed = self.settings.id_tags
+        if allowed is None or id_tag in allowed:
+            return "Accepted"
+        return "Invalid"
+
+    def _on_boot_notification(self, charge_point_id: str, payload: dict) -> dict:
+        return {
+            "status": "Accepted",
+            "currentTime": utc_now_text(),
+            "interval": self.settings.heartbeat_interval_s,
+        }
+
+    def _on_heartbeat(self, charge_point_id: str, payload: dict) -> dict:
+        return {"currentTime": utc_now_text()}
+
+    def _on_empty_answer(self, charge_point_id: str, payload: dict) -> dict:
+        return {}
+
+    def _on_data_transfer(self, charge_point_id: str, payload: dict) -> dict:
+        return {"status": "UnknownVendorId"}
+
+    def _on_authorize(self, charge_point_id: str, payload: dict) -> dict:
+        return {"idTagInfo": {"status": self.id_tag_status(payload["idTag"])}}
+
+    def _on_start_transaction(self, charge_point_id: str, payload: dict) -> dict:
+        key = start_transaction_key(charge_point_id, payload)
+        transaction_id = self._recent_starts.get(key)
+        if transaction_id is None:
+            transaction_id = self._next_transaction_id
+            self._next_transaction_id += 1
+            self._recent_starts[key] = transaction_id
+            while len(self._recent_starts) > 10_000:
+                self._recent_starts.popitem(last=False)
+        return {
+            "idTagInfo": {"status": self.id_tag_status(payload["idTag"])},
+            "transactionId": transaction_id,
+        }
+
+    def _on_stop_transaction(self, charge_point_id: str, payload: dict) -> dict:
+        # Always accepted: refusing a stop would only make the charge point retry it.
+        if "idTag" in payload:
+            return {"idTagInfo": {"status": self.id_tag_status(payload["idTag"])}}
+        return {}
+
+    # ---- calls to charge points
+
+    async def send_call(self, charge_point_id: str, action: str, payload: Mapping[str, Any]) -> dict:
+        """Send a central-system CALL to a connected charge point and return its answer.
+
+        Parameters
+        ----------
+        charge_point_id : str
+            A connected charge point.
+        action : {"ChangeConfiguration", "SetChargingProfile"}
+            The call to send.
+        payload : mapping
+            The OCPP payload in camelCase, e.g. ``{"key": "MeterValueSampleInterval", "value": "60"}``.
+
+        Returns
+        -------
+        dict
+            The CALLRESULT payload (camelCase), e.g. ``{"status": "Accepted"}``.
+
+        Raises
+        ------
+        LookupError
+            When the charge point is not connected.
+        ValueError
+            For an action the hook does not send or a payload that does not fit it.
+        ocpp.exceptions.OCPPError
+            When the charge point answers with a CALLERROR.
+        """
+        payload_class = ADMIN_ACTIONS.get(action)
+        if payload_class is None:
+            raise ValueError(f"the central system sends {', '.join(ADMIN_ACTIONS)} only, not {action!r}")
+        session = self.connections.get(charge_point_id)
+        if session is None:
+            raise LookupError(f"charge point {charge_point_id!r} is not connected")
+        try:
+            request = payload_class(**camel_to_snake_case(dict(payload)))
+        except TypeError as exc:
+            raise ValueError(f"payload does not fit {action}: {exc}") from None
+        result = await session.call(request, suppress=False)
+        return {key: value for key, value in _camel_dict(result).items() if value is not None}
+
+    async def change_configuration(self, charge_point_id: str, key: str, value: str) -> str:
+        """Send ChangeConfiguration (e.g. ``MeterValueSampleInterval``); return the status."""
+        answer = await self.send_call(charge_point_id, "ChangeConfiguration", {"key": key, "value": value})
+        return str(answer["status"])
+
+    async def set_charging_profile(
+        self, charge_point_id: str, connector_id: int, charging_profile: Mapping[str, Any]
+    ) -> str:
+        """Send SetChargingProfile (``csChargingProfiles`` in camelCase); return the status."""
+        answer = await self.send_call(
+            charge_point_id,
+            "SetChargingProfile",
+            {"connectorId": connector_id, "csChargingProfiles": dict(charging_profile)},
+        )
+        return str(answer["status"])
+
+    async def _serve_admin(self, connection: ServerConnection) -> None:
+        """The admin hook: JSON requests ``{"charge_point_id", "action", "payload"}``."""
+        async for message in connection:
+            try:
+                request = json.loads(message)
+                answer = await self.send_call(
+                    str(request["charge_point_id"]), str(request["action"]), request.get("payload", {})
+                )
+                reply = {"ok": True, "result": answer}
+            except Exception as exc:  # noqa: BLE001 - reported to the admin client
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            await connection.send(json.dumps(reply))
+
+
+def _camel_dict(result: Any) -> dict:
+    from ocpp.charge_point import snake_to_camel_case
+
+    return snake_to_camel_case(dataclasses.asdict(result)) if dataclasses.is_dataclass(result) else {}
+
+
+def start_transaction_key(charge_point_id: str, payload: Mapping[str, Any]) -> tuple:
+    """What makes two StartTransaction calls the same transaction (a retry)."""
+    return (
+        charge_point_id,
+        payload.get("connectorId"),
+        payload.get("idTag"),
+        payload.get("meterStart"),
+        payload.get("timestamp"),
+    )
+
+
+def recover_transactions(spool_dir: str | Path) -> tuple[int, dict[tuple, int]]:
+    """Find the transaction ids the spool already handed out.
+
+    Scans segments from the newest back to the first one that holds a StartTransaction
+    answer, and returns the largest id plus the retry keys of the starts it saw.
+    """
+    largest = 0
+    starts: dict[tuple, int] = {}
+    for segment in reversed(list_segments(spool_dir)):
+        for _, line in iter_lines(spool_dir, segment.index):
+            if b"StartTransaction" not in line:
+                continue
+            with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+                record = json.loads(line)
+                frame = json.loads(record["message"])
+                reply = json.loads(record["reply"])
+                if frame[0] == 2 and frame[2] == "StartTransaction" and reply[0] == 3:
+                    transaction_id = int(reply[2]["transactionId"])
+                    largest = max(largest, transaction_id)
+                    starts[start_transaction_key(record["charge_point_id"], frame[3])] = transaction_id
+        if largest:
+            break
+    return largest, starts
+
+
+async def send_admin_command(
+    url: str, token: str, charge_point_id: str, action: str, payload: Mapping[str, Any]
+) -> dict:
+    """Ask a running central system (its ``/admin`` hook) to send a call to a charge point."""
+    from websockets.asyncio.client import connect
+
+    secret = base64.b64encode(f"admin:{token}".encode()).decode("ascii")
+    async with connect(url, additional_headers={"Authorization": f"Basic {secret}"}) as ws:
+        await ws.send(json.dumps({"charge_point_id": charge_point_id, "action": action, "payload": payload}))
+        return json.loads(await ws.recv())
+
+
+def run_server(settings: ServerSettings, *, on_ready: Callable[[int], None] | None = None) -> None:
+    """Run the central system until SIGINT or SIGTERM, then close it cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        async with CentralSystem(settings) as central:
+            if on_ready is not None:
+                on_ready(central.port or settings.port)
+            await stop.wait()
+
+    asyncio.run(main())

@@ -1,0 +1,724 @@
+"""A local fake of the Zaptec cloud API, served over real HTTP on 127.0.0.1.
+
+It serves a Zaptec API dump (the layout :mod:`zapanalytics.ingest.zaptec_files` reads) and
+behaves like the cloud where a client can get it wrong:
+
+* ``POST /oauth/token`` password grant; wrong credentials give 400 ``invalid_grant``.
+* Bearer tokens that expire (``token_lifetime_s``, or :meth:`ZaptecFake.expire_tokens`);
+  an expired or unknown token gives 401.
+* ``{Pages, Data, Message}`` paging, 0-based ``PageIndex``, ``PageSize`` default 50 and
+  at most 100 (more is refused with 400), query keys matched case-insensitively.
+* A per-user rate limit: above ``rate_limit`` requests in any one-second window the fake
+  answers 429 with ``Retry-After: 1`` (a refused request does not use up the allowance).
+* ``GET /api/chargers/{id}/state`` gives string values, no ``ValueAsString`` for
+  -1 Pulse, and 404 ``{"errorCode":512,"message":"Charger not found."}`` for an unknown id.
+* ``/api/chargehistory`` lists completed sessions only: a session appears once the cloud
+  has closed it (``EndDateTime`` ≤ the fake's :attr:`ZaptecFake.now`), so offline sessions
+  arrive late, long after they started. ``EnergyDetails`` only with ``DetailLevel=1``.
+  ``From``/``To`` filter on ``StartDateTime`` (inclusive) by default; Zaptec does not
+  document which field they filter on, so ``history_filter_field`` can switch it.
+* ``POST /api/chargehistory/installationreport``: totals per user, charger or card.
+
+Every request is logged with its arrival time (:attr:`ZaptecFake.log`), so a test can
+prove a client never sent more than 10 requests in any second. Faults (5xx storms,
+malformed pages, 429s) are injected with :meth:`ZaptecFake.inject`.
+
+Example
+-------
+>>> with ZaptecFake.from_dump("data/sample", username="u", password="p") as fake:  # doctest: +SKIP
+...     client = ZaptecClient("u", "p", base_url=fake.base_url)
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from zapanalytics.ingest.zaptec_records import RecordError, parse_zaptec_time
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+#: A small observation catalogue used when a dump holds no ``constants.json``
+#: (ids and names from Zaptec's state-observation reference).
+DEFAULT_CONSTANTS: dict[str, Any] = {
+    "Observations": {
+        "IsOcppConnected": -3,
+        "IsOnline": -2,
+        "Pulse": -1,
+        "Capabilities": 100,
+        "CommunicationMode": 150,
+        "TemperatureInternal5": 201,
+        "VoltagePhase1": 501,
+        "VoltagePhase2": 502,
+        "VoltagePhase3": 503,
+        "CurrentPhase1": 507,
+        "CurrentPhase2": 508,
+        "CurrentPhase3": 509,
+        "ChargerMaxCurrent": 510,
+        "ChargerMinCurrent": 511,
+        "TotalChargePower": 513,
+        "SetPhases": 519,
+        "TotalChargePowerSession": 553,
+        "SignedMeterValue": 554,
+        "ChargeCurrentSet": 708,
+        "ChargerOperationMode": 710,
+        "FinalStopActive": 718,
+        "SessionIdentifier": 721,
+        "ChargerCurrentUserUuid": 722,
+        "CompletedSession": 723,
+        "MCUApplicationVersion": 908,
+        "ComputerApplicationVersion": 911,
+    },
+    "Settings": {},
+    "Commands": {"RestartCharger": 102, "StopChargingFinal": 506, "ResumeCharging": 507},
+}
+
+_HISTORY_SORT_FIELDS = {
+    "startdatetime": "StartDateTime",
+    "enddatetime": "EndDateTime",
+    "commitenddatetime": "CommitEndDateTime",
+    "energy": "Energy",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One request as the fake saw it."""
+
+    t_s: float
+    """Arrival time [s] on the monotonic clock."""
+    method: str
+    path: str
+    query: dict[str, str]
+    """Query parameters with lower-cased keys (last value wins)."""
+    status: int
+
+
+@dataclasses.dataclass(slots=True)
+class Fault:
+    """A canned answer for matching requests, used ``times`` times (None: until removed)."""
+
+    path: str
+    status: int
+    body: str | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    method: str | None = None
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+    times: int | None = 1
+
+    def matches(self, method: str, path: str, query: Mapping[str, str]) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        if path != self.path and not path.startswith(self.path.rstrip("/") + "/"):
+            return False
+        return all(query.get(k.lower()) == v for k, v in self.query.items())
+
+
+def max_requests_in_window(times_s: Iterable[float], window_s: float = 1.0) -> int:
+    """The most requests that fall in any half-open window ``[t, t + window_s)``."""
+    stamps = sorted(times_s)
+    best = 0
+    first = 0
+    for last, stamp in enumerate(stamps):
+        while stamp - stamps[first] >= window_s:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+@dataclasses.dataclass(slots=True)
+class _Session:
+    item: dict[str, Any]
+    installation_id: str | None
+    start: dt.datetime
+    arrival: dt.datetime | None
+    json_full: str
+    json_summary: str
+
+
+class FakeData:
+    """What the fake account holds: installations, chargers, sessions and observations."""
+
+    def __init__(
+        self,
+        *,
+        constants: Mapping[str, Any] | None = None,
+        installations: Iterable[Mapping[str, Any]] = (),
+        chargers: Iterable[Mapping[str, Any]] = (),
+        sessions: Iterable[Mapping[str, Any]] = (),
+        observations: Iterable[Mapping[str, Any]] = (),
+    ):
+        self.constants = dict(constants or DEFAULT_CONSTANTS)
+        self.installations = {str(i["Id"]): dict(i) for i in installations}
+        self.chargers = [dict(c) for c in chargers]
+        self._charger_installation = {
+            str(c["Id"]): c.get("InstallationId") for c in self.chargers if "Id" in c
+        }
+        if len(self.installations) == 1:
+            only = next(iter(self.installations))
+            for key, value in self._charger_installation.items():
+                self._charger_installation[key] = value or only
+        self.sessions: list[_Session] = []
+        self.observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.add_sessions(sessions)
+        self.add_observations(observations)
+
+    @classmethod
+    def from_dump(cls, root: str | Path) -> FakeData:
+        """Read a dump directory (``zaptec/…`` as written by the simulator or ``--save``)."""
+        root = Path(root)
+        base = root / "zaptec" if (root / "zaptec").is_dir() else root
+        if not base.is_dir():
+            raise FileNotFoundError(f"no Zaptec dump at {root}")
+        constants_path = base / "constants.json"
+        constants = json.loads(constants_path.read_text("utf-8")) if constants_path.exists() else None
+        installations = [
+            json.loads(p.read_text("utf-8")) for p in sorted(base.glob("installation_*.json"))
+        ]
+        chargers: list[Any] = []
+        chargers_path = base / "chargers.json"
+        if chargers_path.exists():
+            body = json.loads(chargers_path.read_text("utf-8"))
+            chargers = body["Data"] if isinstance(body, dict) else body
+        sessions: list[Any] = []
+        for page in sorted((base / "chargehistory").glob("page_*.json")):
+            body = json.loads(page.read_text("utf-8"))
+            sessions.extend(body["Data"] if isinstance(body, dict) else body)
+        observations = []
+        obs_path = base / "observations.jsonl"
+        if obs_path.exists():
+            with obs_path.open(encoding="utf-8") as handle:
+                observations = [json.loads(line) for line in handle if line.strip()]
+        return cls(
+            constants=constants,
+            installations=installations,
+            chargers=chargers,
+            sessions=sessions,
+            observations=observations,
+        )
+
+    def add_sessions(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Add (or replace, by ``Id``) charge-history items."""
+        by_id = {s.item.get("Id"): s for s in self.sessions}
+        for raw in items:
+            item = dict(raw)
+            summary = {k: v for k, v in item.items() if k != "EnergyDetails"}
+            arrival_text = item.get("EndDateTime") or item.get("CommitEndDateTime")
+            by_id[item.get("Id")] = _Session(
+                item=item,
+                installation_id=item.get("InstallationId")
+                or self._charger_installation.get(str(item.get("ChargerId"))),
+                start=parse_zaptec_time(item["StartDateTime"], "StartDateTime"),
+                arrival=parse_zaptec_time(arrival_text, "EndDateTime") if arrival_text else None,
+                json_full=json.dumps(item, ensure_ascii=False, separators=(",", ":")),
+                json_summary=json.dumps(summary, ensure_ascii=False, separators=(",", ":")),
+            )
+        self.sessions = sorted(by_id.values(), key=lambda s: (s.start, str(s.item.get("Id"))))
+
+    def add_observations(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Add state observations (``/state`` items with ``ChargerId``)."""
+        for raw in items:
+            self.observations[str(raw["ChargerId"])].append(dict(raw))
+        for values in self.observations.values():
+            values.sort(key=lambda o: parse_zaptec_time(o["Timestamp"], "Timestamp"))
+
+    def installation_of(self, charger_id: str) -> str | None:
+        return self._charger_installation.get(charger_id)
+
+
+class ZaptecFake:
+    """A running fake of the Zaptec API (see the module docstring).
+
+    Parameters
+    ----------
+    data : FakeData
+        The account's content.
+    username, password : str
+        The only credentials the token endpoint accepts.
+    rate_limit : int or None, default 10
+        Requests admitted in any one-second window before 429; None disables the limit.
+    token_lifetime_s : float, default 3600
+        ``expires_in`` of granted tokens [s].
+    now : datetime, optional
+        The cloud's clock for which sessions and observations are visible; None shows all.
+    history_filter_field : {"StartDateTime", "EndDateTime"}
+        The session field ``From``/``To`` filter on.
+    """
+
+    def __init__(
+        self,
+        data: FakeData,
+        *,
+        username: str = "user@example.com",
+        password: str = "password",
+        rate_limit: int | None = 10,
+        token_lifetime_s: float = 3600.0,
+        now: dt.datetime | None = None,
+        history_filter_field: str = "StartDateTime",
+    ):
+        if history_filter_field not in ("StartDateTime", "EndDateTime"):
+            raise ValueError("history_filter_field must be StartDateTime or EndDateTime")
+        self.data = data
+        self.username = username
+        self.password = password
+        self.rate_limit = rate_limit
+        self.token_lifetime_s = token_lifetime_s
+        self.now = now
+        self.history_filter_field = history_filter_field
+        self.log: list[LoggedRequest] = []
+        self.tokens_granted = 0
+        self._tokens: dict[str, float] = {}
+        self._admitted: list[float] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_dump(cls, root: str | Path, **kwargs: Any) -> ZaptecFake:
+        """A fake serving the dump directory ``root``."""
+        return cls(FakeData.from_dump(root), **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ZaptecFake:
+        """Serve on an ephemeral port of 127.0.0.1 in a daemon thread."""
+        handler = type("_BoundHandler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="zaptec-fake", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> ZaptecFake:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake is not running; call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- controls for tests ----------------------------------------------------------------
+
+    def expire_tokens(self) -> None:
+        """Make every granted token expire now (the next call with it gets 401)."""
+        with self._lock:
+            for token in self._tokens:
+                self._tokens[token] = 0.0
+
+    def inject(self, path: str, status: int, **kwargs: Any) -> Fault:
+        """Answer matching requests with ``status`` (see :class:`Fault` for the options)."""
+        fault = Fault(path=path, status=status, **kwargs)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def requests(self, path_prefix: str = "", method: str | None = None) -> list[LoggedRequest]:
+        """Logged requests whose path starts with ``path_prefix``."""
+        with self._lock:
+            return [
+                r
+                for r in self.log
+                if r.path.startswith(path_prefix) and (method is None or r.method == method)
+            ]
+
+    def max_requests_per_second(self) -> int:
+        """The most requests the fake received in any one-second window."""
+        with self._lock:
+            return max_requests_in_window(r.t_s for r in self.log)
+
+    # -- request handling (called from server threads) -------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], str]:
+        arrived = time.monotonic()
+        status, extra, text = self._dispatch(method, path, query, headers, body, arrived)
+        with self._lock:
+            self.log.append(LoggedRequest(arrived, method, path, query, status))
+        return status, extra, text
+
+    def _rate_limited(self, arrived: float) -> bool:
+        if self.rate_limit is None:
+            return False
+        with self._lock:
+            cutoff = arrived - 1.0
+            self._admitted = [t for t in self._admitted if t > cutoff]
+            if len(self._admitted) >= self.rate_limit:
+                return True
+            self._admitted.append(arrived)
+            return False
+
+    def _take_fault(self, method: str, path: str, query: Mapping[str, str]) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path, query):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _authorised(self, headers: Mapping[str, str], arrived: float) -> bool:
+        value = headers.get("authorization", "")
+        if not value.lower().startswith("bearer "):
+            return False
+        with self._lock:
+            expires = self._tokens.get(value[7:].strip())
+        return expires is not None and arrived < expires
+
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+        arrived: float,
+    ) -> tuple[int, dict[str, str], str]:
+        if self._rate_limited(arrived):
+            return 429, {"Retry-After": "1"}, ""
+        fault = self._take_fault(method, path, query)
+        if fault is not None:
+            return fault.status, dict(fault.headers), fault.body or ""
+        if method == "POST" and path == "/oauth/token":
+            return self._token(body)
+        if method == "GET" and path == "/api/constants":
+            return _json(200, self.data.constants)
+        if not path.startswith("/api/"):
+            return _json(404, {"errorCode": 512, "message": "Not found."})
+        if not self._authorised(headers, arrived):
+            return 401, {"WWW-Authenticate": "Bearer"}, ""
+        parts = [p for p in path.split("/") if p][1:]
+        try:
+            return self._route(method, parts, query, body)
+        except _BadRequest as exc:
+            return _json(400, {"errorCode": 500, "message": str(exc)})
+
+    def _token(self, body: bytes) -> tuple[int, dict[str, str], str]:
+        form = {k.lower(): v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "password":
+            return _json(400, {"error": "unsupported_grant_type"})
+        if form.get("username") != self.username or form.get("password") != self.password:
+            return _json(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The user name or password is incorrect.",
+                },
+            )
+        token = uuid.uuid4().hex + uuid.uuid4().hex
+        with self._lock:
+            self._tokens[token] = time.monotonic() + self.token_lifetime_s
+            self.tokens_granted += 1
+        return _json(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.token_lifetime_s),
+                "scope": "read write offline_access",
+            },
+        )
+
+    def _route(
+        self, method: str, parts: list[str], query: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], str]:
+        data = self.data
+        lowered = [p.lower() for p in parts]
+        if method == "GET" and lowered == ["installation"]:
+            summaries = [
+                {k: i.get(k) for k in ("Id", "Name", "Active", "InstallationType", "NetworkType")}
+                for i in data.installations.values()
+            ]
+            return _paged(summaries, query)
+        if method == "GET" and len(parts) >= 2 and lowered[0] == "installation":
+            installation = data.installations.get(parts[1])
+            if installation is None:
+                return _json(404, {"errorCode": 540, "message": "Installation not found."})
+            if len(parts) == 2:
+                return _json(200, installation)
+            if lowered[2:] == ["hierarchy"]:
+                return _json(200, self._hierarchy(installation))
+        if method == "GET" and lowered == ["chargers"]:
+            wanted = query.get("installationid")
+            items = [c for c in data.chargers if wanted is None or c.get("InstallationId") == wanted]
+            return _paged(items, query)
+        if method == "GET" and len(parts) >= 2 and lowered[0] == "chargers":
+            charger = next((c for c in data.chargers if str(c.get("Id")) == parts[1]), None)
+            if charger is None:
+                return _json(404, {"errorCode": 512, "message": "Charger not found."})
+            if len(parts) == 2:
+                return _json(200, {**charger, "HasSessions": True})
+            if lowered[2:] == ["state"]:
+                return _json(200, self._state(parts[1]))
+        if method == "GET" and lowered == ["chargehistory"]:
+            return self._history(query)
+        if method == "POST" and lowered == ["chargehistory", "installationreport"]:
+            return self._report(body)
+        return _json(404, {"errorCode": 512, "message": "Not found."})
+
+    def _hierarchy(self, installation: Mapping[str, Any]) -> dict[str, Any]:
+        circuits: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for charger in self.data.chargers:
+            if charger.get("InstallationId") in (installation["Id"], None) and charger.get(
+                "CircuitId"
+            ):
+                circuits[str(charger["CircuitId"])].append(
+                    {
+                        "Id": charger["Id"],
+                        "Name": charger.get("Name"),
+                        "DeviceId": charger.get("DeviceId"),
+                        "DeviceType": charger.get("DeviceType", 1),
+                        "Active": charger.get("Active", True),
+                    }
+                )
+        return {
+            "Id": installation["Id"],
+            "Name": installation.get("Name"),
+            "NetworkType": installation.get("NetworkType"),
+            "Circuits": [
+                {
+                    "Id": circuit_id,
+                    "Name": f"Circuit {n}",
+                    "MaxCurrent": installation.get("MaxCurrent"),
+                    "IsActive": True,
+                    "InstallationId": installation["Id"],
+                    "Chargers": chargers,
+                }
+                for n, (circuit_id, chargers) in enumerate(sorted(circuits.items()), start=1)
+            ],
+        }
+
+    def _visible(self, stamp: dt.datetime | None) -> bool:
+        return self.now is None or (stamp is not None and stamp <= self.now)
+
+    def _state(self, charger_id: str) -> list[dict[str, Any]]:
+        latest: dict[int, dict[str, Any]] = {}
+        for observation in self.data.observations.get(charger_id, []):
+            stamp = parse_zaptec_time(observation["Timestamp"], "Timestamp")
+            if self._visible(stamp):
+                latest[observation["StateId"]] = observation
+        out = []
+        for state_id in sorted(latest):
+            item = {"ChargerId": charger_id, **latest[state_id]}
+            if state_id == -1:
+                item.pop("ValueAsString", None)
+            elif item.get("ValueAsString") is not None:
+                item["ValueAsString"] = str(item["ValueAsString"])
+            out.append(item)
+        return out
+
+    def _history(self, query: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        page_size, page_index = _paging(query)
+        from_utc = _query_time(query, "from")
+        to_utc = _query_time(query, "to")
+        installation = query.get("installationid")
+        charger = query.get("chargerid")
+        detail = query.get("detaillevel", "0") == "1"
+        sessions = self.data.sessions
+        by_start = self.history_filter_field == "StartDateTime"
+        if by_start and (from_utc or to_utc):
+            starts = [s.start for s in sessions]
+            low = bisect.bisect_left(starts, from_utc) if from_utc else 0
+            high = bisect.bisect_right(starts, to_utc) if to_utc else len(sessions)
+            sessions = sessions[low:high]
+        chosen = []
+        for s in sessions:
+            if not self._visible(s.arrival):
+                continue
+            if installation is not None and s.installation_id != installation:
+                continue
+            if charger is not None and str(s.item.get("ChargerId")) != charger:
+                continue
+            if not by_start:
+                if s.arrival is None:
+                    continue
+                if (from_utc and s.arrival < from_utc) or (to_utc and s.arrival > to_utc):
+                    continue
+            chosen.append(s)
+        field = _HISTORY_SORT_FIELDS.get(query.get("sortproperty", "startdatetime").lower())
+        if field is None:
+            raise _BadRequest(f"unknown SortProperty {query.get('sortproperty')!r}")
+        descending = query.get("sortdescending", "false").lower() == "true"
+        if field != "StartDateTime" or descending:
+            chosen.sort(key=lambda s: (str(s.item.get(field) or ""), str(s.item.get("Id"))))
+            if descending:
+                chosen.reverse()
+        pages = -(-len(chosen) // page_size)
+        window = chosen[page_index * page_size : (page_index + 1) * page_size]
+        items = ",".join(s.json_full if detail else s.json_summary for s in window)
+        return 200, {}, f'{{"Pages":{pages},"Data":[{items}],"Message":null}}'
+
+    def _report(self, body: bytes) -> tuple[int, dict[str, str], str]:
+        try:
+            request = json.loads(body or b"{}")
+            from_utc = parse_zaptec_time(request["fromDate"], "fromDate")
+            to_utc = parse_zaptec_time(request["endDate"], "endDate")
+            installation_id = request["installationId"]
+        except (json.JSONDecodeError, KeyError, TypeError, RecordError) as exc:
+            raise _BadRequest(f"bad report request: {exc}") from None
+        installation = self.data.installations.get(installation_id)
+        if installation is None:
+            return _json(404, {"errorCode": 540, "message": "Installation not found."})
+        group_by = int(request.get("groupBy", 0))
+        groups: dict[str, dict[str, Any]] = {}
+        for s in self.data.sessions:
+            item = s.item
+            if s.installation_id != installation_id or not self._visible(s.arrival):
+                continue
+            if not from_utc <= s.start <= to_utc or (item.get("CommitMetadata") or 0) & 32:
+                continue
+            if group_by == 0:
+                key = item.get("UserFullName") or ""
+            elif group_by == 1:
+                key = item.get("DeviceName") or item.get("DeviceId") or ""
+            else:
+                key = item.get("TokenName") or ""
+            group = groups.setdefault(
+                key,
+                {
+                    "GroupAsString": key,
+                    "UserDetails": {
+                        "Id": item.get("UserId"),
+                        "Email": item.get("UserEmail"),
+                        "FullName": item.get("UserFullName"),
+                    }
+                    if group_by == 0
+                    else None,
+                    "TotalChargeSessionCount": 0,
+                    "TotalChargeSessionEnergy": 0.0,
+                    "TotalChargeSessionDuration": 0.0,
+                },
+            )
+            end = item.get("CommitEndDateTime") or item.get("EndDateTime")
+            hours = (parse_zaptec_time(end, "EndDateTime") - s.start).total_seconds() / 3600
+            group["TotalChargeSessionCount"] += 1
+            group["TotalChargeSessionEnergy"] = round(
+                group["TotalChargeSessionEnergy"] + float(item.get("Energy") or 0.0), 3
+            )
+            group["TotalChargeSessionDuration"] = round(
+                group["TotalChargeSessionDuration"] + hours, 4
+            )
+        return _json(
+            200,
+            {
+                "InstallationName": installation.get("Name"),
+                "InstallationAddress": installation.get("Address"),
+                "InstallationZipCode": installation.get("ZipCode"),
+                "InstallationCity": installation.get("City"),
+                "InstallationTimeZone": installation.get("TimeZoneName"),
+                "GroupedBy": group_by,
+                "Fromdate": request["fromDate"],
+                "Enddate": request["endDate"],
+                "totalUserChargerReportModel": [groups[k] for k in sorted(groups)],
+            },
+        )
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _json(status: int, payload: Any) -> tuple[int, dict[str, str], str]:
+    return status, {}, json.dumps(payload, ensure_ascii=False)
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    try:
+        page_size = int(query.get("pagesize", DEFAULT_PAGE_SIZE))
+        page_index = int(query.get("pageindex", 0))
+    except ValueError:
+        raise _BadRequest("PageSize and PageIndex must be integers") from None
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+    if page_index < 0:
+        raise _BadRequest("PageIndex must not be negative")
+    return page_size, page_index
+
+
+def _paged(items: list[Any], query: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
+    page_size, page_index = _paging(query)
+    pages = -(-len(items) // page_size)
+    window = items[page_index * page_size : (page_index + 1) * page_size]
+    return _json(200, {"Pages": pages, "Data": window, "Message": None})
+
+
+def _query_time(query: Mapping[str, str], key: str) -> dt.datetime | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_zaptec_time(value, key)
+    except RecordError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: ZaptecFake
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        """Silence the default stderr access log; the fake keeps its own."""
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k.lower(): v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, extra, text = self.fake.handle(method, url.path, query, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a fake must answer, like a real server would
+            status, extra, text = 500, {}, json.dumps({"errorCode": 500, "message": str(exc)})
+        payload = text.encode("utf-8")
+        self.send_response(status, HTTPStatus(status).phrase if status in _PHRASES else None)
+        if payload:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self._serve("POST")
+
+
+_PHRASES = {s.value for s in HTTPStatus}
