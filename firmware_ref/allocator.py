@@ -87,7 +87,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from firmware_ref.grid import LINE_NAMES, charger_lines, line_weights, spread_phase_rotations
+from firmware_ref.grid import (
+    LINE_NAMES,
+    LINE_VOLTAGE_UNIT,
+    charger_lines,
+    line_weights,
+    spread_phase_rotations,
+)
 
 #: Tolerance [A] for limit comparisons.
 EPS_A = 1e-9
@@ -433,9 +439,11 @@ class _Network:
             return hit
         if circuit_id not in self.circuit_bases:
             raise ValueError(f"charger on unknown circuit {circuit_id!r}")
+        # Each line's phasors are kept in that line's own voltage frame: magnitudes are the
+        # same, and on TN every weight becomes a real 1, which the fill loop exploits.
         weights = line_weights(rotation, phases, network_type, terminal)
         used = [
-            (line, weights[line])
+            (line, _own_frame(weights[line], line))
             for line in charger_lines(rotation, phases, network_type, terminal)
         ]
         path = [(line, w) for line, w in used]
@@ -444,6 +452,14 @@ class _Network:
         entry = (terminal, tuple(path), tuple(LINE_NAMES[line] for line, _ in used))
         self._paths[key] = entry
         return entry
+
+
+def _own_frame(phasor: complex, line: int) -> complex:
+    """Rotate a line-current phasor into its line's voltage frame (exact 1 when in phase)."""
+    z = phasor * LINE_VOLTAGE_UNIT[line].conjugate()
+    if abs(z.imag) < 1e-12:
+        return complex(round(z.real, 12), 0.0)
+    return z
 
 
 @lru_cache(maxsize=256)

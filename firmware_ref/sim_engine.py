@@ -163,8 +163,9 @@ class EngineLogs:
     first_draw_s: np.ndarray | None = None
     full_s: np.ndarray | None = None
     delivered_wh: np.ndarray | None = None
-    # Ignore-allocation faults: (charger, start, end, frozen_a, min_setpoint_a, setpoint_at_start)
-    ignore_windows: list[tuple[int, float, float, float, float, float]] = field(
+    # Ignore-allocation faults: (charger, start, end, signalled_a, min_setpoint_a,
+    # setpoint_at_start, max_line_excess_a)
+    ignore_windows: list[tuple[int, float, float, float, float, float, float]] = field(
         default_factory=list
     )
     events: int = 0
@@ -393,15 +394,6 @@ class Engine:
             amps = min(amps, self.site.soft_start_current_a)
         return amps, self.pilot_code[c]
 
-    def _effective_pilot(self, c: int, amps: float, code: int) -> tuple[float, int]:
-        """Pilot actually signalled: the allocation, unless an ignore fault holds it up."""
-        fault = self.ignore.get(c)
-        if fault is not None and fault["state"] == "active":
-            if amps < fault["frozen_a"]:
-                fault["min_setpoint_a"] = min(fault["min_setpoint_a"], amps)
-                return fault["frozen_a"], fault["frozen_code"]
-        return amps, code
-
     # --- handlers ---------------------------------------------------------------
 
     def _arrival(self, t: float, c: int, k: int) -> None:
@@ -474,8 +466,16 @@ class Engine:
             return
         amps, phases, lines = self.setpoint[c]
         code = self.codes.code(self.site.phase_rotations[c], phases, lines)
-        self._maybe_start_fault(c, t, amps)
-        amps, code = self._effective_pilot(c, amps, code)
+        fault = self.ignore.get(c)
+        if fault is not None:
+            if fault["state"] == "armed":
+                self._maybe_start_fault(c, t, amps, code)
+            if fault["state"] == "active":
+                # The charger ignores the allocation: its pilot stays where it was.
+                excess = self._line_excess(fault["frozen_a"], fault["frozen_code"], amps, code)
+                fault["max_excess_a"] = max(fault["max_excess_a"], excess)
+                fault["min_setpoint_a"] = min(fault["min_setpoint_a"], amps)
+                return
         before = self.pilot[c]
         self._set_pilot(c, t, amps, code)
         k = self.visit[c]
@@ -584,26 +584,48 @@ class Engine:
 
     # --- ignore-allocation fault -------------------------------------------------
 
-    def _maybe_start_fault(self, c: int, t: float, new_setpoint: float) -> None:
-        fault = self.ignore.get(c)
-        if fault is None or fault["state"] != "armed":
-            return
+    def _line_excess(self, amps_a: float, code_a: int, amps_b: float, code_b: int) -> float:
+        """Largest per-line current of (amps_a, code_a) above that of (amps_b, code_b) [A]."""
+        used_a = self.codes.weights[code_a]
+        used_b = self.codes.weights[code_b]
+        return max(
+            amps_a * abs(used_a[k]) - amps_b * abs(used_b[k]) for k in range(3)
+        )
+
+    def _maybe_start_fault(self, c: int, t: float, new_amps: float, new_code: int) -> None:
+        fault = self.ignore[c]
         plan: IgnoreFaultPlan = fault["plan"]
         if t < plan.not_before_s or self.drawn[c] <= 0.0:
             return
-        if new_setpoint > self.pilot[c] - plan.min_decrease_a:
-            return
         k = self.visit[c]
         frozen = self.pilot[c] if plan.draw_a is None else plan.draw_a
-        frozen = min(frozen, float(self.visits.car_max_a[k]), self.site.charger_max_current_a)
+        frozen = min(frozen, self.site.charger_max_current_a)
+        frozen_code = self.pilot_code[c]
+        excess = self._line_excess(frozen, frozen_code, new_amps, new_code)
+        if excess < plan.min_decrease_a:
+            return
+        # Only a window the car fills completely: it stays and keeps drawing throughout.
+        self._integrate(c, t)
+        drawn = min(frozen, float(self.visits.car_max_a[k]))
+        power = drawn * self.codes.watts_per_amp[frozen_code]
+        remaining_wh = float(self.visits.energy_need_wh[k]) - self.delivered[c]
+        if power <= 0.0 or remaining_wh / power * 3600.0 < plan.duration_s * 1.05:
+            return
+        if float(self.visits.departure_s[k]) < t + plan.duration_s + 60.0:
+            return
         fault.update(
             state="active",
             start=t,
             frozen_a=frozen,
-            frozen_code=self.pilot_code[c],
-            setpoint_at_start=new_setpoint,
-            min_setpoint_a=new_setpoint,
+            frozen_code=frozen_code,
+            setpoint_at_start=new_amps,
+            min_setpoint_a=new_amps,
+            max_excess_a=excess,
         )
+        if plan.draw_a is not None and frozen != self.pilot[c]:
+            self._set_pilot(c, t, frozen, frozen_code)
+            self.follow_token[c] += 1
+            self.push(t + float(self.visits.follow_delay_s[k]), FOLLOW, c, self.follow_token[c])
         self.push(t + plan.duration_s, FAULT_END, c, 0)
 
     def _end_fault(self, c: int, t: float) -> None:
@@ -619,6 +641,7 @@ class Engine:
                 fault["frozen_a"],
                 fault["min_setpoint_a"],
                 fault["setpoint_at_start"],
+                fault["max_excess_a"],
             )
         )
 

@@ -58,9 +58,8 @@ def _per_charger(
     timelines: list[ChargerTimeline], charger: np.ndarray, t: np.ndarray, method: str
 ) -> np.ndarray:
     """Evaluate a timeline method for rows belonging to different chargers."""
-    first = getattr(timelines[0], method)(t[:0]) if t.size == 0 else None
-    if first is not None:
-        return first
+    if t.size == 0:
+        return getattr(timelines[0], method)(t)
     out: np.ndarray | None = None
     for c in np.unique(charger):
         sel = charger == c
@@ -276,11 +275,6 @@ def _sessions(
             "ocmf_tampered": tampered,
         }
     )
-    # NaN first/full times mean "never": make them null.
-    frame = frame.with_columns(
-        pl.when(pl.Series(np.isnan(logs.first_draw_s))).then(None).otherwise(pl.col("first_current_utc")).alias("first_current_utc"),
-        pl.when(pl.Series(np.isnan(logs.full_s))).then(None).otherwise(pl.col("full_utc")).alias("full_utc"),
-    )  # fmt: skip
     voids = np.flatnonzero(with_void)
     if voids.size:
         void_ids = [_uuid(rng) for _ in voids]
@@ -599,7 +593,6 @@ def _set_phases_value(network: str, phases: int, lines: str) -> str:
 
 def _observations(installation, charger_ids, device_ids, visits, ev, logs: EngineLogs, codes, sessions, samples, clocks, rng):
     parts: list[pl.DataFrame] = []
-    n = len(charger_ids)
 
     def add(t, charger, state_id, values):
         t = np.asarray(t, dtype=float)
@@ -686,9 +679,9 @@ def _observations(installation, charger_ids, device_ids, visits, ev, logs: Engin
     frame = frame.sort(["ts_utc", "charger_index", "state_id"], maintain_order=True)
     names = pl.DataFrame({"state_id": list(STATE_NAMES), "state_name": list(STATE_NAMES.values())}, schema={"state_id": pl.Int32, "state_name": pl.String})
     frame = frame.join(names, on="state_id", how="left", maintain_order="left")
+    index = frame["charger_index"]
     frame = frame.with_columns(
-        pl.col("charger_index").map_elements(lambda i: charger_ids[i], return_dtype=pl.String).alias("charger_id"),
-        pl.col("charger_index").map_elements(lambda i: device_ids[i], return_dtype=pl.String).alias("device_id"),
+        pl.Series("charger_id", charger_ids.tolist(), dtype=pl.String).gather(index),
+        pl.Series("device_id", device_ids.tolist(), dtype=pl.String).gather(index),
     )
-    _ = n
     return frame.select("ts_utc", "ts_reported_utc", "charger_id", "device_id", "state_id", "state_name", "value")

@@ -27,9 +27,18 @@ _EPS_WH = 1e-9
 
 
 def ts_series(name: str, t_s: np.ndarray) -> pl.Series:
-    """Datetime("us", "UTC") series from epoch seconds, rounded to the millisecond."""
-    ms = np.round(np.asarray(t_s, dtype=float) * 1000.0).astype(np.int64)
-    return pl.Series(name, ms * 1000, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    """Datetime("us", "UTC") series from epoch seconds, rounded to the millisecond.
+
+    NaN times become nulls.
+    """
+    t = np.asarray(t_s, dtype=float)
+    missing = np.isnan(t)
+    ms = np.round(np.where(missing, 0.0, t) * 1000.0).astype(np.int64)
+    series = pl.Series(name, ms * 1000, dtype=pl.Int64)
+    if missing.any():
+        series = pl.select(pl.when(pl.Series(missing)).then(None).otherwise(series)).to_series()
+        series = series.alias(name)
+    return series.cast(pl.Datetime("us", "UTC"))
 
 
 def epoch_to_datetime(t_s: float) -> datetime:

@@ -648,11 +648,11 @@ def _ground_truth_faults(
                 )
                 continue
             ignore_seen.add(c)
-            _, t0, t1, frozen, min_set, set0 = windows[0]
+            _, t0, t1, frozen, min_set, set0, excess = windows[0]
             out.append(
                 InjectedFault(
                     "ignore_allocation", ids[c], devs[c], epoch_to_datetime(t0),
-                    epoch_to_datetime(t1), round(frozen - min_set, 3), "A",
+                    epoch_to_datetime(t1), round(excess, 3), "A",
                     {
                         "triggered": True,
                         "signalled_current_a": round(frozen, 3),

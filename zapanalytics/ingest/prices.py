@@ -127,9 +127,7 @@ def coverage_problems(
         problems.append(f"{day}: mixed resolutions {sorted(minutes)} min")
     expected = intervals_in_day(day, min(minutes), zone)
     if len(spans) != expected:
-        problems.append(
-            f"{day}: {len(spans)} prices, expected {expected} of {min(minutes)} min"
-        )
+        problems.append(f"{day}: {len(spans)} prices, expected {expected} of {min(minutes)} min")
     cursor = first
     for start, end in spans:
         if start > cursor:
@@ -412,7 +410,6 @@ def load_prices(
     source: str | Path | None = None,
     eur_nok: float | None = None,
     transport: httpx.BaseTransport | None = None,
-    on_day: Callable[[dt.date], None] | None = None,
 ) -> PriceLoadResult:
     """Load spot prices of ``area`` for the delivery days ``first_day`` … ``last_day``.
 
@@ -443,7 +440,6 @@ def load_prices(
     days = _days(first_day, last_day)
     source = HVAKOSTERSTROMMEN_URL if source is None else source
     is_url = isinstance(source, str) and re.match(r"^https?://", source) is not None
-    rows_by_day: dict[dt.date, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
     result = PriceLoadResult(RunCounts(), area)
     with IngestRun(con, "prices") as run:
         result.counts = run.counts
@@ -460,13 +456,14 @@ def load_prices(
                 if path is not None:
                     data = path.read_bytes()
                     documents.append(
-                        (data.decode("utf-8", "replace"), _bind(parse_hvakosterstrommen, data, area))
+                        (
+                            data.decode("utf-8", "replace"),
+                            _bind(parse_hvakosterstrommen, data, area),
+                        )
                     )
             for path in sorted(directory.rglob("*.xml")):
                 data = path.read_bytes()
-                documents.append(
-                    (data.decode("utf-8", "replace"), _bind_entsoe(data, area))
-                )
+                documents.append((data.decode("utf-8", "replace"), _bind_entsoe(data, area)))
         wanted = set(days)
         for raw_text, parse in documents:
             try:
@@ -485,11 +482,9 @@ def load_prices(
             result.skipped_points += parsed.skipped_points
             if not records:
                 continue
-            run.admit(records, {"prices": frame_for("prices", rows)}, rejected, record_table="prices")
-            for row in rows:
-                rows_by_day[_row_day(row)].append((row["start_utc"], row["end_utc"]))
-            if on_day:
-                on_day(_row_day(rows[0]) if rows else first_day)
+            run.admit(
+                records, {"prices": frame_for("prices", rows)}, rejected, record_table="prices"
+            )
         stored = _stored_spans(con, area, days)
         for day in days:
             spans = stored.get(day, [])
@@ -497,7 +492,9 @@ def load_prices(
                 result.missing_days.append(day)
                 continue
             result.days_loaded.append(day)
-            result.problems.extend(coverage_problems([s for s, _ in spans], [e for _, e in spans], day))
+            result.problems.extend(
+                coverage_problems([s for s, _ in spans], [e for _, e in spans], day)
+            )
         return result
 
 
@@ -510,12 +507,16 @@ def _restrict(
     records = [parsed.records[i] for i in keep]
     new_rows = [{**r, "_record": position[r["_record"]]} for r in rows]
     rejected = [
-        Rejection(position[r.record], r.table, r.reason) for r in parsed.rejected if r.record in position
+        Rejection(position[r.record], r.table, r.reason)
+        for r in parsed.rejected
+        if r.record in position
     ]
     return records, new_rows, rejected
 
 
-def _bind(parse: Callable[[bytes, str], ParsedPrices], data: bytes, area: str) -> Callable[[], ParsedPrices]:
+def _bind(
+    parse: Callable[[bytes, str], ParsedPrices], data: bytes, area: str
+) -> Callable[[], ParsedPrices]:
     return lambda: parse(data, area)
 
 
@@ -546,7 +547,9 @@ def _url_documents(
             if response.status_code != 200:
                 result.problems.append(f"{day}: HTTP {response.status_code} fetching prices")
                 continue
-            documents.append((response.text, _bind(parse_hvakosterstrommen, response.content, area)))
+            documents.append(
+                (response.text, _bind(parse_hvakosterstrommen, response.content, area))
+            )
     return documents
 
 

@@ -170,7 +170,9 @@ def plan_window(
         and state.pending_next_page is not None
     )
     if pending and (since is None or since == state.pending_from_utc):
-        assert state.pending_from_utc and state.pending_to_utc and state.pending_next_page is not None
+        assert (
+            state.pending_from_utc and state.pending_to_utc and state.pending_next_page is not None
+        )
         return HistoryWindow(
             state.pending_from_utc, state.pending_to_utc, state.pending_next_page, True
         )
@@ -559,9 +561,7 @@ def _sync_installation(
         batch: list[RawPage] = []
 
         def store(batch: list[RawPage]) -> None:
-            _counts, bad, flagged = admit_history_pages(
-                run, batch, installation_id=installation_id
-            )
+            _counts, bad, flagged = admit_history_pages(run, batch, installation_id=installation_id)
             result.pages_quarantined += bad
             result.sessions_flagged += flagged
             _write_sync_state(

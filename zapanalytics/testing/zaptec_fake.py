@@ -184,7 +184,9 @@ class FakeData:
         if not base.is_dir():
             raise FileNotFoundError(f"no Zaptec dump at {root}")
         constants_path = base / "constants.json"
-        constants = json.loads(constants_path.read_text("utf-8")) if constants_path.exists() else None
+        constants = (
+            json.loads(constants_path.read_text("utf-8")) if constants_path.exists() else None
+        )
         installations = [
             json.loads(p.read_text("utf-8")) for p in sorted(base.glob("installation_*.json"))
         ]
@@ -474,7 +476,9 @@ class ZaptecFake:
                 return _json(200, self._hierarchy(installation))
         if method == "GET" and lowered == ["chargers"]:
             wanted = query.get("installationid")
-            items = [c for c in data.chargers if wanted is None or c.get("InstallationId") == wanted]
+            items = [
+                c for c in data.chargers if wanted is None or c.get("InstallationId") == wanted
+            ]
             return _paged(items, query)
         if method == "GET" and len(parts) >= 2 and lowered[0] == "chargers":
             charger = next((c for c in data.chargers if str(c.get("Id")) == parts[1]), None)

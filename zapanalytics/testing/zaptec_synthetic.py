@@ -122,7 +122,11 @@ def synthetic_account(
         )
         circuit_id = _uuid(rng)
         users = [
-            {"UserId": _uuid(rng), "UserFullName": f"Beboer {u + 1}", "TokenName": f"Brikke {u + 1}"}
+            {
+                "UserId": _uuid(rng),
+                "UserFullName": f"Beboer {u + 1}",
+                "TokenName": f"Brikke {u + 1}",
+            }
             for u in range(max(2, chargers // 2))
         ]
         for n_ch in range(chargers):
