@@ -98,16 +98,27 @@ def main() -> None:
     ).decode()
     t0 = time.perf_counter()
     records = zaptec_session_records(count, key)
-    print(f"signed {count:,} secp384r1 records in {time.perf_counter() - t0:.1f} s "
-          f"on {os.cpu_count()} CPU(s)")
+    print(
+        f"signed {count:,} secp384r1 records in {time.perf_counter() - t0:.1f} s "
+        f"on {os.cpu_count()} CPU(s)"
+    )
 
-    _rate("zapanalytics verify_many (2 threads)", count,
-          lambda: sum(v.ok for v in verify_many(records, key_b64, workers=2)))
-    _rate("zapanalytics verify, one thread", count,
-          lambda: sum(verify(r, key_b64).ok for r in records))
+    _rate(
+        "zapanalytics verify_many (2 threads)",
+        count,
+        lambda: sum(v.ok for v in verify_many(records, key_b64, workers=2)),
+    )
+    _rate(
+        "zapanalytics verify, one thread",
+        count,
+        lambda: sum(verify(r, key_b64).ok for r in records),
+    )
     _rate("zapanalytics parse only", count, lambda: sum(bool(parse(r).readings) for r in records))
-    _rate("naive loop, key reloaded per record", count,
-          lambda: sum(naive_verify(r, key_b64) for r in records))
+    _rate(
+        "naive loop, key reloaded per record",
+        count,
+        lambda: sum(naive_verify(r, key_b64) for r in records),
+    )
     try:
         import warnings
 

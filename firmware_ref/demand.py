@@ -20,11 +20,13 @@ order, so a seed reproduces the same visits and loads.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import polars as pl
 
 __all__ = [
     "CAR_FLEET",
@@ -32,6 +34,7 @@ __all__ = [
     "HouseholdLoad",
     "Visits",
     "draw_household_load",
+    "draw_users",
     "draw_visits",
     "local_hour_of_day",
     "local_to_epoch_s",
@@ -236,7 +239,7 @@ def _draw_residential_day(rng: np.random.Generator, n: int, weekend: np.ndarray)
     short = rng.random(n) < 0.12
     short_stay = rng.uniform(0.7, 3.5, n)
     departure = np.where(short, arrival + short_stay, leave_next)
-    need = np.exp(rng.normal(math.log(7.5), 0.65, n))
+    need = np.exp(rng.normal(math.log(11.0), 0.6, n))
     return plug, arrival, departure, need
 
 
@@ -276,9 +279,9 @@ def draw_visits(
     rng : numpy.random.Generator
         Source of randomness.
     end_s : float, optional
-        End of the simulation [s since epoch]; visits still plugged in then leave at
-        ``end_s`` is *not* applied here: visits extending past it are dropped, so every
-        returned visit is complete.
+        End of the simulation [s since epoch]. Visits still plugged in then are left
+        out, so every returned visit is complete (a charge history lists completed
+        sessions only).
 
     Returns
     -------
@@ -357,6 +360,51 @@ def draw_visits(
         car_index=car[idx].astype(np.int64),
         user_index=user[idx].astype(np.int64),
     )
+
+
+# --- users ------------------------------------------------------------------
+
+_FIRST_NAMES = (
+    "Kari", "Ola", "Ingrid", "Lars", "Nora", "Jonas", "Emma", "Henrik", "Sofie", "Magnus",
+    "Ida", "Sindre", "Maja", "Eirik", "Thea", "Anders", "Hanna", "Kristian", "Sara", "Martin",
+    "Line", "Even", "Silje", "Tore", "Marit", "Bjørn", "Astrid", "Knut", "Solveig", "Håkon",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen",
+    "Jensen", "Karlsen", "Johnsen", "Pettersen", "Eriksen", "Berg", "Haugen", "Hagen",
+    "Johannessen", "Andreassen", "Jacobsen", "Dahl", "Jørgensen", "Halvorsen", "Henriksen",
+    "Lund", "Sørensen", "Strand", "Solberg", "Moen", "Bakken", "Gundersen",
+)  # fmt: skip
+_ASCII = str.maketrans({"ø": "o", "å": "a", "æ": "ae", "Ø": "O", "Å": "A", "Æ": "AE"})
+
+
+def draw_users(rng: np.random.Generator, n_users: int) -> pl.DataFrame:
+    """Synthetic users (RFID tag holders) with Norwegian names.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``user_index``, ``user_id`` (UUID), ``user_full_name``, ``user_email``
+        (``@example.org``), ``token_name`` (the tag's name in the portal), ``rfid_tag``
+        (4-byte ISO 14443 UID in hex).
+    """
+    first = rng.integers(0, len(_FIRST_NAMES), n_users)
+    last = rng.integers(0, len(_LAST_NAMES), n_users)
+    rows = []
+    for k in range(n_users):
+        f, la = _FIRST_NAMES[first[k]], _LAST_NAMES[last[k]]
+        tag = rng.bytes(4).hex().upper()
+        rows.append(
+            {
+                "user_index": k,
+                "user_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                "user_full_name": f"{f} {la}",
+                "user_email": f"{f}.{la}.{k + 1}@example.org".lower().translate(_ASCII),
+                "token_name": f"Brikke {f}",
+                "rfid_tag": tag,
+            }
+        )
+    return pl.DataFrame(rows)
 
 
 # --- household load -----------------------------------------------------------

@@ -12,8 +12,9 @@ fault                     effect
                           ``+0.018`` = +1.8 %) for the whole simulation
 :class:`IgnoreAllocation` the charger keeps signalling its previous, higher
                           current for ``duration_s`` after the load balancer
-                          lowered it; starts at the first such lowering after
-                          ``not_before`` while a car is charging
+                          lowered it; starts at the first lowering by at least
+                          ``min_excess_a`` after ``not_before`` while a car
+                          charges and stays for the whole window
 :class:`TamperedOcmf`     one byte of a signed session record's payload is
                           changed after signing (the register at the end reading)
 :class:`RegisterReset`    the lifetime register jumps to ``register_wh`` (a meter
@@ -44,7 +45,6 @@ __all__ = [
     "MeterGainError",
     "RegisterReset",
     "TamperedOcmf",
-    "default_sample_faults",
 ]
 
 
@@ -84,12 +84,17 @@ class IgnoreAllocation:
     draw_a : float, optional
         Current it signals during the fault [A]; default: the current it signalled
         just before the load balancer lowered it. Capped by the car's maximum.
+    min_excess_a : float
+        The fault starts only at a lowering that leaves the charger at least this much
+        above its allocation on some line [A], and only when the car stays and keeps
+        drawing for the whole window.
     """
 
     charger_index: int
     duration_s: float = 1200.0
     not_before: datetime | None = None
     draw_a: float | None = None
+    min_excess_a: float = 4.0
 
     def __post_init__(self) -> None:
         _check_aware(self.not_before, "not_before")
@@ -174,7 +179,8 @@ class LostOcppMessages:
     charger_index : int
         Charger position (0-based).
     start : datetime, optional
-        Window start (tz-aware); default: noon UTC of the middle simulated day.
+        Window start (tz-aware); default: an hour into the charger's first session
+        after the middle of the simulation, so transaction messages are lost.
     duration_s : float
         Window length [s].
     """
@@ -241,14 +247,3 @@ class InjectedFault:
             "unit": self.unit,
             "details": self.details,
         }
-
-
-def default_sample_faults(n_chargers: int) -> tuple[Fault, ...]:
-    """The faults of the bundled sample: a meter reading +1.8 % and a charger that
-    ignores its allocation for 20 minutes (on two different chargers)."""
-    if n_chargers < 2:
-        return (MeterGainError(0, 0.018),)
-    return (
-        MeterGainError(min(2, n_chargers - 1), 0.018),
-        IgnoreAllocation(min(5, n_chargers - 1) if n_chargers > 3 else 1, duration_s=1200.0),
-    )

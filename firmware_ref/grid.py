@@ -108,12 +108,6 @@ def parse_phase_rotation(phase_rotation: str) -> tuple[int, int, int]:
     return lines  # type: ignore[return-value]
 
 
-def single_phase_options(network_type: str) -> int:
-    """Number of ways a charger can place a single-phase charge on its terminals (3)."""
-    is_neutral_network(network_type)
-    return 3
-
-
 @lru_cache(maxsize=4096)
 def charger_lines(
     phase_rotation: str,
@@ -247,11 +241,6 @@ def line_currents_a(
     matrix = charger_line_matrix(phase_rotations, phases, network_type, single_phase_terminals)
     currents = np.asarray(charger_currents_a, dtype=float)
     return np.abs(currents @ matrix.T)
-
-
-def line_phasor_magnitudes(line_phasors_a: Sequence[complex]) -> tuple[float, float, float]:
-    """Magnitudes [A] of three line phasors."""
-    return (abs(line_phasors_a[0]), abs(line_phasors_a[1]), abs(line_phasors_a[2]))
 
 
 def terminal_to_line_currents(

@@ -13,9 +13,9 @@ Rules the engine follows
   of cars asking for current changes (authorised, full, gone), when the household
   load moves on an APM site, and when one of its phase-switch timers expires.
 * A charger changes its pilot at most every 5 s (IEC 61851-1, :mod:`firmware_ref.pilot`).
-  Within one allocation, decreases are signalled first and increases only after the
-  decreased cars have followed, so healthy chargers never overload a line while
-  currents move.
+  Decreases are signalled first; increases wait until every car due to lower its
+  current (from this allocation or an earlier one still in flight) has followed, so
+  healthy chargers never overload a line while currents move.
 * A car follows a new pilot after its own response delay (within the 5 s grace
   window) and draws ``min(pilot, car maximum)`` on the lines the allocation gives.
 * A car that has taken its energy need stops drawing (Zaptec operation mode 5) and
@@ -40,8 +40,8 @@ from firmware_ref.allocator import (
     allocate,
     available_current_from_fuse,
 )
-from firmware_ref.grid import LINE_NAMES, charger_lines, line_weights, parse_phase_rotation
 from firmware_ref.pilot import PWM_MIN_CHANGE_INTERVAL_S, next_pwm_change_time
+from firmware_ref.sim_timeline import LineCodes
 
 # Event kinds, in the order they are handled when they share a time stamp.
 DEPARTURE = 0
@@ -54,7 +54,6 @@ PILOT = 6
 FOLLOW = 7
 REALLOCATE = 8
 
-_SQRT3 = math.sqrt(3.0)
 
 
 @dataclass
@@ -129,7 +128,7 @@ class IgnoreFaultPlan:
     not_before_s: float
     duration_s: float
     draw_a: float | None
-    min_decrease_a: float = 3.0
+    min_decrease_a: float = 2.0
 
 
 @dataclass
@@ -170,62 +169,6 @@ class EngineLogs:
     )
     events: int = 0
     allocator_calls: int = 0
-
-
-class LineCodes:
-    """Interns (phases, lines) combinations of one charger into small integer codes.
-
-    Each code carries the unit line-current phasors, the charger-terminal mask and
-    the power per ampere, so bulk post-processing needs only integer look-ups.
-    """
-
-    def __init__(self, network_type: str, line_voltage_v: tuple[float, float, float]):
-        self.network_type = network_type
-        self.line_voltage_v = line_voltage_v
-        self._codes: dict[tuple[str, int, tuple[str, ...]], int] = {}
-        self.phases: list[int] = [0]
-        self.lines: list[tuple[str, ...]] = [()]
-        self.weights: list[tuple[complex, complex, complex]] = [(0j, 0j, 0j)]
-        self.terminals: list[tuple[bool, bool, bool]] = [(False, False, False)]
-        self.watts_per_amp: list[float] = [0.0]
-        self.loaded_phases: list[int] = [0]
-
-    def code(self, rotation: str, phases: int, lines: tuple[str, ...]) -> int:
-        """Code of a charger with ``rotation`` using ``phases`` on supply ``lines``."""
-        if phases == 0 or not lines:
-            return 0
-        key = (rotation, phases, lines)
-        hit = self._codes.get(key)
-        if hit is not None:
-            return hit
-        terminal = 0
-        for t in range(3):
-            got = charger_lines(rotation, phases, self.network_type, t)
-            if tuple(LINE_NAMES[k] for k in got) == lines:
-                terminal = t
-                break
-        weights = line_weights(rotation, phases, self.network_type, terminal)
-        used = charger_lines(rotation, phases, self.network_type, terminal)
-        rotation_lines = parse_phase_rotation(rotation)
-        terminals = tuple(rotation_lines[k] in used for k in range(3))
-        v = self.line_voltage_v
-        if self.network_type.upper() != "IT":
-            watts = sum(v[k] for k in used)
-        elif phases == 3:
-            watts = _SQRT3 * sum(v) / 3.0
-        else:
-            # One line-to-line load; v[k] is the voltage between line k and line k+1.
-            a, b = sorted(used)
-            watts = v[0] if (a, b) == (0, 1) else v[1] if (a, b) == (1, 2) else v[2]
-        code = len(self.phases)
-        self._codes[key] = code
-        self.phases.append(phases)
-        self.lines.append(lines)
-        self.weights.append(weights)
-        self.terminals.append(terminals)  # type: ignore[arg-type]
-        self.watts_per_amp.append(float(watts))
-        self.loaded_phases.append(len(used))
-        return code
 
 
 class Engine:
@@ -272,6 +215,8 @@ class Engine:
         self.full_token = [0] * n
         self.follow_token = [0] * n
         self.soft_until = [-math.inf] * n
+        # When each car still due to lower its current will have done so [s].
+        self.lowering_due: dict[int, float] = {}
         self.alloc_state: AllocatorState | None = None
         self.realloc_at: set[float] = set()
         self.household_t = household_t_s
@@ -429,6 +374,7 @@ class Engine:
 
     def _release(self, c: int, t: float) -> None:
         """Take charger ``c`` out of the allocation (car full or gone)."""
+        self.lowering_due.pop(c, None)
         if c in self.active:
             del self.active[c]
             self.request_reallocation(t)
@@ -475,6 +421,7 @@ class Engine:
                 excess = self._line_excess(fault["frozen_a"], fault["frozen_code"], amps, code)
                 fault["max_excess_a"] = max(fault["max_excess_a"], excess)
                 fault["min_setpoint_a"] = min(fault["min_setpoint_a"], amps)
+                self.lowering_due.pop(c, None)
                 return
         before = self.pilot[c]
         self._set_pilot(c, t, amps, code)
@@ -484,10 +431,13 @@ class Engine:
             delay += float(self.visits.start_delay_s[k])
         self.follow_token[c] += 1
         self.push(t + delay, FOLLOW, c, self.follow_token[c])
+        if c in self.lowering_due:
+            self.lowering_due[c] = t + delay
 
     def _follow(self, t: float, c: int, token: int) -> None:
         if token != self.follow_token[c] or self.visit[c] < 0:
             return
+        self.lowering_due.pop(c, None)
         amps, code = self._car_target(c, t)
         if amps > 0.0 and self.drawn[c] == 0.0 and self.site.soft_start_s > 0.0:
             # A charging start: soft start caps the current for a while.
@@ -540,13 +490,15 @@ class Engine:
                     self.codes.lines[self.pilot_code[c]],
                 )
                 (decreases if lowers and self.pilot[c] > 0.0 else increases).append(c)
-        settle = t
+        # Increases wait until every car due to lower its current has done so, including
+        # cars still following an earlier allocation.
         for c in decreases:
             when = next_pwm_change_time(self.pilot_last_change[c], t, PWM_MIN_CHANGE_INTERVAL_S)
             self.pilot_token[c] += 1
             self.push(when, PILOT, c, self.pilot_token[c])
             k = self.visit[c]
-            settle = max(settle, when + float(self.visits.follow_delay_s[k]))
+            self.lowering_due[c] = when + float(self.visits.follow_delay_s[k])
+        settle = max([t, *self.lowering_due.values()])
         for c in increases:
             when = max(
                 settle,

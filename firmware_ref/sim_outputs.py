@@ -15,43 +15,18 @@ import polars as pl
 
 from firmware_ref.faults import InjectedFault, TamperedOcmf
 from firmware_ref.ocmf import OcmfReading, OcmfSigner, rfid_identification
-from firmware_ref.sim_engine import EngineLogs, EngineVisits, LineCodes
-from firmware_ref.sim_timeline import ChargerTimeline, StepSeries, epoch_to_datetime, ts_series
-
-STATE_NAMES = {
-    501: "VoltagePhase1",
-    502: "VoltagePhase2",
-    503: "VoltagePhase3",
-    507: "CurrentPhase1",
-    508: "CurrentPhase2",
-    509: "CurrentPhase3",
-    513: "TotalChargePower",
-    519: "SetPhases",
-    554: "SignedMeterValue",
-    708: "ChargeCurrentSet",
-    710: "ChargerOperationMode",
-    721: "SessionIdentifier",
-}
+from firmware_ref.sim_engine import EngineLogs, EngineVisits
+from firmware_ref.sim_observations import observations_frame, reported, reported_all
+from firmware_ref.sim_timeline import (
+    ChargerTimeline,
+    LineCodes,
+    StepSeries,
+    epoch_to_datetime,
+    ts_series,
+)
 
 # CommitMetadata bits (Zaptec): Online, Offline, ReliableClock, StoppedByRFID, Signed, Void.
 ONLINE, OFFLINE, RELIABLE_CLOCK, SIGNED, VOID = 1, 2, 4, 16, 32
-
-
-def _reported(clock: tuple[float, float, float], t: np.ndarray) -> np.ndarray:
-    start_s, offset_s, drift_ppm = clock
-    if offset_s == 0.0 and drift_ppm == 0.0:
-        return t
-    return np.where(t >= start_s, t + offset_s + drift_ppm * 1e-6 * (t - start_s), t)
-
-
-def _reported_all(clocks, charger: np.ndarray, t: np.ndarray) -> np.ndarray:
-    out = np.array(t, dtype=float, copy=True)
-    for c, clock in enumerate(clocks):
-        if clock[1] == 0.0 and clock[2] == 0.0:
-            continue
-        sel = charger == c
-        out[sel] = _reported(clock, t[sel])
-    return out
 
 
 def _per_charger(
@@ -69,10 +44,6 @@ def _per_charger(
         out[sel] = values
     assert out is not None
     return out
-
-
-def _fmt(values: np.ndarray, digits: int) -> list[str]:
-    return [f"{v:.{digits}f}" for v in np.asarray(values, dtype=float).tolist()]
 
 
 def build_outputs(
@@ -132,10 +103,9 @@ def build_outputs(
     runs, line_currents, han = _site_currents(
         config, installation, logs, codes, household, start_s, end_s, rng
     )
-    observations = _observations(
-        installation, charger_ids, device_ids, visits, engine_visits, logs, codes, sessions,
-        samples, clocks, rng,
-    )  # fmt: skip
+    observations = observations_frame(
+        installation, charger_ids, device_ids, visits, logs, codes, sessions, samples, clocks, rng
+    )
     submeter = _submeter_readings(config, chargers, timelines, start_s, end_s, rng)
     return {
         "sessions": sessions,
@@ -185,7 +155,7 @@ def _sessions(
     row_charger = charger[visit_of_row]
     register = _per_charger(timelines, row_charger, t, "register_wh")
     true_wh = _per_charger(timelines, row_charger, t, "true_wh")
-    reported = _reported_all(clocks, row_charger, t)
+    reported = reported_all(clocks, row_charger, t)
     prev_reg = np.concatenate([[0], register[:-1]])
     prev_true = np.concatenate([[0.0], true_wh[:-1]])
     delta_kwh = np.where(is_b, 0.0, (register - prev_reg) / 1000.0)
@@ -230,8 +200,8 @@ def _sessions(
         for fault in config.faults:
             if isinstance(fault, TamperedOcmf):
                 tamper_faults.append(
-                    _tamper(fault, charger, auth, reg_e - reg_b, signed, tampered, session_ids,
-                            charger_ids, device_ids)
+                    _tamper(fault, charger, auth, dep, reg_e - reg_b, signed, tampered,
+                            session_ids, charger_ids, device_ids)
                 )  # fmt: skip
 
     metadata = np.where(offline, OFFLINE, ONLINE) | RELIABLE_CLOCK | (SIGNED if signers else 0)
@@ -259,9 +229,9 @@ def _sessions(
             "end_utc": ts_series("end_utc", dep),
             "cloud_end_utc": ts_series("cloud_end_utc", dep + cloud_delay),
             "start_reported_utc": ts_series(
-                "start_reported_utc", _reported_all(clocks, charger, start_true)
+                "start_reported_utc", reported_all(clocks, charger, start_true)
             ),
-            "end_reported_utc": ts_series("end_reported_utc", _reported_all(clocks, charger, dep)),
+            "end_reported_utc": ts_series("end_reported_utc", reported_all(clocks, charger, dep)),
             "register_start_wh": reg_b.astype(np.int64),
             "register_end_wh": reg_e.astype(np.int64),
             "energy_kwh": np.round((reg_e - reg_b) / 1000.0, 3),
@@ -316,7 +286,7 @@ def _uuid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
 
-def _tamper(fault, charger, auth, energy_wh, signed, tampered, session_ids, charger_ids, device_ids):
+def _tamper(fault, charger, auth, dep, energy_wh, signed, tampered, session_ids, charger_ids, device_ids):
     c = fault.charger_index
     candidates = [k for k in np.argsort(auth, kind="stable").tolist() if charger[k] == c]
     candidates = [k for k in candidates if energy_wh[k] > 0 and signed[k] is not None]
@@ -333,15 +303,17 @@ def _tamper(fault, charger, auth, energy_wh, signed, tampered, session_ids, char
     end_of_number = rv_at
     while original[end_of_number] in "0123456789.":
         end_of_number += 1
-    # Raise the last digit of the end reading by one (9 wraps to 0).
+    # Raise the end reading: the last digit below 9 goes up by one (a single byte).
     last = end_of_number - 1
-    digit = int(original[last])
-    new_digit = str((digit + 1) % 10)
+    while original[last] in "9.":
+        last -= 1
+    new_digit = str(int(original[last]) + 1)
     record = original[:last] + new_digit + original[last + 1 :]
     signed[k] = record
     tampered[k] = True
     return InjectedFault(
-        "tampered_ocmf", charger_ids[c], device_ids[c], None, None, 1.0, "byte",
+        "tampered_ocmf", charger_ids[c], device_ids[c], epoch_to_datetime(float(auth[k])),
+        epoch_to_datetime(float(dep[k])), 1.0, "byte",
         {
             "triggered": True,
             "session_id": session_ids[k],
@@ -362,7 +334,14 @@ def _meter_samples(installation, charger_ids, timelines, pilots, clocks, rng, si
     step = float(installation["meter_sample_interval_s"])
     grid = np.arange(math.ceil(start_s / step) * step, end_s, step)
     n = len(timelines)
-    frames = []
+    columns: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "charger", "t", "shown", "register", "true", "power", "i1", "i2", "i3", "offered",
+            "emitted",
+        )
+    }  # fmt: skip
+    ocmf: list[str | None] = []
     for c in range(n):
         t = grid + rng.uniform(0.1, 0.9, grid.size)
         t = t[t < end_s]
@@ -373,32 +352,52 @@ def _meter_samples(installation, charger_ids, timelines, pilots, clocks, rng, si
         if t.size > 1:
             daily = np.isclose(np.mod(np.floor(t / step) * step, 86400.0), 0.0)
             emitted[1:] = (reg[1:] != reg[:-1]) | daily[1:]
-        reported = _reported(clocks[c], t)
-        ocmf: list[str | None] = [None] * t.size
+        shown = reported(clocks[c], t)
+        records: list[str | None] = [None] * t.size
         if signers is not None:
             signer = signers[c]
             for i in np.flatnonzero(emitted).tolist():
-                ocmf[i] = signer.fiscal_record(float(reported[i]), int(reg[i]))
-        frames.append(
-            pl.DataFrame(
-                {
-                    "charger_id": [charger_ids[c]] * t.size,
-                    "ts_utc": ts_series("ts_utc", t),
-                    "ts_reported_utc": ts_series("ts_reported_utc", reported),
-                    "register_wh": reg,
-                    "true_energy_wh": np.round(tl.true_wh(t), 3),
-                    "power_w": np.round(tl.power_w_at(t), 1),
-                    "current_l1_a": np.round(currents[:, 0], 3),
-                    "current_l2_a": np.round(currents[:, 1], 3),
-                    "current_l3_a": np.round(currents[:, 2], 3),
-                    "offered_current_a": np.round(pilots[c].at(t).astype(float), 3),
-                    "ocmf_emitted": emitted,
-                    "ocmf": pl.Series(ocmf, dtype=pl.String),
-                },
-                schema_overrides={"charger_id": pl.String},
-            )
-        )
-    return pl.concat(frames).sort(["ts_utc", "charger_id"])
+                records[i] = signer.fiscal_record(float(shown[i]), int(reg[i]))
+        ocmf.extend(records)
+        for key, values in (
+            ("charger", np.full(t.size, c, dtype=np.int64)),
+            ("t", t),
+            ("shown", shown),
+            ("register", reg),
+            ("true", np.round(tl.true_wh(t), 3)),
+            ("power", np.round(tl.power_w_at(t), 1)),
+            ("i1", np.round(currents[:, 0], 3)),
+            ("i2", np.round(currents[:, 1], 3)),
+            ("i3", np.round(currents[:, 2], 3)),
+            ("offered", np.round(pilots[c].at(t).astype(float), 3)),
+            ("emitted", emitted),
+        ):
+            columns[key].append(values)
+    flat = {k: np.concatenate(v) for k, v in columns.items()}
+    # Time order, chargers in installation order within a time stamp.
+    order = np.lexsort((flat["charger"], np.round(flat["t"] * 1000.0)))
+    flat = {k: v[order] for k, v in flat.items()}
+    records_series = pl.Series("ocmf", ocmf, dtype=pl.String)
+    if signers is not None:
+        records_series = records_series.gather(order)
+    else:
+        records_series = pl.Series("ocmf", [None] * order.size, dtype=pl.String)
+    return pl.DataFrame(
+        {
+            "charger_id": pl.Series(charger_ids.tolist(), dtype=pl.String).gather(flat["charger"]),
+            "ts_utc": ts_series("ts_utc", flat["t"]),
+            "ts_reported_utc": ts_series("ts_reported_utc", flat["shown"]),
+            "register_wh": flat["register"],
+            "true_energy_wh": flat["true"],
+            "power_w": flat["power"],
+            "current_l1_a": flat["i1"],
+            "current_l2_a": flat["i2"],
+            "current_l3_a": flat["i3"],
+            "offered_current_a": flat["offered"],
+            "ocmf_emitted": flat["emitted"],
+            "ocmf": records_series,
+        }
+    )
 
 
 # --- line currents, allocator runs, HAN ------------------------------------------
@@ -463,6 +462,9 @@ def _site_currents(config, installation, logs: EngineLogs, codes: LineCodes, hou
     available = np.where((ri >= 0)[:, None], run_available[np.clip(ri, 0, None)] if run_t.size else default_available, default_available)
     allocated = np.where((ri >= 0)[:, None], run_allocated[np.clip(ri, 0, None)] if run_t.size else 0.0, 0.0)
     fuse = float(installation["main_fuse_a"])
+    # Behind the main fuse: the chargers, plus the household on APM sites (elsewhere the
+    # common load sits on another circuit behind the same AMS meter).
+    behind_fuse = chargers_a + house_a if installation["apm"] else chargers_a
     line_currents = pl.DataFrame(
         {
             "ts_utc": ts_series("ts_utc", times),
@@ -473,7 +475,7 @@ def _site_currents(config, installation, logs: EngineLogs, codes: LineCodes, hou
             **{f"allocated_l{k + 1}_a": np.round(allocated[:, k], 6) for k in range(3)},
             "main_fuse_a": np.full(times.size, fuse),
             "chargers_over_available": (chargers_a > available + 1e-6).any(axis=1),
-            "total_over_fuse": (total_a > fuse + 1e-6).any(axis=1),
+            "over_main_fuse": (behind_fuse > fuse + 1e-6).any(axis=1),
         }
     )
 
@@ -565,123 +567,3 @@ def _submeter_readings(config, chargers: pl.DataFrame, timelines, start_s, end_s
             }
         )
     return pl.concat(frames)
-
-
-# --- state observations -----------------------------------------------------------
-
-
-def _obs(t, reported, charger, state_id, values, charger_ids, device_ids) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "ts_utc": ts_series("ts_utc", t),
-            "ts_reported_utc": ts_series("ts_reported_utc", reported),
-            "charger_index": pl.Series(charger, dtype=pl.Int32),
-            "state_id": pl.Series(np.full(len(values), state_id), dtype=pl.Int32),
-            "value": pl.Series(values, dtype=pl.String),
-        }
-    )
-
-
-def _set_phases_value(network: str, phases: int, lines: str) -> str:
-    if phases == 3 or not lines:
-        return "4"
-    first = int(lines.split(",")[0][1])
-    if network == "IT":
-        return {1: "8", 2: "6", 3: "5"}[first]
-    return "4" if phases == 2 else str(first)
-
-
-def _observations(installation, charger_ids, device_ids, visits, ev, logs: EngineLogs, codes, sessions, samples, clocks, rng):
-    parts: list[pl.DataFrame] = []
-
-    def add(t, charger, state_id, values):
-        t = np.asarray(t, dtype=float)
-        charger = np.asarray(charger, dtype=np.int64)
-        if t.size:
-            parts.append(_obs(t, _reported_all(clocks, charger, t), charger, state_id, values, charger_ids, device_ids))
-
-    # 710 operation mode from plug-in, draw changes, car full and unplugging.
-    draw_t = np.asarray(logs.draw_t)
-    draw_c = np.asarray(logs.draw_charger, dtype=np.int64)
-    draw_a = np.asarray(logs.draw_a)
-    draw_code = np.asarray(logs.draw_code, dtype=np.int64)
-    full_s = logs.full_s
-    arrival = visits.arrival_s
-    dep = visits.departure_s
-    vch = visits.charger_index
-    # Visit of each draw row: the last arrival at its charger not after it.
-    key_visit = vch * 1e12 + arrival
-    key_draw = draw_c * 1e12 + draw_t
-    vorder = np.argsort(key_visit)
-    vi = vorder[np.clip(np.searchsorted(key_visit[vorder], key_draw, side="right") - 1, 0, None)] if draw_t.size else np.zeros(0, np.int64)
-    full_of_draw = full_s[vi] if draw_t.size else np.zeros(0)
-    draw_mode = np.where(draw_a > 0, 3, np.where(draw_t >= np.nan_to_num(full_of_draw, nan=np.inf), 5, 2))
-    mode_t = np.concatenate([arrival, draw_t, full_s[~np.isnan(full_s)], dep])
-    mode_c = np.concatenate([vch, draw_c, vch[~np.isnan(full_s)], vch])
-    mode_v = np.concatenate([np.full(arrival.size, 2), draw_mode, np.full(int((~np.isnan(full_s)).sum()), 5), np.full(dep.size, 1)])
-    mode_rank = np.concatenate([np.zeros(arrival.size), np.ones(draw_t.size), np.full(int((~np.isnan(full_s)).sum()), 2), np.full(dep.size, 3)])
-    order = np.lexsort((mode_rank, mode_t, mode_c))
-    mode_t, mode_c, mode_v = mode_t[order], mode_c[order], mode_v[order]
-    keep = np.ones(mode_t.size, dtype=bool)
-    keep[1:] = (mode_c[1:] != mode_c[:-1]) | (mode_v[1:] != mode_v[:-1])
-    add(mode_t[keep], mode_c[keep], 710, [str(int(x)) for x in mode_v[keep]])
-
-    # 708 ChargeCurrentSet and 519 SetPhases from the allocation log.
-    at = np.asarray(logs.alloc_t)
-    ac = np.asarray(logs.alloc_charger, dtype=np.int64)
-    add(at, ac, 708, _fmt(np.asarray(logs.alloc_current), 3))
-    phases = np.asarray(logs.alloc_phases, dtype=np.int64)
-    lines = np.asarray(logs.alloc_lines, dtype=object)
-    if at.size:
-        values = np.array([_set_phases_value(installation["network_type"], int(p), str(li)) for p, li in zip(phases, lines, strict=True)], dtype=object)
-        sel = phases > 0
-        o = np.lexsort((at[sel], ac[sel]))
-        st, sc, sv = at[sel][o], ac[sel][o], values[sel][o]
-        k = np.ones(st.size, dtype=bool)
-        k[1:] = (sc[1:] != sc[:-1]) | (sv[1:] != sv[:-1])
-        add(st[k], sc[k], 519, sv[k].tolist())
-
-    # 507-509 currents and 513 power on every change of the drawn current.
-    if draw_t.size:
-        mask = np.asarray(codes.terminals, dtype=float)[draw_code]
-        currents = mask * draw_a[:, None]
-        for k in range(3):
-            add(draw_t, draw_c, 507 + k, _fmt(currents[:, k], 3))
-        add(draw_t, draw_c, 513, _fmt(draw_a * np.asarray(codes.watts_per_amp)[draw_code], 1))
-
-    # 501-503 voltages at plug-in and unplugging; 721 session id at authorisation.
-    v = np.asarray(installation["line_voltage_v"], dtype=float)
-    vt = np.concatenate([arrival + 1.0, dep + 1.0])
-    vc = np.concatenate([vch, vch])
-    noise = rng.normal(0.0, 0.5, (vt.size, 3))
-    for k in range(3):
-        add(vt, vc, 501 + k, _fmt(v[k] + noise[:, k], 3))
-    real = sessions.filter(~pl.col("is_void")).sort("start_utc")
-    idx = {cid: i for i, cid in enumerate(charger_ids.tolist())}
-    add(
-        (real["start_utc"].dt.epoch("us").to_numpy() / 1e6),
-        np.array([idx[c] for c in real["charger_id"].to_list()], dtype=np.int64),
-        721,
-        real["session_id"].to_list(),
-    )
-    # 554 periodic signed records.
-    emitted = samples.filter(pl.col("ocmf").is_not_null())
-    if emitted.height:
-        add(
-            emitted["ts_utc"].dt.epoch("us").to_numpy() / 1e6,
-            np.array([idx[c] for c in emitted["charger_id"].to_list()], dtype=np.int64),
-            554,
-            emitted["ocmf"].to_list(),
-        )
-    frame = pl.concat(parts) if parts else None
-    if frame is None:
-        return pl.DataFrame()
-    frame = frame.sort(["ts_utc", "charger_index", "state_id"], maintain_order=True)
-    names = pl.DataFrame({"state_id": list(STATE_NAMES), "state_name": list(STATE_NAMES.values())}, schema={"state_id": pl.Int32, "state_name": pl.String})
-    frame = frame.join(names, on="state_id", how="left", maintain_order="left")
-    index = frame["charger_index"]
-    frame = frame.with_columns(
-        pl.Series("charger_id", charger_ids.tolist(), dtype=pl.String).gather(index),
-        pl.Series("device_id", device_ids.tolist(), dtype=pl.String).gather(index),
-    )
-    return frame.select("ts_utc", "ts_reported_utc", "charger_id", "device_id", "state_id", "state_name", "value")

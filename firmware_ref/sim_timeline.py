@@ -14,16 +14,74 @@ given value, as :meth:`EMeter.reset_register` does.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 
-from firmware_ref.sim_engine import LineCodes
+from firmware_ref.grid import LINE_NAMES, charger_lines, line_weights, parse_phase_rotation
 
-__all__ = ["ChargerTimeline", "StepSeries", "epoch_to_datetime", "ts_series"]
+__all__ = ["ChargerTimeline", "LineCodes", "StepSeries", "epoch_to_datetime", "ts_series"]
 
 _EPS_WH = 1e-9
+_SQRT3 = math.sqrt(3.0)
+
+
+class LineCodes:
+    """Interns (phases, lines) combinations of one charger into small integer codes.
+
+    Each code carries the unit line-current phasors, the charger-terminal mask and
+    the power per ampere, so bulk post-processing needs only integer look-ups.
+    """
+
+    def __init__(self, network_type: str, line_voltage_v: tuple[float, float, float]):
+        self.network_type = network_type
+        self.line_voltage_v = line_voltage_v
+        self._codes: dict[tuple[str, int, tuple[str, ...]], int] = {}
+        self.phases: list[int] = [0]
+        self.lines: list[tuple[str, ...]] = [()]
+        self.weights: list[tuple[complex, complex, complex]] = [(0j, 0j, 0j)]
+        self.terminals: list[tuple[bool, bool, bool]] = [(False, False, False)]
+        self.watts_per_amp: list[float] = [0.0]
+        self.loaded_phases: list[int] = [0]
+
+    def code(self, rotation: str, phases: int, lines: tuple[str, ...]) -> int:
+        """Code of a charger with ``rotation`` using ``phases`` on supply ``lines``."""
+        if phases == 0 or not lines:
+            return 0
+        key = (rotation, phases, lines)
+        hit = self._codes.get(key)
+        if hit is not None:
+            return hit
+        terminal = 0
+        for t in range(3):
+            got = charger_lines(rotation, phases, self.network_type, t)
+            if tuple(LINE_NAMES[k] for k in got) == lines:
+                terminal = t
+                break
+        weights = line_weights(rotation, phases, self.network_type, terminal)
+        used = charger_lines(rotation, phases, self.network_type, terminal)
+        rotation_lines = parse_phase_rotation(rotation)
+        terminals = tuple(rotation_lines[k] in used for k in range(3))
+        v = self.line_voltage_v
+        if self.network_type.upper() != "IT":
+            watts = sum(v[k] for k in used)
+        elif phases == 3:
+            watts = _SQRT3 * sum(v) / 3.0
+        else:
+            # One line-to-line load; v[k] is the voltage between line k and line k+1.
+            a, b = sorted(used)
+            watts = v[0] if (a, b) == (0, 1) else v[1] if (a, b) == (1, 2) else v[2]
+        code = len(self.phases)
+        self._codes[key] = code
+        self.phases.append(phases)
+        self.lines.append(lines)
+        self.weights.append(weights)
+        self.terminals.append(terminals)  # type: ignore[arg-type]
+        self.watts_per_amp.append(float(watts))
+        self.loaded_phases.append(len(used))
+        return code
 
 
 def ts_series(name: str, t_s: np.ndarray) -> pl.Series:

@@ -22,8 +22,11 @@ are in ``*_reported_utc`` columns.
 Frames
 ------
 ``installation`` (dict) : installation_id, name, address, zip_code, city, kind,
-    network_type, main_fuse_a, available_current_a, apm, timezone, price_area,
-    circuit_id, han_meter_id, start_utc, end_utc.
+    network_type, main_fuse_a [A], available_current_a [A], apm, timezone, price_area,
+    circuit_id, circuit_name, han_meter_id, line_voltage_v [V] (per line: L-N on TN,
+    L-L on IT), start_utc, end_utc, model, device_type, firmware_version,
+    ocmf_gateway_id, meter_firmware, energy_details_interval_s [s],
+    meter_sample_interval_s [s].
 ``chargers`` : charger_index, charger_id, device_id, name, model, device_type,
     circuit_id, phase_rotation, max_current_a [A], firmware_version,
     meter_gain_error [fraction], meter_offset_w [W], register_start_wh [Wh],
@@ -43,7 +46,7 @@ Frames
     the previous reading; 0 at 'B'), true_energy_kwh [kWh] (delivered in the same
     interval). Ticks fall on the quarter hour (Pro/Home) or the hour (Go), a second
     or so late, as Zaptec's EnergyDetails do. Rows are stamped at the interval end.
-``meter_samples`` : charger_id, ts_utc, ts_reported_utc, register_wh [Wh],
+``meter_samples`` (time order) : charger_id, ts_utc, ts_reported_utc, register_wh [Wh],
     true_energy_wh [Wh] (delivered since the simulation start), power_w [W],
     current_l1_a, current_l2_a, current_l3_a [A] (charger terminals),
     offered_current_a [A] (pilot), ocmf_emitted (a periodic signed record, StateId
@@ -56,9 +59,12 @@ Frames
     allocated_l{1,2,3}_a [A] (charger load per line the allocation implies),
     household_l{1,2,3}_a [A] (load the allocator knew of, APM).
 ``line_currents`` : ts_utc, chargers_l{n}_a, household_l{n}_a, total_l{n}_a,
-    available_l{n}_a, allocated_l{n}_a [A], main_fuse_a [A], chargers_over_available,
-    total_over_fuse. A change log of the actual currents on supply lines L1..L3
-    (phasor sums on IT).
+    available_l{n}_a, allocated_l{n}_a [A], main_fuse_a [A], chargers_over_available
+    (charger load above the current the allocator had), over_main_fuse (load behind the
+    main fuse above it: chargers, plus the household on APM sites; elsewhere the common
+    load has its own circuit behind the same AMS meter). A change log of the actual
+    currents on supply lines L1..L3 (phasor magnitudes on IT); total = chargers +
+    household/common load, as the AMS meter sees it.
 ``state_observations`` : ts_utc, ts_reported_utc, charger_id, device_id, state_id,
     state_name, value (string, as Zaptec sends it): 501-503 voltages [V], 507-509
     currents [A], 513 power [W], 519 SetPhases, 554 SignedMeterValue, 708
@@ -75,10 +81,9 @@ Frames
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -90,6 +95,7 @@ from firmware_ref.demand import (
     CAR_FLEET,
     INSTALLATION_KINDS,
     draw_household_load,
+    draw_users,
     draw_visits,
     local_to_epoch_s,
 )
@@ -98,13 +104,12 @@ from firmware_ref.faults import (
     Fault,
     IgnoreAllocation,
     InjectedFault,
-    LostOcppMessages,
     MeterGainError,
     RegisterReset,
-    TamperedOcmf,
 )
 from firmware_ref.grid import spread_phase_rotations
 from firmware_ref.sim_engine import Engine, EngineSite, EngineVisits, IgnoreFaultPlan
+from firmware_ref.sim_faults import first_idle_moment, ground_truth_faults
 from firmware_ref.sim_outputs import build_outputs
 from firmware_ref.sim_timeline import ChargerTimeline, StepSeries, epoch_to_datetime
 
@@ -164,7 +169,8 @@ class SimulationConfig:
     charger_max_current_a : float
         ``maxChargeCurrent`` of every charger [A].
     phase_switching : bool
-        1↔3-phase switching of the allocator.
+        1↔3-phase switching of the allocator (an installation setting, off unless
+        enabled).
     three_to_one_current_a : float
         ``ThreeToOnePhaseSwitchCurrent`` [A].
     faults : tuple of Fault
@@ -202,7 +208,7 @@ class SimulationConfig:
     apm_margin_a: float = 1.0
     charger_model: str | None = None
     charger_max_current_a: float = 32.0
-    phase_switching: bool = True
+    phase_switching: bool = False
     three_to_one_current_a: float = 15.0
     faults: tuple[Fault, ...] = ()
     healthy_gain_sigma: float = 0.002
@@ -274,6 +280,7 @@ class SimulationResult:
     stats: dict = field(default_factory=dict)
     timelines: list[ChargerTimeline] = field(default_factory=list, repr=False)
     pilots: list[StepSeries] = field(default_factory=list, repr=False)
+    offered_power: list[StepSeries] = field(default_factory=list, repr=False)
     clock: list[tuple[float, float, float]] = field(default_factory=list, repr=False)
 
     def register_wh_at(self, charger_index: int, t_s: np.ndarray) -> np.ndarray:
@@ -283,6 +290,10 @@ class SimulationResult:
     def offered_current_at(self, charger_index: int, t_s: np.ndarray) -> np.ndarray:
         """Current signalled on a charger's pilot at epoch times ``t_s`` [A]."""
         return self.pilots[charger_index].at(np.asarray(t_s, dtype=float)).astype(float)
+
+    def offered_power_w_at(self, charger_index: int, t_s: np.ndarray) -> np.ndarray:
+        """Power the pilot offers (offered current x voltage x phases) at ``t_s`` [W]."""
+        return self.offered_power[charger_index].at(np.asarray(t_s, dtype=float)).astype(float)
 
     def reported_time(self, charger_index: int, t_s: np.ndarray) -> np.ndarray:
         """Times as a charger's clock shows them [s since epoch]."""
@@ -300,42 +311,8 @@ def reported_time(clock: tuple[float, float, float], t_s: np.ndarray) -> np.ndar
 
 # --- identities -------------------------------------------------------------------
 
-_FIRST_NAMES = (
-    "Kari", "Ola", "Ingrid", "Lars", "Nora", "Jonas", "Emma", "Henrik", "Sofie", "Magnus",
-    "Ida", "Sindre", "Maja", "Eirik", "Thea", "Anders", "Hanna", "Kristian", "Sara", "Martin",
-    "Line", "Even", "Silje", "Tore", "Marit", "Bjørn", "Astrid", "Knut", "Solveig", "Håkon",
-)  # fmt: skip
-_LAST_NAMES = (
-    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen",
-    "Jensen", "Karlsen", "Johnsen", "Pettersen", "Eriksen", "Berg", "Haugen", "Hagen",
-    "Johannessen", "Andreassen", "Jacobsen", "Dahl", "Jørgensen", "Halvorsen", "Henriksen",
-    "Lund", "Sørensen", "Strand", "Solberg", "Moen", "Bakken", "Gundersen",
-)  # fmt: skip
-_ASCII = str.maketrans({"ø": "o", "å": "a", "æ": "ae", "Ø": "O", "Å": "A", "Æ": "AE"})
-
-
 def _uuid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
-
-
-def _users(rng: np.random.Generator, n_users: int) -> pl.DataFrame:
-    first = rng.integers(0, len(_FIRST_NAMES), n_users)
-    last = rng.integers(0, len(_LAST_NAMES), n_users)
-    rows = []
-    for k in range(n_users):
-        f, la = _FIRST_NAMES[first[k]], _LAST_NAMES[last[k]]
-        tag = rng.bytes(4).hex().upper()
-        rows.append(
-            {
-                "user_index": k,
-                "user_id": _uuid(rng),
-                "user_full_name": f"{f} {la}",
-                "user_email": f"{f}.{la}.{k + 1}@example.org".lower().translate(_ASCII),
-                "token_name": f"Brikke {f}",
-                "rfid_tag": tag,
-            }
-        )
-    return pl.DataFrame(rows)
 
 
 def _installation_name(kind: str) -> tuple[str, str, str, str]:
@@ -451,7 +428,13 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
                 fault.not_before.timestamp() if fault.not_before is not None else start_s + 86400.0
             )
             ignore_plans.append(
-                IgnoreFaultPlan(fault.charger_index, not_before, fault.duration_s, fault.draw_a)
+                IgnoreFaultPlan(
+                    fault.charger_index,
+                    not_before,
+                    fault.duration_s,
+                    fault.draw_a,
+                    fault.min_excess_a,
+                )
             )
 
     engine = Engine(site, engine_visits, household.t_s, household.current_a, start_s, end_s, ignore_plans)
@@ -464,7 +447,7 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
         if isinstance(fault, RegisterReset):
             at = fault.at.timestamp() if fault.at is not None else None
             if at is None:
-                at = _first_idle_moment(visits, fault.charger_index, 0.5 * (start_s + end_s))
+                at = first_idle_moment(visits, fault.charger_index, 0.5 * (start_s + end_s))
             resets[fault.charger_index] = (at, int(fault.register_wh))
         elif isinstance(fault, ClockDrift):
             begin = fault.start.timestamp() if fault.start is not None else start_s
@@ -477,8 +460,12 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
     pilot_t = np.asarray(logs.pilot_t)
     pilot_c = np.asarray(logs.pilot_charger, dtype=np.int64)
     pilot_a = np.asarray(logs.pilot_a)
+    pilot_w = pilot_a * np.asarray(engine.codes.watts_per_amp)[
+        np.asarray(logs.pilot_code, dtype=np.int64)
+    ]
     timelines: list[ChargerTimeline] = []
     pilots: list[StepSeries] = []
+    offered_power: list[StepSeries] = []
     for c in range(n):
         sel = draw_c == c
         reset = resets.get(c)
@@ -501,6 +488,12 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
             StepSeries(
                 np.concatenate([[start_s], pilot_t[psel]]),
                 np.concatenate([[0.0], pilot_a[psel]]),
+            )
+        )
+        offered_power.append(
+            StepSeries(
+                np.concatenate([[start_s], pilot_t[psel]]),
+                np.concatenate([[0.0], pilot_w[psel]]),
             )
         )
 
@@ -552,7 +545,7 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
             "submeter_gain_error": [float(sub_gains[c]) if c in submeter_ids else 0.0 for c in range(n)],
         }
     )
-    users = _users(rng_ids, int(visits.user_index.max()) + 1 if nv else 1)
+    users = draw_users(rng_ids, int(visits.user_index.max()) + 1 if nv else 1)
 
     outputs = build_outputs(
         config=config,
@@ -573,7 +566,7 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
         end_s=end_s,
     )
 
-    faults = _ground_truth_faults(
+    faults = ground_truth_faults(
         config, chargers, logs, resets, clocks, timelines, outputs["sessions"], start_s, end_s
     ) + outputs.pop("tamper_faults")
 
@@ -594,118 +587,7 @@ def simulate(config: SimulationConfig, seed: int) -> SimulationResult:
         stats=stats,
         timelines=timelines,
         pilots=pilots,
+        offered_power=offered_power,
         clock=clocks,
         **outputs,
     )
-
-
-def _first_idle_moment(visits, charger: int, after_s: float) -> float:
-    """First time at or after ``after_s`` when no car is connected to ``charger``."""
-    t = after_s
-    sel = np.flatnonzero(visits.charger_index == charger)
-    for k in sel:
-        if visits.departure_s[k] < t:
-            continue
-        if visits.arrival_s[k] <= t:
-            t = float(visits.departure_s[k]) + 60.0
-        else:
-            break
-    return float(math.floor(t))
-
-
-def _ground_truth_faults(
-    config: SimulationConfig,
-    chargers: pl.DataFrame,
-    logs,
-    resets: dict[int, tuple[float, int]],
-    clocks: list[tuple[float, float, float]],
-    timelines: list[ChargerTimeline],
-    sessions: pl.DataFrame,
-    start_s: float,
-    end_s: float,
-) -> list[InjectedFault]:
-    ids = chargers["charger_id"].to_list()
-    devs = chargers["device_id"].to_list()
-    out: list[InjectedFault] = []
-    ignore_seen: set[int] = set()
-    for fault in config.faults:
-        c = fault.charger_index
-        if isinstance(fault, MeterGainError):
-            out.append(
-                InjectedFault(
-                    "meter_gain_error", ids[c], devs[c], None, None, float(fault.gain_error),
-                    "fraction", {"description": "meter reads high by gain_error for the whole run"},
-                )  # fmt: skip
-            )
-        elif isinstance(fault, IgnoreAllocation):
-            windows = [w for w in logs.ignore_windows if w[0] == c]
-            if c in ignore_seen or not windows:
-                out.append(
-                    InjectedFault(
-                        "ignore_allocation", ids[c], devs[c], None, None, 0.0, "A",
-                        {"triggered": False, "duration_s": fault.duration_s},
-                    )  # fmt: skip
-                )
-                continue
-            ignore_seen.add(c)
-            _, t0, t1, frozen, min_set, set0, excess = windows[0]
-            out.append(
-                InjectedFault(
-                    "ignore_allocation", ids[c], devs[c], epoch_to_datetime(t0),
-                    epoch_to_datetime(t1), round(excess, 3), "A",
-                    {
-                        "triggered": True,
-                        "signalled_current_a": round(frozen, 3),
-                        "allocated_current_a_at_start": round(set0, 3),
-                        "lowest_allocated_current_a": round(min_set, 3),
-                        "planned_duration_s": fault.duration_s,
-                        "description": "charger kept signalling its previous current "
-                        "after the allocator lowered it",
-                    },
-                )  # fmt: skip
-            )
-        elif isinstance(fault, RegisterReset):
-            at, value = resets[c]
-            before = int(timelines[c].register_wh(np.array([at - 1e-3]))[0])
-            out.append(
-                InjectedFault(
-                    "register_reset", ids[c], devs[c], epoch_to_datetime(at), epoch_to_datetime(at),
-                    float(before - value), "Wh",
-                    {"register_before_wh": before, "register_after_wh": value},
-                )  # fmt: skip
-            )
-        elif isinstance(fault, ClockDrift):
-            begin, offset, ppm = clocks[c]
-            error_end = offset + ppm * 1e-6 * (end_s - begin)
-            out.append(
-                InjectedFault(
-                    "clock_drift", ids[c], devs[c], epoch_to_datetime(begin),
-                    epoch_to_datetime(end_s), float(ppm), "ppm",
-                    {"offset_s": offset, "error_at_end_s": round(error_end, 3)},
-                )  # fmt: skip
-            )
-        elif isinstance(fault, LostOcppMessages):
-            begin = (
-                fault.start.timestamp()
-                if fault.start is not None
-                else math.floor((start_s + end_s) / 2 / 86400.0) * 86400.0 + 43200.0
-            )
-            out.append(
-                InjectedFault(
-                    "lost_ocpp_messages", ids[c], devs[c], epoch_to_datetime(begin),
-                    epoch_to_datetime(begin + fault.duration_s), float(fault.duration_s), "s",
-                    {"description": "every OCPP message of the charger in the window is lost"},
-                )  # fmt: skip
-            )
-        elif isinstance(fault, TamperedOcmf):
-            continue  # recorded while the records are built
-    return out
-
-
-def utc_datetime(value: date | datetime) -> datetime:
-    """Midnight UTC of a date, or a tz-aware datetime converted to UTC."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime")
-        return value.astimezone(UTC)
-    return datetime(value.year, value.month, value.day, tzinfo=UTC)

@@ -64,6 +64,9 @@ class InstallationsSchema(_Contract):
     price_area: str = pa.Field(nullable=True, isin=PRICE_AREAS)
     source: str
     ingested_at: UTC_TIMESTAMP = pa.Field()
+    # 0005_replay
+    available_current_a: float = pa.Field(nullable=True, ge=0, le=MAX_INSTALLATION_CURRENT_A)
+    available_current_mode: pl.Int32 = pa.Field(nullable=True, ge=0)
 
     @pa.dataframe_check
     def timezone_is_iana(cls, data: pa.PolarsData) -> pl.LazyFrame:

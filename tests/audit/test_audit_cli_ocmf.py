@@ -42,8 +42,12 @@ def test_one_valid_record_exits_zero_and_describes_the_transaction(key):
 
 def test_a_file_of_records_gives_one_json_object_per_line_and_exit_one(tmp_path, key):
     good = sign(ZAPTEC_SESSION_PAYLOAD, key, sa=SA)
-    lines = [good, tamper_digit(good, "1546.403", "1556.403"), "OCMF|" + ZAPTEC_FISCAL_PAYLOAD,
-             "not a record"]
+    lines = [
+        good,
+        tamper_digit(good, "1546.403", "1556.403"),
+        "OCMF|" + ZAPTEC_FISCAL_PAYLOAD,
+        "not a record",
+    ]
     records = tmp_path / "records.txt"
     records.write_text("\n".join(lines) + "\n\n")
     key_file = tmp_path / "key.pem"
@@ -55,7 +59,12 @@ def test_a_file_of_records_gives_one_json_object_per_line_and_exit_one(tmp_path,
 
     assert result.exit_code == 1
     objects = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [o["verdict"] for o in objects] == ["valid", "invalid_signature", "unsigned", "malformed"]
+    assert [o["verdict"] for o in objects] == [
+        "valid",
+        "invalid_signature",
+        "unsigned",
+        "malformed",
+    ]
     for obj in objects:
         assert {"verdict", "reason", "readings", "transaction_checks"} <= obj.keys()
     assert objects[0]["transaction_checks"]["energy_kwh"] == pytest.approx(8.715)
@@ -66,13 +75,14 @@ def test_a_file_of_records_gives_one_json_object_per_line_and_exit_one(tmp_path,
 
 
 def test_a_valid_signature_on_a_failing_transaction_exits_one(key):
-    payload = ZAPTEC_SESSION_PAYLOAD.replace('"RV":1542.951,"RI":"1-0:1.8.0","RT":"AC","ST":"G"',
-                                             '"RT":"AC","ST":"E"')
+    payload = ZAPTEC_SESSION_PAYLOAD.replace(
+        '"RV":1542.951,"RI":"1-0:1.8.0","RT":"AC","ST":"G"', '"RT":"AC","ST":"E"'
+    )
     record = sign(payload, key, sa=SA)
 
     result = runner.invoke(
-        app, ["audit", "ocmf", "--record", record, "--public-key", key_forms(key)["hex_der"],
-              "--json"]
+        app,
+        ["audit", "ocmf", "--record", record, "--public-key", key_forms(key)["hex_der"], "--json"],
     )
 
     assert result.exit_code == 1
@@ -101,8 +111,17 @@ def test_usage_errors_are_user_errors(args, message, key):
 
 
 def test_the_console_script_prints_one_line_errors_without_a_traceback():
-    command = [sys.executable, "-c", "from zapanalytics.cli import main; main()",
-               "audit", "ocmf", "--record", "OCMF|{}", "--public-key", "garbage!"]
+    command = [
+        sys.executable,
+        "-c",
+        "from zapanalytics.cli import main; main()",
+        "audit",
+        "ocmf",
+        "--record",
+        "OCMF|{}",
+        "--public-key",
+        "garbage!",
+    ]
 
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 

@@ -102,8 +102,12 @@ def test_wrong_key_on_the_same_curve_is_an_invalid_signature(curve):
 
 @pytest.mark.parametrize(
     ("record_curve", "key_curve"),
-    [("secp384r1", "secp256r1"), ("secp256r1", "brainpoolP256r1"), ("brainpoolP384r1", "secp384r1"),
-     ("secp256k1", "secp256r1")],
+    [
+        ("secp384r1", "secp256r1"),
+        ("secp256r1", "brainpoolP256r1"),
+        ("brainpoolP384r1", "secp384r1"),
+        ("secp256k1", "secp256r1"),
+    ],
 )
 def test_key_of_another_curve_is_a_key_mismatch(record_curve, key_curve):
     record = sign(ZAPTEC_SESSION_PAYLOAD, private_key(record_curve), sa=SPEC_SA[record_curve])
@@ -117,18 +121,28 @@ def test_key_of_another_curve_is_a_key_mismatch(record_curve, key_curve):
 def test_missing_sa_means_the_specification_default_secp256r1():
     p256, p384 = private_key("secp256r1"), private_key("secp384r1")
 
-    assert verify(sign(VENDOR_SESSION_PAYLOAD, p256, sa=None, se="hex"),
-                  key_forms(p256)["pem"]).kind is VerdictKind.VALID
-    assert verify(sign(VENDOR_SESSION_PAYLOAD, p384, sa=None, se="hex"),
-                  key_forms(p384)["pem"]).kind is VerdictKind.KEY_MISMATCH
+    assert (
+        verify(sign(VENDOR_SESSION_PAYLOAD, p256, sa=None, se="hex"), key_forms(p256)["pem"]).kind
+        is VerdictKind.VALID
+    )
+    assert (
+        verify(sign(VENDOR_SESSION_PAYLOAD, p384, sa=None, se="hex"), key_forms(p384)["pem"]).kind
+        is VerdictKind.KEY_MISMATCH
+    )
 
 
 def test_missing_se_means_hex_and_base64_without_se_is_read_as_a_deviation():
     key = private_key("secp256r1")
     as_hex = sign(VENDOR_SESSION_PAYLOAD, key, sa="ECDSA-secp256r1-SHA256", se=None)
-    as_base64 = as_hex.rsplit("|", 1)[0] + "|" + json.dumps(
-        {"SA": "ECDSA-secp256r1-SHA256",
-         "SD": base64.b64encode(parse(as_hex).signature.data).decode()}
+    as_base64 = (
+        as_hex.rsplit("|", 1)[0]
+        + "|"
+        + json.dumps(
+            {
+                "SA": "ECDSA-secp256r1-SHA256",
+                "SD": base64.b64encode(parse(as_hex).signature.data).decode(),
+            }
+        )
     )
 
     assert verify(as_hex, key_forms(key)["pem"]).ok
@@ -137,7 +151,9 @@ def test_missing_se_means_hex_and_base64_without_se_is_read_as_a_deviation():
     assert "SD is base64 but SE is absent (default hex)" in verdict.record.deviations
 
 
-@pytest.mark.parametrize("spelling", ["ECDSA-brainpool256r1-SHA256", "ECDSA-brainpoolP256r1-SHA256"])
+@pytest.mark.parametrize(
+    "spelling", ["ECDSA-brainpool256r1-SHA256", "ECDSA-brainpoolP256r1-SHA256"]
+)
 def test_brainpool_is_accepted_in_both_spellings(spelling):
     key = private_key("brainpoolP256r1")
     assert verify(sign(ZAPTEC_SESSION_PAYLOAD, key, sa=spelling), key_forms(key)["pem"]).ok
@@ -204,15 +220,24 @@ def _signed_zaptec() -> str:
         ('OCMF|{"PG":"T1","RD":[]}', "no readings"),
         ('OCMF|{"PG":"T1","RD":{"TM":"x"}}', "array"),
         ('OCMF|{"PG":"T1","RD":[{"RV":1.0,"RU":"kWh"}]}', "no TM"),
-        ('OCMF|{"PG":"T1","RD":[{"TM":"2025-13-01T00:00:00,000+0000 S","RV":1}]}', "not a valid date"),
+        (
+            'OCMF|{"PG":"T1","RD":[{"TM":"2025-13-01T00:00:00,000+0000 S","RV":1}]}',
+            "not a valid date",
+        ),
         ('OCMF|{"PG":"T1","RD":[{"TM":"yesterday","RV":1}]}', "TM"),
         ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 Q","RV":1}]}', "clock status"),
         ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+2500 S","RV":1}]}', "offset"),
-        ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S","RV":"abc"}]}', "not a number"),
+        (
+            'OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S","RV":"abc"}]}',
+            "not a number",
+        ),
         ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S","RV":NaN}]}', "NaN"),
         ('OCMF|{"PG":"T1","PG":"T2","RD":[]}', "duplicate key"),
         ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S"}]}|{"SD":"zz!"}', "SD"),
-        ('OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S"}]} trailing', "after the payload"),
+        (
+            'OCMF|{"PG":"T1","RD":[{"TM":"2025-01-01T00:00:00,000+0000 S"}]} trailing',
+            "after the payload",
+        ),
     ],
 )
 def test_malformed_records_are_rejected_with_a_reason(record, reason_part):
@@ -256,8 +281,10 @@ def test_raw_r_s_signatures_and_hex_encoded_records_are_accepted():
     record = sign(ZAPTEC_FISCAL_PAYLOAD, key, sa="ECDSA-secp256r1-SHA256", se="hex")
     r, s = decode_dss_signature(parse(record).signature.data)
     raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    raw_record = record.rsplit("|", 1)[0] + "|" + json.dumps(
-        {"SA": "ECDSA-secp256r1-SHA256", "SE": "hex", "SD": raw.hex()}
+    raw_record = (
+        record.rsplit("|", 1)[0]
+        + "|"
+        + json.dumps({"SA": "ECDSA-secp256r1-SHA256", "SE": "hex", "SD": raw.hex()})
     )
 
     assert verify(raw_record, key_forms(key)["pem"]).ok
@@ -268,8 +295,9 @@ def test_raw_r_s_signatures_and_hex_encoded_records_are_accepted():
 
 def test_a_key_embedded_in_a_fourth_section_is_never_trusted():
     genuine, forger = private_key("secp256r1"), private_key("secp256r1", index=1)
-    forged = sign(ZAPTEC_FISCAL_PAYLOAD.replace("2410.000", "1410.000"), forger,
-                  sa="ECDSA-secp256r1-SHA256")
+    forged = sign(
+        ZAPTEC_FISCAL_PAYLOAD.replace("2410.000", "1410.000"), forger, sa="ECDSA-secp256r1-SHA256"
+    )
     with_key = forged + "|" + key_forms(forger)["base64_der"]
 
     verdict = verify(with_key, key_forms(genuine)["pem"])
@@ -330,7 +358,10 @@ def _with_readings(*readings: str, extra: str = "") -> str:
     return '{"PG":"T1"' + extra + ',"RD":[' + ",".join(readings) + "]}"
 
 
-_B = '{"TM":"2025-01-01T10:00:00,000+0000 S","TX":"B","RV":10.000,"RI":"1-0:1.8.0","RU":"kWh","ST":"G"}'
+_B = (
+    '{"TM":"2025-01-01T10:00:00,000+0000 S","TX":"B","RV":10.000,"RI":"1-0:1.8.0",'
+    '"RU":"kWh","ST":"G"}'
+)
 _C = '{"TM":"2025-01-01T11:00:00,000+0000 S","TX":"C","RV":12.000,"ST":"G"}'
 _E = '{"TM":"2025-01-01T12:00:00,000+0000 S","TX":"E","RV":15.000,"ST":"G"}'
 
@@ -341,18 +372,28 @@ _E = '{"TM":"2025-01-01T12:00:00,000+0000 S","TX":"E","RV":15.000,"ST":"G"}'
         (_with_readings(_B, _C, _E), set()),
         (_with_readings(_B, _C), {"one_begin_one_end"}),
         (_with_readings(_B, _B.replace("10:00", "10:30"), _E), {"one_begin_one_end"}),
-        (_with_readings(_E.replace("12:00", "09:00").replace('"ST"', '"RI":"1-0:1.8.0","RU":"kWh","ST"'), _B),
-         {"one_begin_one_end", "values_non_decreasing"}),
+        (
+            _with_readings(
+                _E.replace("12:00", "09:00").replace('"ST"', '"RI":"1-0:1.8.0","RU":"kWh","ST"'), _B
+            ),
+            {"one_begin_one_end", "values_non_decreasing"},
+        ),
         (_with_readings(_B, _C.replace("12.000", "9.000"), _E), {"values_non_decreasing"}),
         (_with_readings(_B, _C.replace("11:00", "09:00"), _E), {"times_non_decreasing"}),
         (_with_readings(_B, _C.replace('"ST":"G"', '"ST":"E"'), _E), {"meter_status_ok"}),
         (_with_readings(_B, _C.replace('"ST":"G"', '"EF":"E","ST":"G"'), _E), {"no_error_flags"}),
         (_with_readings(_B, _C.replace('"TX":"C"', '"TX":"X"'), _E), {"no_exception_readings"}),
-        (_with_readings(_B, _C.replace('"RV"', '"RU":"Wh","RV"'), _E),
-         {"same_register", "values_non_decreasing"}),
+        (
+            _with_readings(_B, _C.replace('"RV"', '"RU":"Wh","RV"'), _E),
+            {"same_register", "values_non_decreasing"},
+        ),
         (_with_readings(_B, _C, _E, extra=',"IL":"MISMATCH"'), {"identification_level_ok"}),
-        (_with_readings(_B.replace('"ST"', '"CL":0.1,"ST"'), _E.replace('"ST"', '"CL":0.3,"ST"')),
-         {"cable_loss_consistent"}),
+        (
+            _with_readings(
+                _B.replace('"ST"', '"CL":0.1,"ST"'), _E.replace('"ST"', '"CL":0.3,"ST"')
+            ),
+            {"cable_loss_consistent"},
+        ),
     ],
 )
 def test_transaction_checks_name_exactly_the_broken_rules(payload, failed):
@@ -378,8 +419,9 @@ def test_a_zaptec_meter_error_reading_without_rv_fails_the_status_check():
 
 def test_weakest_clock_status_is_reported():
     readings = (_B.replace(" S", " R"), _C.replace(" S", " I"), _E)
-    checks = verify("OCMF|" + _with_readings(*readings),
-                    key_forms(private_key("secp256r1"))["pem"]).transaction
+    checks = verify(
+        "OCMF|" + _with_readings(*readings), key_forms(private_key("secp256r1"))["pem"]
+    ).transaction
 
     assert checks.weakest_clock_status == "I"
     assert checks.as_dict()["weakest_clock_status"] == "I"
@@ -409,9 +451,11 @@ def test_public_keys_in_every_form_load_to_the_same_key_and_bad_keys_raise():
 
 def key_forms_rsa() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def test_verify_with_a_bad_key_raises_rather_than_blaming_the_record():

@@ -173,38 +173,40 @@ def verify(
     transaction = check_transaction(parsed) if parsed.is_transaction else None
     signature = parsed.signature
     if signature is None:
-        return Verdict(VerdictKind.UNSIGNED, "the record has no signature", parsed, None,
-                       transaction)
+        return Verdict(
+            VerdictKind.UNSIGNED, "the record has no signature", parsed, None, transaction
+        )
     algorithm_name = signature.effective_algorithm
     try:
         algorithm = resolve_algorithm(signature.algorithm)
     except UnsupportedAlgorithmError as exc:
-        return Verdict(VerdictKind.UNSUPPORTED_CURVE, str(exc), parsed, algorithm_name,
-                       transaction)
+        return Verdict(VerdictKind.UNSUPPORTED_CURVE, str(exc), parsed, algorithm_name, transaction)
     key = load_public_key(public_key, algorithm.curve_name)
     key_curve = curve_name_of(key)
     if key_curve != algorithm.curve_name:
         return Verdict(
             VerdictKind.KEY_MISMATCH,
             f"the key is on {key_curve} but SA {algorithm_name!r} names {algorithm.curve_name}",
-            parsed, algorithm_name, transaction,
+            parsed,
+            algorithm_name,
+            transaction,
         )
     try:
         der = signature_to_der(signature.data, algorithm.coordinate_bytes)
     except ValueError as exc:
-        return Verdict(VerdictKind.INVALID_SIGNATURE, str(exc), parsed, algorithm_name,
-                       transaction)
+        return Verdict(VerdictKind.INVALID_SIGNATURE, str(exc), parsed, algorithm_name, transaction)
     try:
         key.verify(der, parsed.payload_bytes, ec.ECDSA(algorithm.hash_algorithm))
     except InvalidSignature:
         return Verdict(
             VerdictKind.INVALID_SIGNATURE,
             "the signature does not match the payload and key",
-            parsed, algorithm_name, transaction,
+            parsed,
+            algorithm_name,
+            transaction,
         )
     note = "" if algorithm.in_specification else " (algorithm outside the OCMF table)"
-    return Verdict(VerdictKind.VALID, f"signature valid{note}", parsed, algorithm_name,
-                   transaction)
+    return Verdict(VerdictKind.VALID, f"signature valid{note}", parsed, algorithm_name, transaction)
 
 
 def verify_many(

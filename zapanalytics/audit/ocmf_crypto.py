@@ -76,11 +76,19 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 # Table 22 of the OCMF specification (rev 1.4.1): every curve with SHA-256.
 SPEC_ALGORITHMS = frozenset(
-    ("secp192k1", "secp256k1", "secp192r1", "secp256r1", "brainpoolP256r1", "secp384r1",
-     "brainpoolP384r1")
+    (
+        "secp192k1",
+        "secp256k1",
+        "secp192r1",
+        "secp256r1",
+        "brainpoolP256r1",
+        "secp384r1",
+        "brainpoolP384r1",
+    )
 )
-_SA_PATTERN = re.compile(r"(?P<method>[A-Za-z]+)-(?P<curve>[A-Za-z0-9]+)-(?P<hash>SHA-?\d+)",
-                         re.ASCII | re.IGNORECASE)
+_SA_PATTERN = re.compile(
+    r"(?P<method>[A-Za-z]+)-(?P<curve>[A-Za-z0-9]+)-(?P<hash>SHA-?\d+)", re.ASCII | re.IGNORECASE
+)
 
 
 class PublicKeyError(ValueError):
@@ -199,7 +207,9 @@ def _load_der_or_point(raw: bytes, curve_name: str | None) -> ec.EllipticCurvePu
     try:
         key = serialization.load_der_public_key(raw)
     except UnsupportedAlgorithm as exc:
-        raise PublicKeyError(f"the public key uses an unsupported algorithm or curve: {exc}") from exc
+        raise PublicKeyError(
+            f"the public key uses an unsupported algorithm or curve: {exc}"
+        ) from exc
     except ValueError:
         key = None
     if key is not None:

@@ -357,9 +357,14 @@ def parse_tm(tm: str) -> tuple[datetime, str | None, list[str]]:
     fraction = (match["fraction"] or "0")[:6].ljust(6, "0")
     try:
         local = datetime(
-            int(match["year"]), int(match["month"]), int(match["day"]),
-            int(match["hour"]), int(match["minute"]), int(match["second"]),
-            int(fraction), tzinfo=timezone(offset),
+            int(match["year"]),
+            int(match["month"]),
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"]),
+            int(fraction),
+            tzinfo=timezone(offset),
         )
         time_utc = local.astimezone(UTC)
     except (ValueError, OverflowError):
@@ -567,5 +572,3 @@ def parse(record: str | bytes) -> OcmfRecord:
         embedded_public_key=embedded_key,
         deviations=tuple(dict.fromkeys(deviations)),
     )
-
-

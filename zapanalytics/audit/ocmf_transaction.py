@@ -153,7 +153,9 @@ def _times_non_decreasing(readings: tuple[Reading, ...]) -> Check:
         for a, b in zip(readings, readings[1:], strict=False)
         if b.time_utc < a.time_utc
     ]
-    return Check("times_non_decreasing", not problems, "; ".join(problems) or "time never goes back")
+    return Check(
+        "times_non_decreasing", not problems, "; ".join(problems) or "time never goes back"
+    )
 
 
 def _meter_status(readings: tuple[Reading, ...]) -> Check:

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from zapanalytics.audit.findings import utc_frame
 from zapanalytics.audit.ocmf import (
     OcmfError,
     OcmfRecord,
@@ -31,7 +32,9 @@ __all__ = [
     "MID_PUBLIC_KEY_STATE_ID",
     "SIGNED_METER_VALUE_STATE_ID",
     "SIGNED_RECORD_SCHEMA",
+    "active_sessions",
     "public_keys_from_states",
+    "session_records",
     "signed_records",
 ]
 
@@ -81,12 +84,23 @@ def public_keys_from_states(charger_states: pl.DataFrame | None) -> dict[str, st
 
 
 def _row(
-    source: str, charger_id: str | None, session_id: str | None, observed: Any,
-    record: OcmfRecord | None, verdict: str | None, reason: str,
+    source: str,
+    charger_id: str | None,
+    session_id: str | None,
+    observed: Any,
+    record: OcmfRecord | None,
+    verdict: str | None,
+    reason: str,
 ) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(SIGNED_RECORD_SCHEMA.names())
-    row.update(record_source=source, charger_id=charger_id, session_id=session_id,
-               observed_utc=observed, verdict=verdict, reason=reason)
+    row.update(
+        record_source=source,
+        charger_id=charger_id,
+        session_id=session_id,
+        observed_utc=observed,
+        verdict=verdict,
+        reason=reason,
+    )
     if record is None:
         return row
     row["payload_sha256"] = record.payload_sha256
@@ -106,7 +120,11 @@ def _row(
             row[f"{prefix}_utc"] = reading.time_utc
             row[f"{prefix}_kwh"] = reading.energy_kwh
     reference = begin or end
-    if reference is not None and reference.resolution is not None and reference.unit in ("kWh", "Wh"):
+    if (
+        reference is not None
+        and reference.resolution is not None
+        and reference.unit in ("kWh", "Wh")
+    ):
         scale = 0.001 if reference.unit == "Wh" else 1.0
         row["resolution_kwh"] = float(reference.resolution) * scale
     return row
@@ -145,8 +163,17 @@ def _judge(
         if record is None:
             rows.append(_row(source, charger_id, session_id, observed, None, "malformed", error))
         elif verdict is not None:
-            rows.append(_row(source, charger_id, session_id, observed, record,
-                             verdict.kind.value, verdict.reason))
+            rows.append(
+                _row(
+                    source,
+                    charger_id,
+                    session_id,
+                    observed,
+                    record,
+                    verdict.kind.value,
+                    verdict.reason,
+                )
+            )
         else:
             reason = key_problem or "no public key for this charger; signature not checked"
             rows.append(_row(source, charger_id, session_id, observed, record, None, reason))
@@ -181,6 +208,7 @@ def signed_records(
         One row per record, :data:`SIGNED_RECORD_SCHEMA`. ``verdict`` is null when no
         key was available, ``"malformed"`` when the record could not be read.
     """
+    sessions, charger_states = utc_frame(sessions), utc_frame(charger_states)
     keys: dict[str, Any] = {**public_keys_from_states(charger_states), **(public_keys or {})}
     by_charger: dict[tuple[str, str | None], list[tuple[str | None, str | None, Any, str]]] = {}
     if sessions is not None and not sessions.is_empty():
@@ -205,3 +233,48 @@ def signed_records(
         rows.extend(_judge(source, items, keys.get(charger_id)))
     frame = pl.DataFrame(rows, schema=SIGNED_RECORD_SCHEMA)
     return frame.sort(["charger_id", "observed_utc"], nulls_last=True)
+
+
+def active_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Sessions that count: not void and not replaced by another (when those columns exist)."""
+    keep = pl.lit(True)
+    if "is_void" in sessions.columns:
+        keep = keep & ~pl.col("is_void").fill_null(False)
+    if "replaced_by_session_id" in sessions.columns:
+        keep = keep & pl.col("replaced_by_session_id").is_null()
+    return sessions.filter(keep)
+
+
+def session_records(signed: pl.DataFrame | None) -> pl.DataFrame:
+    """The session records of a :func:`signed_records` frame, one per session (empty when None)."""
+    columns = [
+        "session_id",
+        "verdict",
+        "begin_kwh",
+        "end_kwh",
+        "energy_kwh",
+        "begin_utc",
+        "end_utc",
+        "payload_sha256",
+        "ocmf_session_id",
+        "resolution_kwh",
+    ]
+    if signed is None:
+        schema = {
+            "session_id": pl.String,
+            "verdict": pl.String,
+            "begin_kwh": pl.Float64,
+            "end_kwh": pl.Float64,
+            "energy_kwh": pl.Float64,
+            "begin_utc": pl.Datetime("us", "UTC"),
+            "end_utc": pl.Datetime("us", "UTC"),
+            "payload_sha256": pl.String,
+            "ocmf_session_id": pl.String,
+            "resolution_kwh": pl.Float64,
+        }
+        return pl.DataFrame(schema=schema)
+    return (
+        signed.filter(pl.col("record_source") == "session")
+        .select(columns)
+        .unique("session_id", keep="first", maintain_order=True)
+    )

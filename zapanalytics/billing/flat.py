@@ -1,8 +1,15 @@
-"""Flat-price split: every kWh a user charged costs the same."""
+"""Flat-price split per session total: every kWh a user charged costs the same.
+
+The demo report's quick split over all sessions in the store. Monthly statements use
+:func:`zapanalytics.billing.split.flat` instead, which splits sessions at month boundaries;
+both round the same way (:mod:`zapanalytics.billing.money`).
+"""
 
 from __future__ import annotations
 
 import polars as pl
+
+from zapanalytics.billing.money import ore_expr, rate_basis_points, split_gross_ore
 
 VAT_RATE = 0.25
 
@@ -28,10 +35,11 @@ def flat_split(sessions: pl.DataFrame, price_nok_per_kwh: float, vat_rate: float
     -------
     polars.DataFrame
         One row per user: ``user_id``, ``user_name``, ``sessions``, ``energy_kwh``,
-        ``cost_ex_vat_nok``, ``vat_nok``, ``cost_nok`` (rounded to the øre), sorted by energy.
+        ``cost_ex_vat_nok``, ``vat_nok``, ``cost_nok``, sorted by energy. The cost is rounded
+        to the øre (half away from zero) and split into amount and VAT that add back to it.
         Sessions without a user are grouped under ``user_id`` NULL.
     """
-    if price_nok_per_kwh < 0:
+    if not price_nok_per_kwh >= 0:
         raise ValueError(f"price must be non-negative, not {price_nok_per_kwh}")
     per_user = (
         billable_sessions(sessions)
@@ -41,11 +49,15 @@ def flat_split(sessions: pl.DataFrame, price_nok_per_kwh: float, vat_rate: float
             pl.len().alias("sessions"),
             pl.col("energy_kwh").fill_null(0.0).sum().alias("energy_kwh"),
         )
-        .with_columns((pl.col("energy_kwh") * price_nok_per_kwh).round(2).alias("cost_nok"))
-        .with_columns((pl.col("cost_nok") / (1 + vat_rate)).round(2).alias("cost_ex_vat_nok"))
-        .with_columns((pl.col("cost_nok") - pl.col("cost_ex_vat_nok")).round(2).alias("vat_nok"))
-        .sort(["energy_kwh", "user_id"], descending=[True, False], nulls_last=True)
+        .with_columns(ore_expr(pl.col("energy_kwh") * price_nok_per_kwh).alias("_gross"))
     )
-    return per_user.select(
-        "user_id", "user_name", "sessions", "energy_kwh", "cost_ex_vat_nok", "vat_nok", "cost_nok"
+    net, vat = split_gross_ore(pl.col("_gross"), pl.lit(rate_basis_points(vat_rate)))
+    return (
+        per_user.with_columns(
+            (net / 100).alias("cost_ex_vat_nok"),
+            (vat / 100).alias("vat_nok"),
+            (pl.col("_gross") / 100).alias("cost_nok"),
+        )
+        .sort(["energy_kwh", "user_id"], descending=[True, False], nulls_last=True)
+        .select("user_id", "user_name", "sessions", "energy_kwh", "cost_ex_vat_nok", "vat_nok", "cost_nok")
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,11 +28,31 @@ def audit(
         Path | None, typer.Option("--db", help="DuckDB store to audit (opened read-only).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Directory for the audit report and JSON.")
+        Path | None,
+        typer.Option("--out", help="Directory for audit.html and audit.json."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
+    public_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-keys",
+            help="Meter public keys: a directory of <serial or charger_id>.pem files, "
+            "or a JSON file mapping ids to keys.",
+        ),
+    ] = None,
+    skip_meter_value_signatures: Annotated[
+        bool,
+        typer.Option(
+            "--skip-meter-value-signatures",
+            help="Do not verify the periodic (state 554) signed records.",
+        ),
+    ] = False,
 ) -> None:
     """Audit a whole store, or run a sub-command such as ``audit ocmf``.
+
+    Checks register integrity and signed records, each charger's meter against its
+    sub-meter, and gain errors from the HAN meter. Exit code 0 when nothing failed;
+    1 when a finding is an error, a meter fails or a gain is flagged; 2 for a usage error.
 
     Example: zapanalytics audit --db out/zap.duckdb --out out/audit --json
     """
@@ -40,9 +61,116 @@ def audit(
     if db is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    from zapanalytics.cli.audit_store import run_store_audit
+    _run_store_audit(db, out, as_json, public_keys, skip_meter_value_signatures)
 
-    run_store_audit(db, out, as_json)
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null: JSON has no Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _read_key_map(path: Path | None) -> dict[str, str] | None:
+    """Keys from a JSON object {id: key} or a directory of ``<id>.pem`` files, where an
+    id is a charger id or a device serial."""
+    if path is None:
+        return None
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".pem", ".der", ".txt", ".key"))
+        if not files:
+            raise UserError(f"--public-keys {path}: no .pem/.der/.txt/.key files")
+        return {
+            p.stem: p.read_text("ascii") if p.suffix != ".der" else p.read_bytes().hex()
+            for p in files
+        }
+    try:
+        keys = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"no such file or directory: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--public-keys {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(keys, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+    ):
+        raise UserError('--public-keys must hold a JSON object {"charger_id": "key", ...}')
+    return keys
+
+
+def _run_store_audit(
+    db: Path,
+    out: Path | None,
+    as_json: bool,
+    public_keys: Path | None,
+    skip_meter_value_signatures: bool,
+) -> None:
+    from zapanalytics.audit.report import write_audit_report
+    from zapanalytics.audit.store_audit import audit_store
+    from zapanalytics.store import StoreLockedError, read_only_store
+
+    if not db.is_file():
+        raise UserError(f"no such store: {db}")
+    keys = _read_key_map(public_keys)
+    try:
+        con = read_only_store(db)
+    except StoreLockedError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        result = audit_store(
+            con, public_keys=keys, include_meter_value_signatures=not skip_meter_value_signatures
+        )
+    finally:
+        con.close()
+    payload = _jsonable(result.as_dict())
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "audit.json").write_text(
+            json.dumps(payload, default=str, ensure_ascii=False, indent=1) + "\n", "utf-8"
+        )
+        write_audit_report(result, out / "audit.html")
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
+    else:
+        _print_summary(result, out)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_summary(result: Any, out: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title="Meter audit")
+    for column in ("charger", "errors", "warnings", "accuracy", "gain (HAN)", "findings"):
+        # Serials read better than cloud ids; the JSON and the report carry both.
+        table.add_column(column)
+    for row in result.chargers.iter_rows(named=True):
+        accuracy = row["accuracy_verdict"] or "—"
+        if row["accuracy_error_pct"] is not None:
+            accuracy += (
+                f" ({row['accuracy_error_pct']:+.2f} ± {row['accuracy_uncertainty_pct']:.2f} %)"
+            )
+        gain = row["gain_verdict"] or "—"
+        if row["gain_error_pct"] is not None:
+            gain += f" ({row['gain_error_pct']:+.2f} %)"
+        table.add_row(
+            str(row["device_id"] or row["charger_id"]),
+            str(row["errors"]),
+            str(row["warnings"]),
+            accuracy,
+            gain,
+            row["finding_kinds"] or "",
+        )
+    console.print(table)
+    if out is not None:
+        console.print(
+            f"report: {out / 'audit.html'}  json: {out / 'audit.json'}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _read_key(key: str) -> str | bytes:
@@ -138,7 +266,11 @@ def audit_ocmf(
         if as_json:
             sys.stdout.write(json.dumps({"record": number, **summary}, ensure_ascii=False) + "\n")
         else:
-            console.print(f"record {number}: {_describe(summary)}", markup=False,
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"record {number}: {_describe(summary)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     if not all_good:
         raise typer.Exit(1)

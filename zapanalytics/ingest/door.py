@@ -66,6 +66,16 @@ def frame_for(table: str, rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=schema)
 
 
+def _storable_raw(raw: str) -> str:
+    """``raw`` as valid UTF-8 text: an unpaired surrogate (from a ``\\udc80`` JSON escape or a
+    ``surrogateescape`` decode of a non-UTF-8 byte) is kept as its backslash escape."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw
+
+
 def _failed_rows(table: str, frame: pl.DataFrame) -> dict[int, list[str]]:
     """Validate ``frame`` (without ``_record``) and return failing row positions with reasons."""
     model = TABLE_SCHEMAS.get(table)
@@ -204,7 +214,7 @@ class IngestRun:
                 "reason": [
                     "; ".join(dict.fromkeys(reasons[r]))[:_MAX_REASON_CHARS] for r in sorted(bad)
                 ],
-                "raw": [raw[r] for r in sorted(bad)],
+                "raw": [_storable_raw(raw[r]) for r in sorted(bad)],
                 "raw_sha256": [
                     hashlib.sha256(raw[r].encode("utf-8", "surrogatepass")).hexdigest()
                     for r in sorted(bad)

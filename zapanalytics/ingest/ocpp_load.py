@@ -34,12 +34,11 @@ its checkpoint only repeats harmless work.
 
 from __future__ import annotations
 
-import bisect
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,26 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
+from zapanalytics.ingest.door import (
+    RECORD_COLUMN,
+    IngestRun,
+    Rejection,
+    RunCounts,
+    _failed_rows,
+    frame_for,
+)
+from zapanalytics.ingest.ocpp_checks import (
+    SOURCE,
+    StoredMeterContext,
+    chargers_with_register_violations,
+    contradiction_reason,
+    latest_plausible,
+    merge_meter_frame,
+    merge_row,
+    register_rejections,
+    same_value,
+)
+from zapanalytics.ingest.ocpp_fast import METER_COLUMNS, read_meter_values
 from zapanalytics.ingest.ocpp_records import (
     RecordError,
     charger_model,
@@ -58,25 +76,13 @@ from zapanalytics.ingest.ocpp_records import (
     wh_to_kwh,
 )
 from zapanalytics.ingest.spool import list_segments, read_lines, read_meta
-from zapanalytics.schemas import EARLIEST_PLAUSIBLE_UTC, FUTURE_TOLERANCE, MAX_REGISTER_KWH
+from zapanalytics.schemas import EARLIEST_PLAUSIBLE_UTC, MAX_REGISTER_KWH, polars_schema
 
-SOURCE = "ocpp"
-#: About this many bytes of spool are read per batch (≈ 15,000 MeterValues lines).
-DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+#: About this many bytes of spool are read per batch (≈ 80,000 MeterValues lines); larger
+#: batches spread the fixed cost of validation and upserts over more rows.
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 #: Tables in the order a batch writes them.
 _WRITE_ORDER = ("chargers", "sessions", "meter_values", "charger_states")
-_KEYS = {
-    "chargers": ("charger_id",),
-    "sessions": ("session_id",),
-    "meter_values": ("charger_id", "ts_utc"),
-    "charger_states": ("charger_id", "ts_utc", "state_id"),
-}
-_BOOKKEEPING = frozenset({"source", "ingested_at"})
-_METER_COLUMNS = (
-    "energy_register_kwh", "power_w", "power_offered_w", "current_offered_a",
-    "current_l1_a", "current_l2_a", "current_l3_a",
-    "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "temperature_c",
-)
 
 
 @dataclasses.dataclass(slots=True)
@@ -98,6 +104,7 @@ class ParsedRecord:
     rejection_table: str = "meter_values"
     #: StopTransaction: the session must already exist (its StartTransaction was loaded).
     needs_session: str | None = None
+    charge_point_id: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,7 +118,7 @@ class OcppLoadReport:
     batches: int = 0
     phases: int = 0
     actions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    rows_written: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    rows_offered: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     pending_tail_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,7 +130,7 @@ class OcppLoadReport:
             "batches": self.batches,
             "phases": self.phases,
             "actions": dict(sorted(self.actions.items())),
-            "rows_written": dict(sorted(self.rows_written.items())),
+            "rows_offered": dict(sorted(self.rows_offered.items())),
             "pending_tail_bytes": self.pending_tail_bytes,
         }
 
@@ -161,9 +168,34 @@ class ChargerDirectory:
         self._cache[charge_point_id] = info
         return info
 
+    def resolve_many(self, charge_point_ids: Iterable[str]) -> dict[str, _ChargerInfo]:
+        """:meth:`resolve` for many ids with one store query for those not cached."""
+        wanted = [cp for cp in dict.fromkeys(charge_point_ids) if cp not in self._cache]
+        if wanted:
+            frame = pl.DataFrame({"cp": wanted}, schema={"cp": pl.String})
+            self.con.register("_ocpp_cps", frame.to_arrow())
+            try:
+                result = self.con.execute(
+                    "SELECT k.cp, c.* FROM _ocpp_cps k JOIN chargers c"
+                    " ON c.device_id = k.cp OR c.charger_id = k.cp"
+                    " ORDER BY k.cp, (c.device_id = k.cp) DESC, (c.source = ?) ASC, c.charger_id",
+                    [SOURCE],
+                )
+                columns = [d[0] for d in result.description][1:]
+                rows = result.fetchall()
+            finally:
+                self.con.unregister("_ocpp_cps")
+            for cp, *values in rows:
+                if cp not in self._cache:
+                    row = dict(zip(columns, values, strict=True))
+                    self._cache[cp] = _ChargerInfo(row["charger_id"], row["installation_id"], row)
+            for cp in wanted:
+                self._cache.setdefault(cp, _ChargerInfo(cp, None, None))
+        return {cp: self._cache[cp] for cp in charge_point_ids}
+
     def stored(self, charge_point_id: str, row: Mapping[str, Any]) -> None:
         info = self.resolve(charge_point_id)
-        info.stored_row = {**(info.stored_row or {}), **row}
+        info.stored_row = {**(info.stored_row or {}), **row, "source": SOURCE}
 
 
 def _frame_message(text: Any, field: str) -> list:
@@ -189,39 +221,49 @@ def parse_spool_record(text: str, directory: ChargerDirectory) -> ParsedRecord:
     charge_point_id = record.get("charge_point_id")
     if not isinstance(charge_point_id, str) or not charge_point_id:
         return ParsedRecord("?", rejection="spool record has no charge_point_id")
+    direction = record.get("direction")
+    if direction == "out":
+        return ParsedRecord("(call from central system)", charge_point_id=charge_point_id)
+    reply = None
     try:
         received = parse_utc(record.get("ts"), "ts")
+        if record.get("reply") is not None:
+            reply = _frame_message(record["reply"], "reply")
+    except RecordError as exc:
+        return ParsedRecord("?", rejection=str(exc), charge_point_id=charge_point_id)
+    if reply is not None and reply[0] == 4:
+        code = reply[2] if len(reply) > 2 else "?"
+        description = reply[3] if len(reply) > 3 else ""
+        action = "?"
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            frame = json.loads(record["message"])
+            if isinstance(frame, list) and isinstance(frame[2], str):
+                action = frame[2][:60]
+        return ParsedRecord(
+            action,
+            rejection=f"the central system answered CALLERROR {code}: {description}",
+            charge_point_id=charge_point_id,
+        )
+    try:
         frame = _frame_message(record.get("message"), "message")
     except RecordError as exc:
-        return ParsedRecord("?", rejection=str(exc))
-    if record.get("direction") != "in" or frame[0] != 2:
-        # Our own calls and the charge point's answers to them carry no measurements.
-        return ParsedRecord("(call from central system)" if record.get("direction") == "out" else "(answer)")
+        return ParsedRecord("?", rejection=str(exc), charge_point_id=charge_point_id)
+    if direction != "in" or frame[0] != 2:
+        return ParsedRecord("(answer)", charge_point_id=charge_point_id)
     action = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "?"
-    reply_text = record.get("reply")
-    reply = None
-    if reply_text is not None:
-        try:
-            reply = _frame_message(reply_text, "reply")
-        except RecordError as exc:
-            return ParsedRecord(action, rejection=str(exc))
-        if reply[0] == 4:
-            code = reply[2] if len(reply) > 2 else "?"
-            description = reply[3] if len(reply) > 3 else ""
-            return ParsedRecord(
-                action, rejection=f"the central system answered CALLERROR {code}: {description}"
-            )
     payload = frame[3] if len(frame) > 3 else None
     if not isinstance(payload, dict):
-        return ParsedRecord(action, rejection="payload is not an object")
+        return ParsedRecord(action, rejection="payload is not an object", charge_point_id=charge_point_id)
     charger = directory.resolve(charge_point_id)
     try:
-        return _parse_call(action, payload, reply, charge_point_id, charger, received)
+        parsed = _parse_call(action, payload, reply, charge_point_id, charger, received)
     except RecordError as exc:
         table = "sessions" if action in ("StartTransaction", "StopTransaction") else "meter_values"
         if action == "StatusNotification":
             table = "charger_states"
-        return ParsedRecord(action, rejection=f"{action}: {exc}", rejection_table=table)
+        parsed = ParsedRecord(action, rejection=f"{action}: {exc}", rejection_table=table)
+    parsed.charge_point_id = charge_point_id
+    return parsed
 
 
 def _meter_rows(charger_id: str, meter_values: Any) -> list[PartialRow]:
@@ -292,329 +334,296 @@ def _parse_call(
     return ParsedRecord(action)
 
 
-# --------------------------------------------------------------------------- merging
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
-    return a == b
-
-
-def _fetch_stored(
-    con: duckdb.DuckDBPyConnection, table: str, keys: Iterable[tuple]
-) -> dict[tuple, dict[str, Any]]:
-    """Stored rows of ``table`` (OCPP-sourced for meter values) for the given keys."""
-    keys = list(dict.fromkeys(keys))
-    if not keys:
-        return {}
-    key_columns = _KEYS[table]
-    if table == "meter_values":
-        frame = pl.DataFrame(
-            {"charger_id": [k[0] for k in keys], "ts_utc": [k[1] for k in keys]},
-            schema={"charger_id": pl.String, "ts_utc": pl.Datetime("us", "UTC")},
-        )
-        sql = (
-            "SELECT m.* FROM meter_values m JOIN _ocpp_keys k"
-            " ON m.charger_id = k.charger_id AND m.ts_utc = k.ts_utc WHERE m.source = 'ocpp'"
-        )
-    else:
-        frame = pl.DataFrame({key_columns[0]: [k[0] for k in keys]}, schema={key_columns[0]: pl.String})
-        sql = f"SELECT t.* FROM {table} t JOIN _ocpp_keys k USING ({key_columns[0]})"  # noqa: S608
-    con.register("_ocpp_keys", frame.to_arrow())
-    try:
-        result = con.execute(sql)
-        columns = [d[0] for d in result.description]
-        rows = result.fetchall()
-    finally:
-        con.unregister("_ocpp_keys")
-    stored = {}
-    for values in rows:
-        row = dict(zip(columns, values, strict=True))
-        stored[tuple(row[c] for c in key_columns)] = row
-    return stored
-
-
-def merge_row(stored: Mapping[str, Any] | None, partial: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Fill ``partial`` from ``stored`` and list the columns where the two disagree.
-
-    Returns
-    -------
-    (dict, list of str)
-        The merged row, and the names of columns holding different non-null values.
-    """
-    if stored is None:
-        return dict(partial), []
-    merged = {k: v for k, v in stored.items() if k not in _BOOKKEEPING}
-    conflicts = []
-    for column, value in partial.items():
-        if value is None:
-            continue
-        held = merged.get(column)
-        if held is not None and not _same(held, value):
-            conflicts.append(column)
-        merged[column] = value
-    return merged, conflicts
-
-
-def _finish_session(row: dict[str, Any]) -> None:
-    start, stop = row.get("meter_start_kwh"), row.get("meter_stop_kwh")
-    if start is not None and stop is not None:
-        # Both registers are whole Wh: round away float noise, keep every Wh.
-        row["energy_kwh"] = round(stop - start, 3)
-
-
-def _plausible_register(ts: dt.datetime, value: Any, latest: dt.datetime) -> bool:
-    return (
-        isinstance(value, float)
-        and math.isfinite(value)
-        and 0 <= value <= MAX_REGISTER_KWH
-        and EARLIEST_PLAUSIBLE_UTC <= ts <= latest
-    )
-
-
-def _stored_registers(
-    con: duckdb.DuckDBPyConnection, windows: Mapping[str, tuple[dt.datetime, dt.datetime]]
-) -> dict[str, list[tuple[dt.datetime, float]]]:
-    """Stored OCPP register readings in each charger's window plus one on each side."""
-    if not windows:
-        return {}
-    frame = pl.DataFrame(
-        {
-            "charger_id": list(windows),
-            "lo": [w[0] for w in windows.values()],
-            "hi": [w[1] for w in windows.values()],
-        },
-        schema={"charger_id": pl.String, "lo": pl.Datetime("us", "UTC"), "hi": pl.Datetime("us", "UTC")},
-    )
-    sql = """
-        WITH m AS (
-            SELECT m.charger_id, m.ts_utc, m.energy_register_kwh, w.lo, w.hi
-            FROM meter_values m JOIN _ocpp_windows w USING (charger_id)
-            WHERE m.source = 'ocpp' AND m.energy_register_kwh IS NOT NULL
-        )
-        SELECT charger_id, ts_utc, energy_register_kwh FROM m WHERE ts_utc BETWEEN lo AND hi
-        UNION ALL
-        SELECT charger_id, max(ts_utc), arg_max(energy_register_kwh, ts_utc) FROM m
-        WHERE ts_utc < lo GROUP BY charger_id
-        UNION ALL
-        SELECT charger_id, min(ts_utc), arg_min(energy_register_kwh, ts_utc) FROM m
-        WHERE ts_utc > hi GROUP BY charger_id
-    """
-    con.register("_ocpp_windows", frame.to_arrow())
-    try:
-        rows = con.execute(sql).fetchall()
-    finally:
-        con.unregister("_ocpp_windows")
-    readings: dict[str, list[tuple[dt.datetime, float]]] = collections.defaultdict(list)
-    for charger_id, ts, value in rows:
-        readings[charger_id].append((ts, value))
-    for values in readings.values():
-        values.sort()
-    return readings
-
-
-def register_rejections(
-    candidates: list[tuple[int, str, dt.datetime, float]],
-    stored: Mapping[str, list[tuple[dt.datetime, float]]],
-) -> dict[int, str]:
-    """Find records whose energy register goes backwards.
-
-    Parameters
-    ----------
-    candidates : list of (record, charger_id, ts_utc, energy_register_kwh)
-        Readings offered by the batch (plausible ones only).
-    stored : mapping of charger_id to sorted (ts_utc, energy_register_kwh)
-        Stored readings around the batch's time span.
-
-    Returns
-    -------
-    dict of int to str
-        Record index to quarantine reason. A reading must be at least every earlier reading
-        (stored or accepted in the batch) and at most every later stored reading; a record
-        that fails is left out and the batch is checked again without it.
-    """
-    excluded: dict[int, str] = {}
-    by_charger: dict[str, list[tuple[dt.datetime, float, int]]] = collections.defaultdict(list)
-    for record, charger_id, ts, value in candidates:
-        by_charger[charger_id].append((ts, value, record))
-    while True:
-        found: dict[int, str] = {}
-        for charger_id, readings in by_charger.items():
-            history = stored.get(charger_id, [])
-            times = [t for t, _ in history]
-            prefix_max, running = [], -math.inf
-            for _, v in history:
-                running = max(running, v)
-                prefix_max.append(running)
-            suffix_min, running = [0.0] * len(history), math.inf
-            for i in range(len(history) - 1, -1, -1):
-                running = min(running, history[i][1])
-                suffix_min[i] = running
-            accepted_max, accepted_at = -math.inf, None
-            for ts, value, record in sorted(readings, key=lambda r: (r[0], r[2])):
-                if record in excluded:
-                    continue
-                before = bisect.bisect_left(times, ts)
-                after = bisect.bisect_right(times, ts)
-                earlier, earlier_at = accepted_max, accepted_at
-                if before > 0 and prefix_max[before - 1] > earlier:
-                    earlier = prefix_max[before - 1]
-                    earlier_at = max((t for t, v in history[:before] if v == earlier), default=None)
-                if value < earlier:
-                    found.setdefault(record, (
-                        f"meter_values.energy_register_kwh decreased: {value:g} kWh at "
-                        f"{ts.isoformat()} is below {earlier:g} kWh at "
-                        f"{earlier_at.isoformat() if earlier_at else '?'} (charger {charger_id})"
-                    ))
-                    continue
-                if after < len(history) and value > suffix_min[after]:
-                    later_at = next(t for t, v in history[after:] if v == suffix_min[after])
-                    found.setdefault(record, (
-                        f"meter_values.energy_register_kwh decreased: {value:g} kWh at "
-                        f"{ts.isoformat()} is above the later reading {suffix_min[after]:g} kWh at "
-                        f"{later_at.isoformat()} (charger {charger_id})"
-                    ))
-                    continue
-                if value >= accepted_max:
-                    accepted_max, accepted_at = value, ts
-        new = {r: reason for r, reason in found.items() if r not in excluded}
-        if not new:
-            return excluded
-        excluded.update(new)
-
-
 # --------------------------------------------------------------------------- loading
+
+_STORE_METER_SCHEMA = {**polars_schema("meter_values"), RECORD_COLUMN: pl.Int64}
+
+
+def _meter_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Meter rows (dicts with ``_record``) as a frame of the merge's columns."""
+    schema = {
+        RECORD_COLUMN: pl.Int64, "charger_id": pl.String, "ts_utc": pl.Datetime("us", "UTC"),
+        **{c: pl.Float64 for c in METER_COLUMNS},
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _store_meter_frame(merged: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+    """Merged meter rows in the store's column order and dtypes, bookkeeping filled."""
+    columns = []
+    for name, dtype in _STORE_METER_SCHEMA.items():
+        if name == "source":
+            columns.append(pl.lit(SOURCE, pl.String).alias(name))
+        elif name == "ingested_at":
+            columns.append(pl.lit(now, pl.Datetime("us", "UTC")).alias(name))
+        elif name in merged.columns:
+            columns.append(pl.col(name).cast(dtype))
+        else:
+            columns.append(pl.lit(None, dtype).alias(name))
+    return merged.select(columns)
+
+
+def _with_bookkeeping(table: str, frame: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+    fills = []
+    if "source" in frame.columns:
+        fills.append(pl.col("source").fill_null(SOURCE))
+    if "ingested_at" in frame.columns:
+        fills.append(pl.col("ingested_at").fill_null(pl.lit(now, pl.Datetime("us", "UTC"))))
+    return frame.with_columns(fills) if fills else frame
+
+
+def _contested_meter_records(meter: pl.DataFrame) -> set[int]:
+    """Records offering a meter row whose key another record offers with other content."""
+    if meter.height == 0:
+        return set()
+    content = meter.with_columns(_content=pl.struct(METER_COLUMNS).hash())
+    contested = (
+        content.group_by("charger_id", "ts_utc")
+        .agg(pl.col("_content").n_unique().alias("versions"))
+        .filter(pl.col("versions") > 1)
+    )
+    if contested.height == 0:
+        return set()
+    return set(content.join(contested, on=["charger_id", "ts_utc"])[RECORD_COLUMN].to_list())
+
+
+def _contested_records(records: Mapping[int, ParsedRecord]) -> set[int]:
+    """Records whose non-meter row key another record offers with other content."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    clashing: set[tuple] = set()
+    for record in records.values():
+        for row in record.rows:
+            if row.table == "meter_values":
+                continue
+            key = (row.table, row.key)
+            if key in seen and seen[key] != row.values:
+                clashing.add(key)
+            seen.setdefault(key, row.values)
+    return {
+        index for index, record in records.items()
+        if any((row.table, row.key) in clashing for row in record.rows)
+    }
 
 
 class _BatchLoader:
-    """Admit one batch of spool lines, in as many phases as key collisions require."""
+    """Admit batches of spool lines, in as many phases as key collisions require."""
 
-    def __init__(self, run: IngestRun, directory: ChargerDirectory, report: OcppLoadReport):
+    def __init__(
+        self, run: IngestRun, directory: ChargerDirectory, report: OcppLoadReport, *, fast_path: bool
+    ):
         self.run = run
         self.con = run.con
         self.directory = directory
         self.report = report
+        self.fast_path = fast_path
+        self.meters = StoredMeterContext(self.con)
         self.seen_charge_points: set[str] = set()
 
     def load(self, lines: list[bytes]) -> RunCounts:
         raw = [line.decode("utf-8", "surrogateescape") for line in lines]
-        parsed = []
-        for text in raw:
-            record = parse_spool_record(text, self.directory)
-            self.report.actions[record.action] += 1
-            parsed.append(record)
-        self._add_charger_rows(raw, parsed)
+        if self.fast_path:
+            fast, slow_indices = read_meter_values(lines)
+        else:
+            fast, slow_indices = None, list(range(len(raw)))
+        parsed: dict[int, ParsedRecord] = {}
+        for index in slow_indices:
+            parsed[index] = parse_spool_record(raw[index], self.directory)
+            self.report.actions[parsed[index].action] += 1
+        if fast is not None:
+            if len(raw) > len(slow_indices):
+                self.report.actions["MeterValues"] += len(raw) - len(slow_indices)
+            fast = self._with_charger_ids(fast)
+        side_rows = self._new_charger_rows(fast, parsed)
+
+        slow_meter = self._slow_meter_rows(parsed)
+        all_meter = slow_meter
+        if fast is not None and fast.height:
+            all_meter = pl.concat([fast.drop("charge_point_id"), slow_meter])
+        contested = _contested_meter_records(all_meter) | _contested_records(parsed)
+        if fast is not None and contested:
+            # A fast record in a collision joins the per-record path, which orders it.
+            moved = contested & set(fast[RECORD_COLUMN].to_list())
+            for index in moved:
+                parsed[index] = parse_spool_record(raw[index], self.directory)
+            fast = fast.filter(~pl.col(RECORD_COLUMN).is_in(list(moved)))
+
         counts = RunCounts()
-        pending = list(range(len(raw)))
-        while pending:
-            phase, deferred = self._split_phase(pending, parsed)
-            counts += self._admit_phase([raw[i] for i in phase], [parsed[i] for i in phase])
-            self.report.phases += 1
-            pending = deferred
+        later = sorted(contested)
+        first_phase = {i: r for i, r in parsed.items() if i not in contested}
+        if later:
+            # Contested records go through the ordered split; its first phase joins this one.
+            phase, later = _split_phase(later, parsed)
+            first_phase.update({i: parsed[i] for i in phase})
+        if not later:
+            counts += self._admit_phase(raw, first_phase, fast, side_rows)
+        else:
+            # The door counts every raw record it is given: hand it only this phase's.
+            deferred = set(later)
+            kept = [i for i in range(len(raw)) if i not in deferred]
+            position = {index: n for n, index in enumerate(kept)}
+            if fast is not None and fast.height:
+                fast = fast.with_columns(
+                    pl.col(RECORD_COLUMN).replace_strict(position, return_dtype=pl.Int64)
+                )
+            counts += self._admit_phase(
+                [raw[i] for i in kept],
+                {position[i]: record for i, record in first_phase.items()},
+                fast,
+                [(position[i], values) for i, values in side_rows if i in position],
+            )
+        while later:
+            phase, later = _split_phase(later, parsed)
+            subset = {position: parsed[i] for position, i in enumerate(phase)}
+            counts += self._admit_phase([raw[i] for i in phase], subset, None, [])
         return counts
 
-    def _add_charger_rows(self, raw: list[str], parsed: list[ParsedRecord]) -> None:
-        """Give a charge point the store has never seen a ``chargers`` row (on its first record)."""
-        for record, text in zip(parsed, raw, strict=True):
-            if record.rejection is not None or record.action.startswith("("):
+    def _with_charger_ids(self, fast: pl.DataFrame) -> pl.DataFrame:
+        charge_points = fast["charge_point_id"].unique().to_list()
+        known = self.directory.resolve_many(charge_points)
+        mapping = pl.DataFrame(
+            {"charge_point_id": charge_points, "charger_id": [known[cp].charger_id for cp in charge_points]},
+            schema={"charge_point_id": pl.String, "charger_id": pl.String},
+        )
+        return fast.join(mapping, on="charge_point_id", how="left", maintain_order="left").select(
+            pl.col(RECORD_COLUMN).cast(pl.Int64), "charger_id", "ts_utc", *METER_COLUMNS, "charge_point_id",
+        )
+
+    def _new_charger_rows(
+        self, fast: pl.DataFrame | None, parsed: Mapping[int, ParsedRecord]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """A ``chargers`` row for each charge point the store has never seen, on its first record.
+
+        Skipped when the batch brings that charge point's BootNotification, which says more.
+        """
+        first: dict[str, int] = {}
+        booted: set[str] = set()
+        for index, record in parsed.items():
+            cp = record.charge_point_id
+            if record.rejection is not None or record.action.startswith("(") or cp is None:
                 continue
-            try:
-                charge_point_id = json.loads(text)["charge_point_id"]
-            except (ValueError, KeyError, TypeError):
+            first[cp] = min(first.get(cp, index), index)
+            if any(row.table == "chargers" for row in record.rows):
+                booted.add(cp)
+        if fast is not None and fast.height:
+            for cp, index in fast.group_by("charge_point_id").agg(pl.col(RECORD_COLUMN).min()).iter_rows():
+                first[cp] = min(first.get(cp, index), index)
+        side = []
+        for cp, index in sorted(first.items(), key=lambda item: item[1]):
+            if cp in self.seen_charge_points:
                 continue
-            if charge_point_id in self.seen_charge_points:
-                continue
-            self.seen_charge_points.add(charge_point_id)
-            info = self.directory.resolve(charge_point_id)
-            if info.stored_row is None and not any(r.table == "chargers" for r in record.rows):
-                record.rows.append(PartialRow(
-                    "chargers", (info.charger_id,),
-                    {"charger_id": info.charger_id, "device_id": charge_point_id},
-                ))
+            self.seen_charge_points.add(cp)
+            info = self.directory.resolve(cp)
+            if info.stored_row is None and cp not in booted:
+                side.append((index, {"charger_id": info.charger_id, "device_id": cp}))
+        return side
 
     @staticmethod
-    def _split_phase(pending: list[int], parsed: list[ParsedRecord]) -> tuple[list[int], list[int]]:
-        phase, deferred = [], []
-        touched: dict[tuple, dict[str, Any]] = {}
-        blocked: set[tuple] = set()
-        for index in pending:
-            rows = parsed[index].rows
-            keys = [(row.table, row.key) for row in rows]
-            clash = any(k in blocked for k in keys) or any(
-                k in touched and touched[k] != row.values for k, row in zip(keys, rows, strict=True)
-            )
-            if clash:
-                deferred.append(index)
-                blocked.update(keys)
-                continue
-            phase.append(index)
-            for key, row in zip(keys, rows, strict=True):
-                touched.setdefault(key, row.values)
-        return phase, deferred
+    def _slow_meter_rows(parsed: Mapping[int, ParsedRecord]) -> pl.DataFrame:
+        rows = [
+            {**row.values, RECORD_COLUMN: index}
+            for index, record in parsed.items() if record.rejection is None
+            for row in record.rows if row.table == "meter_values"
+        ]
+        return _meter_frame(rows)
 
-    def _admit_phase(self, raw: list[str], records: list[ParsedRecord]) -> RunCounts:
-        rejections: dict[int, Rejection] = {}
-        for position, record in enumerate(records):
-            if record.rejection is not None:
-                rejections[position] = Rejection(position, record.rejection_table, record.rejection)
-
-        keys_by_table: dict[str, list[tuple]] = collections.defaultdict(list)
-        for position, record in enumerate(records):
-            if position not in rejections:
-                for row in record.rows:
-                    keys_by_table[row.table].append(row.key)
-        stored = {
-            table: _fetch_stored(self.con, table, keys_by_table.get(table, ()))
-            for table in ("sessions", "meter_values")
+    def _admit_phase(
+        self,
+        raw: list[str],
+        records: Mapping[int, ParsedRecord],
+        fast: pl.DataFrame | None,
+        side_rows: list[tuple[int, dict[str, Any]]],
+    ) -> RunCounts:
+        now = dt.datetime.now(dt.UTC)
+        self.report.phases += 1
+        rejections: dict[int, Rejection] = {
+            position: Rejection(position, record.rejection_table, record.rejection)
+            for position, record in records.items() if record.rejection is not None
         }
 
-        merged: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        for position, record in enumerate(records):
+        # Sessions, chargers and states merge row by row (few); meter values as frames.
+        session_keys = [
+            row.key for position, record in records.items() if position not in rejections
+            for row in record.rows if row.table == "sessions"
+        ]
+        stored_sessions = _fetch_stored_sessions(self.con, session_keys)
+        table_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in ("chargers", "sessions", "charger_states")}
+        for position, record in records.items():
             if position in rejections:
                 continue
             try:
-                merged[position] = self._merge_record(record, stored)
+                for table, values in self._merge_record(record, stored_sessions):
+                    table_rows[table].append({**values, RECORD_COLUMN: position})
             except RecordError as exc:
                 table = "sessions" if record.action.endswith("Transaction") else "meter_values"
                 rejections[position] = Rejection(position, table, f"{record.action}: {exc}")
+        for position, values in side_rows:
+            merged = self._merge_charger(PartialRow("chargers", (values["charger_id"],), values))
+            if merged is not None:
+                table_rows["chargers"].append({**merged, RECORD_COLUMN: position})
 
-        latest = dt.datetime.now(dt.UTC) + FUTURE_TOLERANCE
-        candidates = [
-            (position, row["charger_id"], row["ts_utc"], row["energy_register_kwh"])
-            for position, rows in merged.items()
-            for table, row in rows
-            if table == "meter_values"
-            and _plausible_register(row["ts_utc"], row.get("energy_register_kwh"), latest)
-        ]
-        windows: dict[str, tuple[dt.datetime, dt.datetime]] = {}
-        for _, charger_id, ts, _ in candidates:
-            lo, hi = windows.get(charger_id, (ts, ts))
-            windows[charger_id] = (min(lo, ts), max(hi, ts))
-        for position, reason in register_rejections(candidates, _stored_registers(self.con, windows)).items():
-            rejections[position] = Rejection(position, "meter_values", reason)
+        meter = self._slow_meter_rows({p: r for p, r in records.items() if p not in rejections})
+        if fast is not None and fast.height:
+            meter = pl.concat([fast.drop("charge_point_id"), meter]) if meter.height else fast.drop("charge_point_id")
+        meter, contradictions = merge_meter_frame(meter, self.meters.stored_rows(meter.select("charger_id", "ts_utc")))
+        for position, reason in contradictions.items():
+            rejections.setdefault(position, Rejection(position, "meter_values", reason))
 
-        table_rows: dict[str, list[dict[str, Any]]] = {table: [] for table in _WRITE_ORDER}
-        written_chargers: list[tuple[str, dict[str, Any]]] = []
-        for position, rows in merged.items():
-            if position in rejections:
-                continue
-            for table, row in rows:
-                table_rows[table].append({**row, "_record": position})
-                if table == "chargers":
-                    written_chargers.append((row["device_id"], row))
-        frames = {table: frame_for(table, rows) for table, rows in table_rows.items() if rows}
-        counts = self.run.admit(
-            raw, frames, list(rejections.values()), record_table="meter_values"
-        )
-        for table, rows in table_rows.items():
-            self.report.rows_written[table] += len(rows)
-        for device_id, row in written_chargers:
-            self.directory.stored(device_id, row)
+        frames = {
+            table: _with_bookkeeping(table, frame_for(table, rows), now)
+            for table, rows in table_rows.items() if rows
+        }
+        if meter.height:
+            frames["meter_values"] = _store_meter_frame(meter, now)
+        frames = {t: frames[t] for t in _WRITE_ORDER if t in frames}
+
+        # Records the door will refuse on schema grounds take no part in the register check.
+        door_refuses = set()
+        for table, frame in frames.items():
+            door_refuses |= {int(frame[RECORD_COLUMN][i]) for i in _failed_rows(table, frame)}
+        for position, reason in self._register_rejections(meter, set(rejections) | door_refuses).items():
+            rejections.setdefault(position, Rejection(position, "meter_values", reason))
+
+        counts = self.run.admit(raw, frames, list(rejections.values()), record_table="meter_values")
+        refused = set(rejections) | door_refuses
+        for table, frame in frames.items():
+            self.report.rows_offered[table] += frame.height
+        if "meter_values" in frames:
+            self.meters.remember(frames["meter_values"].filter(~pl.col(RECORD_COLUMN).is_in(list(refused))))
+        for row in table_rows["chargers"]:
+            if row[RECORD_COLUMN] not in refused:
+                self.directory.stored(row["device_id"], {k: v for k, v in row.items() if k != RECORD_COLUMN})
         return counts
 
+    def _register_rejections(self, meter: pl.DataFrame, refused: set[int]) -> dict[int, str]:
+        register = pl.col("energy_register_kwh")
+        latest = latest_plausible()
+        candidates = meter.filter(
+            ~pl.col(RECORD_COLUMN).is_in(list(refused))
+            & register.is_not_null() & register.is_finite()
+            & (register >= 0) & (register <= MAX_REGISTER_KWH)
+            & pl.col("ts_utc").is_between(EARLIEST_PLAUSIBLE_UTC, latest)
+        ).select(RECORD_COLUMN, "charger_id", "ts_utc", value=register)
+        if candidates.height == 0:
+            return {}
+        stored = self.meters.stored_registers(candidates)
+        flagged = chargers_with_register_violations(candidates, stored)
+        if not flagged:
+            return {}
+        exact_stored: dict[str, list[tuple[dt.datetime, float]]] = collections.defaultdict(list)
+        for charger_id, ts, value in stored.filter(pl.col("charger_id").is_in(list(flagged))).iter_rows():
+            exact_stored[charger_id].append((ts, value))
+        for history in exact_stored.values():
+            history.sort()
+        offered = [
+            (record, charger_id, ts, value)
+            for record, charger_id, ts, value in candidates.filter(
+                pl.col("charger_id").is_in(list(flagged))
+            ).iter_rows()
+        ]
+        return register_rejections(offered, exact_stored)
+
     def _merge_record(
-        self, record: ParsedRecord, stored: Mapping[str, Mapping[tuple, dict[str, Any]]]
+        self, record: ParsedRecord, stored_sessions: Mapping[tuple, dict[str, Any]]
     ) -> list[tuple[str, dict[str, Any]]]:
         out = []
         for row in record.rows:
@@ -622,27 +631,25 @@ class _BatchLoader:
                 merged = self._merge_charger(row)
                 if merged is not None:
                     out.append(("chargers", merged))
-                continue
-            if row.table == "charger_states":
+            elif row.table == "charger_states":
                 out.append(("charger_states", dict(row.values)))
-                continue
-            held = stored.get(row.table, {}).get(row.key)
-            if row.table == "sessions" and record.needs_session and held is None:
-                raise RecordError(
-                    f"no StartTransaction for transaction {row.values['session_id']} was loaded"
-                )
-            values, conflicts = merge_row(held, row.values)
-            if conflicts:
-                shown = ", ".join(f"{c} stored {held[c]!r} vs {row.values[c]!r}" for c in conflicts)
-                raise RecordError(f"{row.table} row {row.key} contradicts the stored row: {shown}")
-            if row.table == "sessions":
+            elif row.table == "sessions":
+                held = stored_sessions.get(row.key)
+                if record.needs_session and held is None:
+                    raise RecordError(
+                        f"no StartTransaction for transaction {row.values['session_id']} was loaded"
+                    )
+                values, conflicts = merge_row(held, row.values)
+                if conflicts:
+                    pairs = [(c, held[c], row.values[c]) for c in conflicts]
+                    raise RecordError(contradiction_reason("sessions", row.key[0], pairs))
                 _finish_session(values)
                 if values.get("energy_kwh") is not None and values["energy_kwh"] < 0:
                     raise RecordError(
                         f"meterStop {values['meter_stop_kwh']:g} kWh is below meterStart "
                         f"{values['meter_start_kwh']:g} kWh"
                     )
-            out.append((row.table, values))
+                out.append(("sessions", values))
         return out
 
     def _merge_charger(self, row: PartialRow) -> dict[str, Any] | None:
@@ -651,11 +658,54 @@ class _BatchLoader:
         held = info.stored_row
         if held is not None and held.get("source") != SOURCE:
             return None  # another source owns this charger's row
-        merged = {k: v for k, v in (held or {}).items() if k not in _BOOKKEEPING}
+        merged = {k: v for k, v in (held or {}).items() if k not in ("source", "ingested_at")}
         merged.update({k: v for k, v in row.values.items() if v is not None})
-        if held is not None and all(_same(held.get(k), v) for k, v in merged.items()):
+        if held is not None and all(same_value(held.get(k), v) for k, v in merged.items()):
             return None
         return merged
+
+
+def _split_phase(pending: list[int], parsed: Mapping[int, ParsedRecord]) -> tuple[list[int], list[int]]:
+    """Take records in order until one collides (same key, other content) with an earlier one."""
+    phase, deferred = [], []
+    touched: dict[tuple, dict[str, Any]] = {}
+    blocked: set[tuple] = set()
+    for index in pending:
+        rows = parsed[index].rows
+        keys = [(row.table, row.key) for row in rows]
+        clash = any(k in blocked for k in keys) or any(
+            k in touched and touched[k] != row.values for k, row in zip(keys, rows, strict=True)
+        )
+        if clash:
+            deferred.append(index)
+            blocked.update(keys)
+            continue
+        phase.append(index)
+        for key, row in zip(keys, rows, strict=True):
+            touched.setdefault(key, row.values)
+    return phase, deferred
+
+
+def _fetch_stored_sessions(con: duckdb.DuckDBPyConnection, keys: Iterable[tuple]) -> dict[tuple, dict[str, Any]]:
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    frame = pl.DataFrame({"session_id": [k[0] for k in keys]}, schema={"session_id": pl.String})
+    con.register("_ocpp_sessions", frame.to_arrow())
+    try:
+        result = con.execute("SELECT s.* FROM sessions s JOIN _ocpp_sessions k USING (session_id)")
+        columns = [d[0] for d in result.description]
+        rows = result.fetchall()
+    finally:
+        con.unregister("_ocpp_sessions")
+    return {(row[columns.index("session_id")],): dict(zip(columns, row, strict=True)) for row in rows}
+
+
+def _finish_session(row: dict[str, Any]) -> None:
+    start, stop = row.get("meter_start_kwh"), row.get("meter_stop_kwh")
+    if start is not None and stop is not None:
+        # Both registers are whole Wh: round away float noise, keep every Wh.
+        row["energy_kwh"] = round(stop - start, 3)
 
 
 def _read_progress(con: duckdb.DuckDBPyConnection, spool_id: str) -> dict[int, tuple[int, int, bool]]:
@@ -682,6 +732,7 @@ def load_spool(
     spool_dir: str | Path,
     *,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    fast_path: bool = True,
     on_batch: Callable[[OcppLoadReport], None] | None = None,
 ) -> OcppLoadReport:
     """Load every complete spool line not loaded before into the store.
@@ -694,6 +745,9 @@ def load_spool(
         The spool written by ``zapanalytics ocpp serve``.
     batch_bytes : int
         Spool bytes per batch (one ``admit`` per phase of a batch) [bytes].
+    fast_path : bool, default True
+        Read plain MeterValues lines column-wise (:mod:`~zapanalytics.ingest.ocpp_fast`);
+        False reads every line one by one (same result, slower; kept for comparison).
     on_batch : callable, optional
         Called with the running report after each batch (progress display).
 
@@ -709,7 +763,7 @@ def load_spool(
     progress = _read_progress(con, spool_id)
     directory = ChargerDirectory(con)
     with IngestRun(con, SOURCE) as run:
-        loader = _BatchLoader(run, directory, report)
+        loader = _BatchLoader(run, directory, report, fast_path=fast_path)
         for segment in list_segments(spool_dir):
             offset, lines_loaded, done = progress.get(segment.index, (0, 0, False))
             if done:

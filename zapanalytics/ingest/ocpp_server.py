@@ -66,7 +66,12 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 
-from zapanalytics.ingest.spool import DEFAULT_SEGMENT_BYTES, GroupCommitSpool, iter_lines, list_segments
+from zapanalytics.ingest.spool import (
+    DEFAULT_SEGMENT_BYTES,
+    GroupCommitSpool,
+    iter_lines,
+    list_segments,
+)
 
 LOG = logging.getLogger(__name__)
 

@@ -118,7 +118,9 @@ def installation_report_frame(report: Mapping[str, Any]) -> pl.DataFrame:
         if isinstance(energy, bool) or not isinstance(energy, int | float):
             raise PortalReportError(f"group {group.get('GroupAsString')!r}: energy is not a number")
         if isinstance(count, bool) or not isinstance(count, int):
-            raise PortalReportError(f"group {group.get('GroupAsString')!r}: count is not an integer")
+            raise PortalReportError(
+                f"group {group.get('GroupAsString')!r}: count is not an integer"
+            )
         rows.append(
             {
                 "group": str(group.get("GroupAsString") or ""),
@@ -158,21 +160,17 @@ def stored_sessions(
     to_utc: dt.datetime | None = None,
 ) -> pl.DataFrame:
     """Non-void sessions of an installation starting in ``[from_utc, to_utc]``, with names."""
-    where = ["s.installation_id = ?", "coalesce(s.is_void, false) = false"]
-    params: list[Any] = [installation_id]
-    if from_utc is not None:
-        where.append("s.start_utc >= ?")
-        params.append(from_utc)
-    if to_utc is not None:
-        where.append("s.start_utc <= ?")
-        params.append(to_utc)
     sql = (
         "SELECT s.session_id, s.charger_id, c.name AS charger_name, c.device_id,"
         " s.user_id, s.user_name, s.token_name, s.start_utc, s.end_utc, s.energy_kwh"
         " FROM sessions s LEFT JOIN chargers c USING (charger_id)"
-        f" WHERE {' AND '.join(where)} ORDER BY s.start_utc, s.session_id"
+        " WHERE s.installation_id = ? AND coalesce(s.is_void, false) = false"
+        " AND (CAST(? AS TIMESTAMPTZ) IS NULL OR s.start_utc >= ?)"
+        " AND (CAST(? AS TIMESTAMPTZ) IS NULL OR s.start_utc <= ?)"
+        " ORDER BY s.start_utc, s.session_id"
     )
-    return con.execute(sql, params).pl()
+    params = [installation_id, from_utc, from_utc, to_utc, to_utc]
+    return con.sql(sql, params=params).pl()
 
 
 def store_totals(sessions: pl.DataFrame, group_by: str) -> pl.DataFrame:
@@ -486,7 +484,9 @@ def reconcile_sessions(
                 start_utc=match["start_utc"],
                 energy_store_kwh=energy,
                 energy_diff_kwh=diff,
-                status="match" if diff is not None and abs(diff) <= tolerance_kwh else "energy_differs",
+                status="match"
+                if diff is not None and abs(diff) <= tolerance_kwh
+                else "energy_differs",
             )
         out.append(result)
     for s in stored:

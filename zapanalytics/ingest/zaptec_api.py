@@ -171,7 +171,8 @@ class SlidingWindowLimiter:
                 if len(self._sent) < self.max_requests:
                     self._sent.append(now)
                     return
-                self._sleep(self._sent[0] + self.window_s - now)
+                # A floor keeps float rounding from stalling the loop on a zero wait.
+                self._sleep(max(self._sent[0] + self.window_s - now, 1e-4))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -532,7 +533,8 @@ class ZaptecClient:
         """GET one page of a paged endpoint (``PageIndex`` is 0-based, ``PageSize`` ≤ 100)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-        query = {**params, "PageIndex": page_index, "PageSize": page_size}
+        query = {k: v for k, v in params.items() if v is not None}
+        query.update(PageIndex=page_index, PageSize=page_size)
         response = self.request("GET", path, params=query)
         text = response.content.decode("utf-8", "replace")
         pages, items = parse_envelope(text)

@@ -112,9 +112,16 @@ def admit_chargehistory_page(
 
 
 def admit_observations(
-    run: IngestRun, lines: Iterable[str], state_names: Mapping[int, str], batch_size: int = 50_000
+    run: IngestRun,
+    lines: Iterable[str | bytes],
+    state_names: Mapping[int, str],
+    batch_size: int = 50_000,
 ) -> RunCounts:
-    """Validate and store state observations given as JSON lines, in batches."""
+    """Validate and store state observations given as JSON lines, in batches.
+
+    Lines given as bytes are decoded one by one, so a line that is not UTF-8 is quarantined
+    alone instead of ending the run.
+    """
     counts = RunCounts()
     raw: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -137,7 +144,8 @@ def admit_observations(
         if not line.strip():
             continue
         index = len(raw)
-        raw.append(line.rstrip("\n"))
+        text = line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
+        raw.append(text.rstrip("\r\n"))
         try:
             rows.append(
                 {**state_row(load_json_text(line, "observation"), state_names), "_record": index}
@@ -179,7 +187,7 @@ def ingest_zaptec_dump(
         raise FileNotFoundError(f"no Zaptec dump at {root}")
     constants_path = base / "constants.json"
     state_names = (
-        state_names_from_constants(json.loads(constants_path.read_text("utf-8")))
+        state_names_from_constants(load_json_text(constants_path.read_bytes(), constants_path.name))
         if constants_path.exists()
         else {}
     )
@@ -198,6 +206,6 @@ def ingest_zaptec_dump(
             admit_chargehistory_page(run, page.read_bytes(), installation_id=only_installation)
         observations = base / "observations.jsonl"
         if observations.exists():
-            with observations.open(encoding="utf-8") as handle:
+            with observations.open("rb") as handle:
                 admit_observations(run, handle, state_names)
         return run.counts

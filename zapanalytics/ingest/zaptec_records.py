@@ -48,6 +48,9 @@ MODEL_BY_PREFIX = {
     "GPG": "Go2",
 }
 
+#: Bitmasks and state ids are stored as 32-bit integers.
+_INT32_MAX = 2**31 - 1
+
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
     r"(Z|[+-]\d{2}:?\d{2})?$"
@@ -96,14 +99,18 @@ def parse_timestamp(value: object, field: str, *, naive_is_utc: bool) -> dt.date
     else:
         sign = 1 if offset[0] == "+" else -1
         digits = offset[1:].replace(":", "")
-        tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            raise RecordError(field, f"impossible UTC offset {offset!r} in {value!r:.60}")
+        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
     try:
         stamp = dt.datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros, tz
         )
-    except ValueError as exc:
+        # Year 1 or 9999 with an offset leaves datetime's range once moved to UTC.
+        return stamp.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
         raise RecordError(field, f"impossible date or time {value!r:.60}: {exc}") from None
-    return stamp.astimezone(dt.UTC)
 
 
 def parse_zaptec_time(value: object, field: str) -> dt.datetime:
@@ -119,10 +126,23 @@ def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> f
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(field, f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        raise RecordError(field, "not a finite number: an integer beyond float range") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise RecordError(field, f"not a finite number: {value}")
     return number
+
+
+def _storable(value: str, field: str) -> str:
+    """``value`` unless it holds an unpaired surrogate (a JSON ``\\udc80`` escape), which no
+    UTF-8 store column can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(field, "text holds an unpaired UTF-16 surrogate") from None
+    return value
 
 
 def _text(item: Mapping[str, Any], field: str, *, required: bool = False) -> str | None:
@@ -133,7 +153,7 @@ def _text(item: Mapping[str, Any], field: str, *, required: bool = False) -> str
         return None
     if not isinstance(value, str | int):
         raise RecordError(field, f"expected a string, got {type(value).__name__}")
-    return str(value)
+    return _storable(str(value), field)
 
 
 def model_for_device(device_id: str | None) -> str | None:
@@ -178,7 +198,9 @@ def charger_row(item: Mapping[str, Any], *, installation_id: str | None = None) 
         "circuit_id": _text(item, "CircuitId"),
         "name": _text(item, "Name"),
         "model": model_for_device(device_id),
-        "firmware_version": firmware if isinstance(firmware, str) else None,
+        "firmware_version": (
+            _storable(firmware, "ChargerFirmwareVersion") if isinstance(firmware, str) else None
+        ),
         "min_current_a": _number(item, "MinChargeCurrent"),
         "max_current_a": _number(item, "MaxChargeCurrent"),
         "phase_rotation": _text(item, "PhaseRotation"),
@@ -217,9 +239,13 @@ def session_rows(
     metadata = item.get("CommitMetadata")
     if metadata is not None and (isinstance(metadata, bool) or not isinstance(metadata, int)):
         raise RecordError("CommitMetadata", f"expected an integer bitmask, got {metadata!r:.40}")
+    if metadata is not None and not 0 <= metadata <= _INT32_MAX:
+        raise RecordError("CommitMetadata", f"bitmask out of range: {metadata:.3g}")
     signed = item.get("SignedSession")
     if signed is not None and not isinstance(signed, str):
         raise RecordError("SignedSession", "expected a string")
+    if signed is not None:
+        _storable(signed, "SignedSession")
     meter_start, meter_stop = session_meter_readings(signed)
     session = {
         "session_id": session_id,
@@ -331,8 +357,11 @@ def load_json_text(text: str | bytes, field: str = "page") -> Any:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")
         return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: also an integer of more than 4300 digits; RecursionError: deep nesting.
+    except (UnicodeDecodeError, ValueError) as exc:
         raise RecordError(field, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise RecordError(field, "malformed JSON: nested too deeply") from None
 
 
 def state_row(item: Mapping[str, Any], state_names: Mapping[int, str]) -> dict[str, Any]:
@@ -345,9 +374,13 @@ def state_row(item: Mapping[str, Any], state_names: Mapping[int, str]) -> dict[s
     state_id = item.get("StateId")
     if isinstance(state_id, bool) or not isinstance(state_id, int):
         raise RecordError("StateId", f"expected an integer, got {state_id!r:.40}")
+    if not -_INT32_MAX <= state_id <= _INT32_MAX:
+        raise RecordError("StateId", f"out of range: {state_id:.3g}")
     value = item.get("ValueAsString")
     if value is not None and not isinstance(value, str):
         raise RecordError("ValueAsString", f"expected a string, got {type(value).__name__}")
+    if value is not None:
+        _storable(value, "ValueAsString")
     return {
         "charger_id": _text(item, "ChargerId", required=True),
         "ts_utc": parse_zaptec_time(item.get("Timestamp"), "Timestamp"),

@@ -127,10 +127,10 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, installation_id: str) -> Syn
         "SELECT cursor_utc, pending_from_utc, pending_to_utc, pending_next_page"
         " FROM zaptec_sync_state WHERE installation_id = ?",
         [installation_id],
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not row:
         return SyncState(installation_id)
-    return SyncState(installation_id, *row)
+    return SyncState(installation_id, *row[0])
 
 
 def _write_sync_state(con: duckdb.DuckDBPyConnection, state: SyncState) -> None:
@@ -410,10 +410,10 @@ def _circuits_by_charger(hierarchy: Any) -> dict[str, str]:
 
 
 def _stored_price_area(con: duckdb.DuckDBPyConnection, installation_id: str) -> str | None:
-    row = con.execute(
+    rows = con.execute(
         "SELECT price_area FROM installations WHERE installation_id = ?", [installation_id]
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return rows[0][0] if rows else None
 
 
 def sync_zaptec(

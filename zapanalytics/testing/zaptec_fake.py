@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,6 +149,17 @@ class _Session:
     json_summary: str
 
 
+#: Where the fake files a session whose start it cannot read (it still serves it as is).
+_UNREADABLE_TIME = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+
+
+def _lenient_time(value: object) -> dt.datetime | None:
+    try:
+        return parse_zaptec_time(value, "time")
+    except RecordError:
+        return None
+
+
 class FakeData:
     """What the fake account holds: installations, chargers, sessions and observations."""
 
@@ -218,13 +229,12 @@ class FakeData:
         for raw in items:
             item = dict(raw)
             summary = {k: v for k, v in item.items() if k != "EnergyDetails"}
-            arrival_text = item.get("EndDateTime") or item.get("CommitEndDateTime")
             by_id[item.get("Id")] = _Session(
                 item=item,
                 installation_id=item.get("InstallationId")
                 or self._charger_installation.get(str(item.get("ChargerId"))),
-                start=parse_zaptec_time(item["StartDateTime"], "StartDateTime"),
-                arrival=parse_zaptec_time(arrival_text, "EndDateTime") if arrival_text else None,
+                start=_lenient_time(item.get("StartDateTime")) or _UNREADABLE_TIME,
+                arrival=_lenient_time(item.get("EndDateTime") or item.get("CommitEndDateTime")),
                 json_full=json.dumps(item, ensure_ascii=False, separators=(",", ":")),
                 json_summary=json.dumps(summary, ensure_ascii=False, separators=(",", ":")),
             )
@@ -258,6 +268,8 @@ class ZaptecFake:
         The cloud's clock for which sessions and observations are visible; None shows all.
     history_filter_field : {"StartDateTime", "EndDateTime"}
         The session field ``From``/``To`` filter on.
+    issue_token : callable, optional
+        Makes access tokens (default: random hex).
     """
 
     def __init__(
@@ -270,6 +282,7 @@ class ZaptecFake:
         token_lifetime_s: float = 3600.0,
         now: dt.datetime | None = None,
         history_filter_field: str = "StartDateTime",
+        issue_token: Callable[[], str] | None = None,
     ):
         if history_filter_field not in ("StartDateTime", "EndDateTime"):
             raise ValueError("history_filter_field must be StartDateTime or EndDateTime")
@@ -280,6 +293,7 @@ class ZaptecFake:
         self.token_lifetime_s = token_lifetime_s
         self.now = now
         self.history_filter_field = history_filter_field
+        self.issue_token = issue_token or (lambda: uuid.uuid4().hex + uuid.uuid4().hex)
         self.log: list[LoggedRequest] = []
         self.tokens_granted = 0
         self._tokens: dict[str, float] = {}
@@ -302,7 +316,7 @@ class ZaptecFake:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="zaptec-fake", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="zaptec-fake", daemon=True
         )
         self._thread.start()
         return self
@@ -441,7 +455,7 @@ class ZaptecFake:
                     "error_description": "The user name or password is incorrect.",
                 },
             )
-        token = uuid.uuid4().hex + uuid.uuid4().hex
+        token = self.issue_token()
         with self._lock:
             self._tokens[token] = time.monotonic() + self.token_lifetime_s
             self.tokens_granted += 1

@@ -1,0 +1,315 @@
+"""B2: bill a year of 200 users with 15-minute energy details by the ``full`` method.
+
+Data (made here with numpy, deterministic): 200 users, one session per user and local day,
+each with a 15-minute ``energy_details`` row for every quarter (≈ 7.1 M detail rows, a third
+carrying energy), and 15-minute spot prices for the year. Both candidates start from the same
+sessions, details and prices and end at rounded statement lines (øre) per user, month and line:
+
+* ``zapanalytics``: :func:`~zapanalytics.billing.energy.user_interval_energy`,
+  :func:`~zapanalytics.billing.tariff.interval_calendar` and
+  :func:`~zapanalytics.billing.split.full` (polars);
+* ``pandas``: the same arithmetic written the way a script would, with pandas
+  sort/groupby/merge, reading the same numbers from the rate tables.
+
+The two must agree to the øre on every line. Prints both timings, the ratio and peak RSS.
+
+Run: ``.venv/bin/python -m benchmarks.bench_billing [--quick] [--repeats N]``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import holidays
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from benchmarks.harness import Result, alternate, argument_parser, emit
+from zapanalytics.billing import split
+from zapanalytics.billing.energy import user_interval_energy
+from zapanalytics.billing.rates import RateTables, Site, load_rates
+from zapanalytics.billing.tariff import interval_calendar
+
+QUARTER_US = 15 * 60 * 1_000_000
+TIMEZONE = "Europe/Oslo"
+YEAR = 2025
+MARKUP = 0.05
+GRID = "elvia"
+TARGET_S = 5.0
+TARGET_RATIO = 10.0
+
+
+def generate(users: int = 200, days: int = 365, seed: int = 2025):
+    """Sessions, details and prices as polars frames (store dtypes)."""
+    rng = np.random.default_rng(seed)
+    # Local midnight of 1 Jan (CET) = 23:00 UTC the day before; sessions run 24 h from 16:00 local.
+    year_start = int(dt.datetime(YEAR - 1, 12, 31, 23, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    per_session = 97  # a 0.0 tick at the start, then 96 quarter deltas
+    session_user = np.repeat(np.arange(users), days)
+    session_day = np.tile(np.arange(days), users)
+    session_start = year_start + session_day.astype(np.int64) * 96 * QUARTER_US + 68 * QUARTER_US
+    tick = np.tile(np.arange(per_session), users * days)
+    stamps = np.repeat(session_start, per_session) + tick * QUARTER_US
+    charging = rng.random(stamps.size) < 0.35
+    energy = np.where(charging, rng.uniform(0.25, 2.75, stamps.size), 0.0).round(3)
+    energy[tick == 0] = 0.0
+    ids = np.array([f"s{i:06d}" for i in range(users * days)])
+    to_utc = {"time_unit": "us", "time_zone": "UTC"}
+
+    def stamp_series(name, values):
+        return pl.Series(name, values).cast(pl.Datetime("us")).dt.replace_time_zone(to_utc["time_zone"])
+
+    sessions = pl.DataFrame(
+        {
+            "session_id": ids,
+            "user_id": np.array([f"user-{u:03d}" for u in range(users)])[session_user],
+            "start_utc": stamp_series("start_utc", session_start),
+            "end_utc": stamp_series("end_utc", session_start + 96 * QUARTER_US),
+            "energy_kwh": energy.reshape(-1, per_session).sum(axis=1),
+            "is_void": np.zeros(users * days, dtype=bool),
+        }
+    )
+    details = pl.DataFrame(
+        {
+            "session_id": np.repeat(ids, per_session),
+            "ts_utc": stamp_series("ts_utc", stamps),
+            "energy_kwh": energy,
+        }
+    )
+    quarters = (days + 2) * 96
+    price_start = year_start + np.arange(quarters) * QUARTER_US
+    prices = pl.DataFrame(
+        {
+            "start_utc": stamp_series("start_utc", price_start),
+            "end_utc": stamp_series("end_utc", price_start + QUARTER_US),
+            "spot_nok_per_kwh": rng.gamma(2.0, 0.45, quarters).round(4),
+        }
+    )
+    return sessions, details, prices
+
+
+def window(days: int) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime(YEAR - 1, 12, 31, 23, tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=days)
+
+
+# --- ours ----------------------------------------------------------------------------------
+
+def bill_polars(sessions, details, prices, rates: RateTables, days: int) -> pl.DataFrame:
+    start, end = window(days)
+    site = Site(timezone=TIMEZONE, price_area="NO1", grid_company=GRID)
+    grid = rates.grid(GRID)
+    energy = user_interval_energy(sessions, details, start_utc=start, end_utc=end, combine=False)
+    calendar = interval_calendar(start, end, rates, site, prices=prices, grid=grid, markup_nok_per_kwh=MARKUP)
+    result = split.full(energy, calendar, grid)
+    lines = pl.concat([result.lines, result.common], how="vertical")
+    return lines.select(
+        "month", pl.col("user_id").fill_null(""), "line", "amount_ex_vat_ore", "vat_ore", "amount_ore"
+    ).sort("month", "user_id", "line")
+
+
+# --- pandas ------------------------------------------------------------------------------------
+
+def _us(stamps: pd.Series) -> pd.Series:
+    """Datetimes → epoch microseconds, whatever the resolution pandas chose."""
+    return stamps.dt.as_unit("us").astype("int64")
+
+
+def _ore(values: pd.Series) -> pd.Series:
+    scaled = values * 100.0
+    return (np.sign(scaled) * np.floor(scaled.abs() + 0.5 + 1e-7)).astype("int64")
+
+
+def _vat(ore: pd.Series, basis_points: int) -> pd.Series:
+    numerator = ore * basis_points
+    return (np.sign(numerator) * ((numerator.abs() * 2 + 10_000) // 20_000)).astype("int64")
+
+
+def _dated(dates: pd.Series, entries, key: str) -> np.ndarray:
+    values = np.full(len(dates), np.nan)
+    for entry in entries:
+        valid = dates >= pd.Timestamp(entry.valid_from)
+        if entry.valid_to is not None:
+            valid &= dates < pd.Timestamp(entry.valid_to)
+        values[valid.to_numpy()] = entry[key]
+    return values
+
+
+def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFrame, rates: RateTables, days: int) -> pd.DataFrame:
+    start, end = window(days)
+    # Each delta covers (previous stamp, its stamp]; the first one starts at the session start.
+    d = details.merge(sessions[["session_id", "user_id", "start_utc"]], on="session_id")
+    d = d.sort_values(["session_id", "ts_utc"])
+    d["t1"] = _us(d["ts_utc"])
+    d["t0"] = d.groupby("session_id")["t1"].shift(1)
+    d["t0"] = d["t0"].fillna(_us(d["start_utc"])).clip(upper=d["t1"]).astype("int64")
+    has_energy = d.loc[d["energy_kwh"] > 0, "session_id"].unique()
+    bare = sessions[~sessions["session_id"].isin(has_energy)]
+    bare = pd.DataFrame({
+        "user_id": bare["user_id"], "t1": _us(bare["end_utc"]),
+        "t0": _us(bare["start_utc"]).clip(upper=_us(bare["end_utc"])), "energy_kwh": bare["energy_kwh"],
+    })
+    deltas = pd.concat([d[["user_id", "t0", "t1", "energy_kwh"]], bare], ignore_index=True)
+    deltas["first"] = deltas["t0"] // QUARTER_US
+    deltas["last"] = (deltas["t1"] - 1) // QUARTER_US
+    deltas["first"] = deltas[["first", "last"]].min(axis=1)
+    single = deltas[deltas["first"] == deltas["last"]]
+    spanning = deltas[deltas["first"] != deltas["last"]]
+    counts = (spanning["last"] - spanning["first"] + 1).to_numpy()
+    exploded = spanning.loc[spanning.index.repeat(counts)].copy()
+    exploded["quarter"] = exploded["first"] + exploded.groupby(level=0).cumcount()
+    overlap = np.minimum(exploded["t1"], (exploded["quarter"] + 1) * QUARTER_US) - np.maximum(
+        exploded["t0"], exploded["quarter"] * QUARTER_US
+    )
+    exploded["energy_kwh"] = exploded["energy_kwh"] * overlap / (exploded["t1"] - exploded["t0"])
+    pieces = pd.concat(
+        [single.assign(quarter=single["last"])[["user_id", "quarter", "energy_kwh"]],
+         exploded[["user_id", "quarter", "energy_kwh"]]],
+        ignore_index=True,
+    )
+    first_q = int(start.timestamp()) * 1_000_000 // QUARTER_US
+    last_q = int(end.timestamp()) * 1_000_000 // QUARTER_US
+    pieces = pieces[(pieces["quarter"] >= first_q) & (pieces["quarter"] < last_q) & (pieces["energy_kwh"] != 0)]
+
+    # The calendar: local time of every quarter, its prices and rates.
+    cal = pd.DataFrame({"quarter": np.arange(first_q, last_q)})
+    cal["start"] = pd.to_datetime(cal["quarter"] * QUARTER_US, unit="us", utc=True)
+    local = cal["start"].dt.tz_convert(TIMEZONE)
+    cal["hour"] = cal["start"].dt.floor("h")  # Oslo's offsets are whole hours
+    cal["date"] = local.dt.tz_localize(None).dt.normalize()
+    cal["month"] = local.dt.strftime("%Y-%m")
+    q_prices = prices.assign(quarter=_us(prices["start_utc"]) // QUARTER_US)
+    cal = cal.merge(q_prices[["quarter", "spot_nok_per_kwh"]], on="quarter", how="left")
+    cal["hourly_spot"] = cal.groupby("hour")["spot_nok_per_kwh"].transform("mean")
+    free = {pd.Timestamp(day) for day in holidays.country_holidays("NO", years=[YEAR - 1, YEAR, YEAR + 1])}
+    working = (local.dt.day_of_week < 5).to_numpy() & ~cal["date"].isin(free).to_numpy()
+    daytime = ((local.dt.hour >= 6) & (local.dt.hour < 22)).to_numpy()
+    grid = np.full(len(cal), np.nan)
+    for period in rates.grid(GRID).periods:
+        in_period = (cal["date"] >= pd.Timestamp(period.valid_from)).to_numpy()
+        if period.valid_to is not None:
+            in_period = in_period & (cal["date"] < pd.Timestamp(period.valid_to)).to_numpy()
+        (rule,) = period.rules  # Elvia: one day-rate rule, working days 06-22
+        grid[in_period] = np.where(working & daytime, rule.energy_nok_per_kwh, period.energy_nok_per_kwh)[in_period]
+    cal["grid"] = grid
+    cal["elavgift"] = _dated(cal["date"], rates.dated("elavgift"), "nok_per_kwh")
+    cal["enova"] = _dated(cal["date"], rates.dated("enova"), "nok_per_kwh")
+    threshold = _dated(cal["date"], rates.dated("stromstotte"), "threshold_nok_per_kwh")
+    coverage = _dated(cal["date"], rates.dated("stromstotte"), "coverage")
+    cal["subsidy"] = np.clip(cal["hourly_spot"] - threshold, 0, None) * coverage
+    cal["cap"] = _dated(cal["date"], rates.dated("stromstotte"), "cap_kwh_per_dwelling_month")
+
+    x = pieces.merge(cal[["quarter", "month", "hour", "date", "spot_nok_per_kwh", "grid", "elavgift", "enova", "subsidy", "cap"]], on="quarter")
+    e = x["energy_kwh"]
+    x["spot"] = e * x["spot_nok_per_kwh"]
+    x["markup"] = e * MARKUP
+    x["grid_energy"] = e * x["grid"]
+    x["elavgift_a"] = e * x["elavgift"]
+    x["enova_a"] = e * x["enova"]
+    x["stromstotte"] = -e * x["subsidy"]
+    totals = x.groupby(["month", "user_id"]).agg(
+        energy=("energy_kwh", "sum"), spot=("spot", "sum"), markup=("markup", "sum"),
+        grid_energy=("grid_energy", "sum"), elavgift=("elavgift_a", "sum"), enova=("enova_a", "sum"),
+        stromstotte=("stromstotte", "sum"), cap=("cap", "min"),
+    ).reset_index()
+    over = totals[totals["energy"] > totals["cap"]]
+    if len(over):  # only users above the monthly cap need the running sum
+        y = x.merge(over[["month", "user_id"]], on=["month", "user_id"]).sort_values("quarter")
+        before = y.groupby(["month", "user_id"])["energy_kwh"].cumsum() - y["energy_kwh"]
+        y["eligible"] = np.minimum(y["energy_kwh"], (y["cap"] - before).clip(lower=0))
+        y["stromstotte"] = -y["eligible"] * y["subsidy"]
+        capped = y.groupby(["month", "user_id"])["stromstotte"].sum()
+        totals = totals.set_index(["month", "user_id"])
+        totals.loc[capped.index, "stromstotte"] = capped
+        totals = totals.reset_index()
+
+    # Capacity: the top hour of each local day, the three highest days, their mean → step.
+    site = x.groupby(["month", "date", "hour"])["energy_kwh"].sum().reset_index()
+    site = site[site["energy_kwh"] > 0].sort_values(["energy_kwh", "hour"], ascending=[False, True])
+    daily = site.drop_duplicates(["month", "date"])
+    peaks = daily.groupby("month").head(3)
+    capacity = []
+    for month, group in peaks.groupby("month"):
+        period = rates.grid(GRID).period_on(dt.date(int(month[:4]), int(month[5:]), 1))
+        step = period.capacity_step(group["energy_kwh"].sum() / 3)
+        capacity.append((month, period.capacity_nok_per_year[step] / 12.0, group["energy_kwh"].sum()))
+    capacity = pd.DataFrame(capacity, columns=["month", "charge", "site_kwh"])
+    in_peaks = x.merge(peaks[["month", "hour"]], on=["month", "hour"])
+    shares = in_peaks.groupby(["month", "user_id"])["energy_kwh"].sum().reset_index().merge(capacity, on="month")
+    shares["capacity"] = shares["charge"] * shares["energy_kwh"] / shares["site_kwh"]
+
+    long = totals.melt(
+        id_vars=["month", "user_id"],
+        value_vars=["spot", "markup", "grid_energy", "elavgift", "enova", "stromstotte"],
+        var_name="line", value_name="amount",
+    )
+    long = pd.concat([long, shares.assign(line="capacity", amount=shares["capacity"])[["month", "user_id", "line", "amount"]]])
+    long["amount_ex_vat_ore"] = _ore(long["amount"])
+    long["vat_ore"] = _vat(long["amount_ex_vat_ore"], 2500)
+    long["amount_ore"] = long["amount_ex_vat_ore"] + long["vat_ore"]
+    charge = _ore(capacity["charge"])
+    users_capacity = long[long["line"] == "capacity"].groupby("month")[["amount_ex_vat_ore", "vat_ore"]].sum()
+    common = pd.DataFrame({"month": capacity["month"], "user_id": "", "line": "capacity"})
+    common["amount_ex_vat_ore"] = charge.to_numpy() - users_capacity["amount_ex_vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
+    common["vat_ore"] = _vat(charge, 2500).to_numpy() - users_capacity["vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
+    common["amount_ore"] = common["amount_ex_vat_ore"] + common["vat_ore"]
+    out = pd.concat([long.drop(columns="amount"), common], ignore_index=True)
+    return out.sort_values(["month", "user_id", "line"]).reset_index(drop=True)
+
+
+def agree(ours: pl.DataFrame, theirs: pd.DataFrame) -> tuple[bool, str]:
+    theirs_pl = pl.from_pandas(theirs).select(ours.columns).cast(ours.schema)
+    if ours.height != theirs_pl.height:
+        return False, f"{ours.height} lines against {theirs_pl.height}"
+    joined = ours.join(theirs_pl, on=["month", "user_id", "line"], how="full", suffix="_pd")
+    differing = joined.filter(
+        (pl.col("amount_ore") != pl.col("amount_ore_pd"))
+        | (pl.col("vat_ore") != pl.col("vat_ore_pd"))
+        | pl.col("amount_ore").is_null() | pl.col("amount_ore_pd").is_null()
+    )
+    if differing.height:
+        return False, f"{differing.height} lines differ, e.g. {differing.head(3).to_dicts()}"
+    return True, f"{ours.height} lines, {int(ours['amount_ore'].sum()) / 100:,.2f} NOK in total"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    users, days = (20, 31) if args.quick else (200, 365)
+    sessions, details, prices = generate(users, days)
+    rates = load_rates()
+    sessions_pd, details_pd, prices_pd = sessions.to_pandas(), details.to_pandas(), prices.to_pandas()
+    print(f"{details.height:,} detail rows, {sessions.height:,} sessions, {users} users, {days} days")
+    timings = alternate(
+        {
+            "zapanalytics": lambda: bill_polars(sessions, details, prices, rates, days),
+            "pandas": lambda: bill_pandas(sessions_pd, details_pd, prices_pd, rates, days),
+        },
+        repeats=args.repeats,
+    )
+    ok, detail = agree(timings["zapanalytics"].value, timings["pandas"].value)
+    ours, theirs = timings["zapanalytics"], timings["pandas"]
+    ratio = theirs.median_s / ours.median_s
+    print(f"zapanalytics (polars) median {ours.median_s:.2f} s {['%.2f' % r for r in ours.runs_s]}, peak RSS {ours.peak_rss_mb:,.0f} MiB")
+    print(f"pandas                median {theirs.median_s:.2f} s {['%.2f' % r for r in theirs.runs_s]}, peak RSS {theirs.peak_rss_mb:,.0f} MiB")
+    print(f"ratio {ratio:.1f}x; agree to the øre: {ok} ({detail})")
+    result = Result(
+        workload=f"B2 billing full: {users} users × {days} d, 15-min details ({details.height / 1e6:.1f} M rows)",
+        ours="zapanalytics (polars)",
+        ours_value=ours.median_s,
+        comparator="plain pandas",
+        comparator_value=theirs.median_s,
+        unit="s",
+        peak_rss_mb=ours.peak_rss_mb,
+        agree=ok,
+        target=f"< {TARGET_S:g} s and ≥ {TARGET_RATIO:g}× pandas",
+        met=None if args.quick else bool(ok and ours.median_s < TARGET_S and ratio >= TARGET_RATIO),
+        notes=f"pandas peak RSS {theirs.peak_rss_mb:,.0f} MiB; {detail}",
+    )
+    emit([result], args.result)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

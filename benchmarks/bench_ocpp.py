@@ -1,0 +1,375 @@
+"""B5: the OCPP 1.6J collector under 500 charge points on loopback.
+
+Three processes: the central system (``zapanalytics ocpp serve``, Basic auth, fsync'd spool),
+a load generator with 500 websocket connections, and this script, which checks the result.
+The generator sends pre-built MeterValues frames (the Zaptec measurands) so that it is not
+the bottleneck on a 2-core machine; the charge-point simulator built on the ``ocpp``
+package (``zapanalytics.ingest.ocpp_sim``) is what the tests use.
+
+Phases, each bounded in time:
+
+* sustained: every charge point sends MeterValues every 10 simulated seconds, time-compressed
+  so that the fleet offers ``--rate`` messages/s; latency runs from the *scheduled* send time
+  to the answer, so a server that falls behind shows it (no coordinated omission).
+* burst: every charge point sends back to back (next message as soon as the answer arrives).
+
+Afterwards: every acknowledged message must be in the spool, and loading the spool must
+store one meter_values row per acknowledged message (zero loss). The comparator is the
+``ocpp`` package's documented central-system pattern (``@on`` handlers, schema validation,
+no spool) under the same burst. Run:
+
+    .venv/bin/python -m benchmarks.bench_ocpp            # 500 charge points, ~2 min
+    .venv/bin/python -m benchmarks.bench_ocpp --quick    # 100 charge points, ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM_EPOCH_S = 1_735_689_600  # 2025-01-01T00:00:00Z
+SIM_INTERVAL_S = 10.0
+
+
+def _timestamp(sim_seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(SIM_EPOCH_S + sim_seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def meter_values_frame(unique_id: str, sequence: int, register_wh: int) -> str:
+    """A Zaptec-like MeterValues CALL (register in kWh, power, offered power, 3 currents)."""
+    ts = _timestamp(sequence * SIM_INTERVAL_S)
+    return (
+        f'[2,"{unique_id}","MeterValues",{{"connectorId":1,"transactionId":1,"meterValue":[{{'
+        f'"timestamp":"{ts}","sampledValue":['
+        f'{{"value":"{register_wh / 1000:.3f}","measurand":"Energy.Active.Import.Register","unit":"kWh","context":"Sample.Periodic"}},'
+        f'{{"value":"7360","measurand":"Power.Active.Import","unit":"W"}},'
+        f'{{"value":"11040","measurand":"Power.Offered","unit":"W"}},'
+        f'{{"value":"10.67","measurand":"Current.Import","phase":"L1-N","unit":"A"}},'
+        f'{{"value":"10.66","measurand":"Current.Import","phase":"L2-N","unit":"A"}},'
+        f'{{"value":"10.68","measurand":"Current.Import","phase":"L3-N","unit":"A"}}]}}]}}]'
+    )
+
+
+# --------------------------------------------------------------------------- generator
+
+
+class _ChargePointLoad:
+    def __init__(self, charge_point_id: str, connection):
+        self.id = charge_point_id
+        self.connection = connection
+        self.sequence = 0
+        self.register_wh = 1_000_000 + random.randrange(1_000_000)
+        self.acked: list[int] = []
+
+    async def send_one(self) -> float:
+        self.sequence += 1
+        self.register_wh += 20
+        unique_id = f"{self.sequence}"
+        started = time.perf_counter()
+        await self.connection.send(meter_values_frame(unique_id, self.sequence, self.register_wh))
+        reply = await self.connection.recv()
+        if not reply.startswith(f'[3,"{unique_id}"'):
+            raise RuntimeError(f"{self.id}: unexpected answer {reply[:120]}")
+        self.acked.append(self.sequence)
+        return started
+
+
+async def _generate(url: str, count: int, password: str, rate: float, duration: float, burst: float) -> dict:
+    from websockets.asyncio.client import connect
+
+    fleet: list[_ChargePointLoad] = []
+    gate = asyncio.Semaphore(50)
+
+    async def open_one(i: int) -> None:
+        charge_point_id = f"ZPR{i:06d}"
+        token = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
+        async with gate:
+            connection = await connect(
+                f"{url}/{charge_point_id}", subprotocols=["ocpp1.6"], compression=None,
+                additional_headers={"Authorization": f"Basic {token}"}, open_timeout=60,
+                ping_interval=None,
+            )
+        fleet.append(_ChargePointLoad(charge_point_id, connection))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(open_one(i) for i in range(count)))
+    connect_s = time.perf_counter() - began
+    phases = {}
+
+    # Sustained: each charge point on its own fixed schedule, staggered across the interval.
+    interval = count / rate
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + duration + interval
+
+    async def scheduled(load: _ChargePointLoad, offset: float) -> None:
+        due = time.perf_counter() + offset
+        while due < stop_at:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await load.send_one()
+            latencies.append(time.perf_counter() - due)
+            due += interval
+
+    acked_before = sum(len(f.acked) for f in fleet)
+    started = time.perf_counter()
+    await asyncio.gather(*(scheduled(f, random.uniform(0, interval)) for f in fleet))
+    elapsed = time.perf_counter() - started
+    phases["sustained"] = _phase_stats(latencies, sum(len(f.acked) for f in fleet) - acked_before, elapsed)
+    phases["sustained"]["offered_per_s"] = rate
+
+    # Burst: closed loop, as fast as answers come back.
+    latencies = []
+    stop_at = time.perf_counter() + burst
+
+    async def flood(load: _ChargePointLoad) -> None:
+        while time.perf_counter() < stop_at:
+            sent = await load.send_one()
+            latencies.append(time.perf_counter() - sent)
+
+    acked_before = sum(len(f.acked) for f in fleet)
+    started = time.perf_counter()
+    await asyncio.gather(*(flood(f) for f in fleet))
+    elapsed = time.perf_counter() - started
+    phases["burst"] = _phase_stats(latencies, sum(len(f.acked) for f in fleet) - acked_before, elapsed)
+
+    await asyncio.gather(*(f.connection.close() for f in fleet))
+    return {
+        "connect_s": connect_s,
+        "phases": phases,
+        "acked": {f.id: f.acked for f in fleet},
+    }
+
+
+def _phase_stats(latencies: list[float], acked: int, elapsed: float) -> dict:
+    ordered = sorted(latencies)
+    pick = (lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000) if ordered else (lambda q: None)
+    return {
+        "acked": acked,
+        "seconds": elapsed,
+        "messages_per_s": acked / elapsed if elapsed else 0.0,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": ordered[-1] * 1000 if ordered else None,
+    }
+
+
+# --------------------------------------------------------------------------- reference server
+
+
+async def _reference_server(port_file: Path) -> None:
+    """The ``ocpp`` package's documented central-system pattern, without a spool."""
+    from ocpp.routing import on
+    from ocpp.v16 import ChargePoint, call_result
+    from websockets.asyncio.server import serve
+
+    class Reference(ChargePoint):
+        @on("MeterValues")
+        def on_meter_values(self, connector_id, meter_value, transaction_id=None):
+            return call_result.MeterValues()
+
+    async def handler(connection):
+        charge_point = Reference(connection.request.path.rsplit("/", 1)[-1], connection)
+        try:
+            await charge_point.start()
+        except Exception:  # noqa: BLE001 - connection closed
+            return
+
+    import logging
+
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None) as server:
+        port_file.write_text(str(server.sockets[0].getsockname()[1]))
+        await asyncio.Event().wait()
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _start_ours(spool: Path, credentials: Path) -> tuple[subprocess.Popen, int]:
+    command = [
+        sys.executable, "-c", "from zapanalytics.cli import main; main()",
+        "ocpp", "serve", "--host", "127.0.0.1", "--port", "0", "--spool", str(spool),
+        "--credentials", str(credentials),
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if "ws://" not in line:
+        process.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+    return process, port
+
+
+def _start_reference(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port_file = workdir / "reference.port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bench_ocpp", "--reference-server", str(port_file)], cwd=ROOT
+    )
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            return process, int(port_file.read_text())
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("reference server did not start")
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _run_generator(port: int, count: int, rate: float, duration: float, burst: float, path: str) -> dict:
+    output = Path(tempfile.mkstemp(suffix=".json")[1])
+    command = [
+        sys.executable, "-m", "benchmarks.bench_ocpp", "--generator", str(output),
+        "--url", f"ws://127.0.0.1:{port}{path}", "--charge-points", str(count),
+        "--rate", str(rate), "--duration", str(duration), "--burst", str(burst),
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, timeout=duration + burst + 300)
+    result = json.loads(output.read_text())
+    output.unlink()
+    return result
+
+
+def _verify(spool: Path, acked: dict[str, list[int]]) -> dict:
+    """Every acknowledged message in the spool, and one stored row per acknowledged message."""
+    from zapanalytics.ingest.ocpp_load import load_spool
+    from zapanalytics.ingest.spool import spool_records
+    from zapanalytics.store import open_store
+
+    spooled: dict[str, set[int]] = {}
+    for record in spool_records(spool):
+        if record.get("direction") == "in" and '"MeterValues"' in record["message"]:
+            spooled.setdefault(record["charge_point_id"], set()).add(int(json.loads(record["message"])[1]))
+    missing = sum(len(set(seqs) - spooled.get(cp, set())) for cp, seqs in acked.items())
+    with tempfile.TemporaryDirectory() as tmp:
+        con = open_store(Path(tmp) / "bench.duckdb")
+        started = time.perf_counter()
+        report = load_spool(con, spool)
+        load_s = time.perf_counter() - started
+        stored = con.execute("SELECT count(*) FROM meter_values WHERE source = 'ocpp'").fetchall()[0][0]
+        con.close()
+    expected = sum(len(set(s)) for s in acked.values())
+    return {
+        "acked_missing_from_spool": missing,
+        "acked": expected,
+        "stored_rows": stored,
+        "lost": expected - stored if stored < expected else 0,
+        "load_s": load_s,
+        "load_rows_per_s": report.lines_read / load_s if load_s else None,
+        "quarantined": report.counts.rows_quarantined,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--result", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--charge-points", type=int, default=None)
+    parser.add_argument("--rate", type=float, default=None, help="sustained messages/s offered")
+    parser.add_argument("--duration", type=float, default=None, help="sustained phase [s]")
+    parser.add_argument("--burst", type=float, default=None, help="burst phase [s]")
+    parser.add_argument("--no-reference", action="store_true", help="skip the comparator")
+    parser.add_argument("--generator", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-server", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.reference_server is not None:
+        asyncio.run(_reference_server(args.reference_server))
+        return 0
+    count = args.charge_points or (100 if args.quick else 500)
+    rate = args.rate or 2500.0
+    duration = args.duration or (8.0 if args.quick else 30.0)
+    burst = args.burst or (5.0 if args.quick else 15.0)
+    if args.generator is not None:
+        result = asyncio.run(_generate(args.url, count, "bench-password-0123", rate, duration, burst))
+        args.generator.write_text(json.dumps(result))
+        return 0
+
+    from benchmarks.harness import Result, emit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        credentials = workdir / "credentials.json"
+        credentials.write_text(json.dumps({f"ZPR{i:06d}": "bench-password-0123" for i in range(count)}))
+        spool = workdir / "spool"
+        server, port = _start_ours(spool, credentials)
+        try:
+            ours = _run_generator(port, count, rate, duration, burst, "/ocpp")
+            server_rss = _peak_rss_mb(server.pid)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        check = _verify(spool, ours["acked"])
+        reference = None
+        if not args.no_reference:
+            ref_server, ref_port = _start_reference(workdir)
+            try:
+                reference = _run_generator(ref_port, count, rate, min(duration, 5.0), burst, "/ocpp")
+            finally:
+                ref_server.kill()
+                ref_server.wait()
+
+    sustained, flood = ours["phases"]["sustained"], ours["phases"]["burst"]
+    print(json.dumps({"ours": ours["phases"], "connect_s": ours["connect_s"], "server_peak_rss_mb": server_rss,
+                      "verify": check, "reference": reference and reference["phases"]}, indent=2))
+    zero_loss = check["acked_missing_from_spool"] == 0 and check["lost"] == 0
+    ref_burst = reference["phases"]["burst"]["messages_per_s"] if reference else None
+    rows = [
+        Result(
+            workload=f"B5 OCPP sustained, {count} charge points",
+            ours="zapanalytics ocpp serve (fsync'd spool)",
+            ours_value=sustained["messages_per_s"],
+            unit="msg/s",
+            higher_is_better=True,
+            peak_rss_mb=server_rss,
+            agree=zero_loss,
+            target="≥ 2,000 msg/s, zero loss",
+            met=sustained["messages_per_s"] >= 2000 and zero_loss,
+            notes=(
+                f"offered {rate:.0f} msg/s; p50 {sustained['p50_ms']:.1f} ms, p99 {sustained['p99_ms']:.1f} ms "
+                f"from scheduled send; {check['acked']} acknowledged, {check['stored_rows']} stored"
+            ),
+        ),
+        Result(
+            workload=f"B5 OCPP burst, {count} charge points",
+            ours="zapanalytics ocpp serve (fsync'd spool)",
+            ours_value=flood["messages_per_s"],
+            comparator="ocpp package @on central system (no spool)" if ref_burst else None,
+            comparator_value=ref_burst,
+            unit="msg/s",
+            higher_is_better=True,
+            peak_rss_mb=server_rss,
+            agree=zero_loss,
+            notes=f"p50 {flood['p50_ms']:.1f} ms, p99 {flood['p99_ms']:.1f} ms; spool load "
+            f"{check['load_rows_per_s']:.0f} lines/s",
+        ),
+    ]
+    emit(rows, args.result)
+    return 0
+
+
+if __name__ == "__main__":
+    if os.environ.get("PYTHONHASHSEED") is None:
+        random.seed(5)
+    sys.exit(main())

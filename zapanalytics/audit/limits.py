@@ -1,0 +1,101 @@
+"""Accuracy limits a charger's meter is judged against, and the guard-banded decision rule.
+
+Sources (see ``docs`` and the metering reference notes):
+
+* The manufacturer's claim: Zaptec's manuals state "+/- 1 %" for the built-in meter
+  (for power and voltage, or current and voltage, depending on the manual); we apply it
+  to energy at every current.
+* EN 50470-3 (reference conditions, power factor 1), by class, for
+  ``Imin <= I < Itr`` and ``Itr <= I <= Imax``: A 2.5 / 2.0 %, B 1.5 / 1.0 %,
+  C 1.0 / 0.5 %. The standard is paid; these values are from secondary sources.
+* MID 2014/32/EU Annex V (MI-003) Table 2, maximum permissible error by class and
+  operating-temperature band, same two current ranges. The figures are from the
+  directive; which temperature band each row belongs to is not certain.
+
+A verdict follows the usual guarded acceptance rule (ILAC-G8): *pass* when the error
+plus its expanded uncertainty stays inside the limit, *fail* when the error minus its
+expanded uncertainty lies outside it, *inconclusive* in between.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLAIM_PCT",
+    "EN50470_3_LIMITS_PCT",
+    "MID_MPE_PCT",
+    "MID_TEMPERATURE_BANDS",
+    "judge",
+    "limit_pct",
+]
+
+#: Zaptec's stated meter accuracy [%].
+CLAIM_PCT = 1.0
+
+#: EN 50470-3 limits [%] by class: (Imin <= I < Itr, Itr <= I <= Imax), PF 1.
+EN50470_3_LIMITS_PCT: dict[str, tuple[float, float]] = {
+    "A": (2.5, 2.0),
+    "B": (1.5, 1.0),
+    "C": (1.0, 0.5),
+}
+
+#: MID operating-temperature bands, mildest first.
+MID_TEMPERATURE_BANDS = (
+    "+5..+30 C",
+    "-10..+5 or +30..+40 C",
+    "-25..-10 or +40..+55 C",
+    "-40..-25 or +55..+70 C",
+)
+
+#: MID MPE [%] by temperature band and class: (Imin <= I < Itr, Itr <= I <= Imax).
+MID_MPE_PCT: dict[str, dict[str, tuple[float, float]]] = {
+    MID_TEMPERATURE_BANDS[0]: {"A": (3.5, 3.5), "B": (2.0, 2.0), "C": (1.0, 0.7)},
+    MID_TEMPERATURE_BANDS[1]: {"A": (5.0, 4.5), "B": (2.5, 2.5), "C": (1.3, 1.0)},
+    MID_TEMPERATURE_BANDS[2]: {"A": (7.0, 7.0), "B": (3.5, 3.5), "C": (1.7, 1.3)},
+    MID_TEMPERATURE_BANDS[3]: {"A": (9.0, 9.0), "B": (4.0, 4.0), "C": (2.0, 1.5)},
+}
+
+
+def limit_pct(
+    criterion: str,
+    current_a: float,
+    *,
+    meter_class: str = "B",
+    itr_a: float = 0.5,
+    temperature_band: str = MID_TEMPERATURE_BANDS[0],
+) -> float:
+    """The permissible error [%] at ``current_a`` under a criterion.
+
+    Parameters
+    ----------
+    criterion : {"claim", "en50470_3", "mid"}
+    current_a : float
+        The current the error was measured at [A].
+    meter_class : {"A", "B", "C"}
+    itr_a : float
+        Transitional current of the meter [A]; below it the wider limit applies.
+    temperature_band : str
+        One of :data:`MID_TEMPERATURE_BANDS` (MID only).
+
+    Returns
+    -------
+    float
+    """
+    if criterion == "claim":
+        return CLAIM_PCT
+    below_itr = current_a < itr_a
+    if criterion == "en50470_3":
+        limits = EN50470_3_LIMITS_PCT[meter_class]
+    elif criterion == "mid":
+        limits = MID_MPE_PCT[temperature_band][meter_class]
+    else:
+        raise ValueError(f"unknown criterion {criterion!r}")
+    return limits[0] if below_itr else limits[1]
+
+
+def judge(error_pct: float, expanded_uncertainty_pct: float, limit: float) -> str:
+    """``"pass"``, ``"fail"`` or ``"inconclusive"`` for an error against a symmetric limit."""
+    if abs(error_pct) + expanded_uncertainty_pct <= limit:
+        return "pass"
+    if abs(error_pct) - expanded_uncertainty_pct > limit:
+        return "fail"
+    return "inconclusive"
