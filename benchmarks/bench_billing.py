@@ -58,7 +58,11 @@ def generate(users: int = 200, days: int = 365, seed: int = 2025):
     to_utc = {"time_unit": "us", "time_zone": "UTC"}
 
     def stamp_series(name, values):
-        return pl.Series(name, values).cast(pl.Datetime("us")).dt.replace_time_zone(to_utc["time_zone"])
+        return (
+            pl.Series(name, values)
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone(to_utc["time_zone"])
+        )
 
     sessions = pl.DataFrame(
         {
@@ -96,20 +100,29 @@ def window(days: int) -> tuple[dt.datetime, dt.datetime]:
 
 # --- ours ----------------------------------------------------------------------------------
 
+
 def bill_polars(sessions, details, prices, rates: RateTables, days: int) -> pl.DataFrame:
     start, end = window(days)
     site = Site(timezone=TIMEZONE, price_area="NO1", grid_company=GRID)
     grid = rates.grid(GRID)
     energy = user_interval_energy(sessions, details, start_utc=start, end_utc=end, combine=False)
-    calendar = interval_calendar(start, end, rates, site, prices=prices, grid=grid, markup_nok_per_kwh=MARKUP)
+    calendar = interval_calendar(
+        start, end, rates, site, prices=prices, grid=grid, markup_nok_per_kwh=MARKUP
+    )
     result = split.full(energy, calendar, grid)
     lines = pl.concat([result.lines, result.common], how="vertical")
     return lines.select(
-        "month", pl.col("user_id").fill_null(""), "line", "amount_ex_vat_ore", "vat_ore", "amount_ore"
+        "month",
+        pl.col("user_id").fill_null(""),
+        "line",
+        "amount_ex_vat_ore",
+        "vat_ore",
+        "amount_ore",
     ).sort("month", "user_id", "line")
 
 
 # --- pandas ------------------------------------------------------------------------------------
+
 
 def _us(stamps: pd.Series) -> pd.Series:
     """Datetimes → epoch microseconds, whatever the resolution pandas chose."""
@@ -136,7 +149,13 @@ def _dated(dates: pd.Series, entries, key: str) -> np.ndarray:
     return values
 
 
-def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFrame, rates: RateTables, days: int) -> pd.DataFrame:
+def bill_pandas(
+    sessions: pd.DataFrame,
+    details: pd.DataFrame,
+    prices: pd.DataFrame,
+    rates: RateTables,
+    days: int,
+) -> pd.DataFrame:
     start, end = window(days)
     # Each delta covers (previous stamp, its stamp]; the first one starts at the session start.
     d = details.merge(sessions[["session_id", "user_id", "start_utc"]], on="session_id")
@@ -146,10 +165,14 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     d["t0"] = d["t0"].fillna(_us(d["start_utc"])).clip(upper=d["t1"]).astype("int64")
     has_energy = d.loc[d["energy_kwh"] > 0, "session_id"].unique()
     bare = sessions[~sessions["session_id"].isin(has_energy)]
-    bare = pd.DataFrame({
-        "user_id": bare["user_id"], "t1": _us(bare["end_utc"]),
-        "t0": _us(bare["start_utc"]).clip(upper=_us(bare["end_utc"])), "energy_kwh": bare["energy_kwh"],
-    })
+    bare = pd.DataFrame(
+        {
+            "user_id": bare["user_id"],
+            "t1": _us(bare["end_utc"]),
+            "t0": _us(bare["start_utc"]).clip(upper=_us(bare["end_utc"])),
+            "energy_kwh": bare["energy_kwh"],
+        }
+    )
     deltas = pd.concat([d[["user_id", "t0", "t1", "energy_kwh"]], bare], ignore_index=True)
     deltas["first"] = deltas["t0"] // QUARTER_US
     deltas["last"] = (deltas["t1"] - 1) // QUARTER_US
@@ -164,13 +187,17 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     )
     exploded["energy_kwh"] = exploded["energy_kwh"] * overlap / (exploded["t1"] - exploded["t0"])
     pieces = pd.concat(
-        [single.assign(quarter=single["last"])[["user_id", "quarter", "energy_kwh"]],
-         exploded[["user_id", "quarter", "energy_kwh"]]],
+        [
+            single.assign(quarter=single["last"])[["user_id", "quarter", "energy_kwh"]],
+            exploded[["user_id", "quarter", "energy_kwh"]],
+        ],
         ignore_index=True,
     )
     first_q = int(start.timestamp()) * 1_000_000 // QUARTER_US
     last_q = int(end.timestamp()) * 1_000_000 // QUARTER_US
-    pieces = pieces[(pieces["quarter"] >= first_q) & (pieces["quarter"] < last_q) & (pieces["energy_kwh"] != 0)]
+    pieces = pieces[
+        (pieces["quarter"] >= first_q) & (pieces["quarter"] < last_q) & (pieces["energy_kwh"] != 0)
+    ]
 
     # The calendar: local time of every quarter, its prices and rates.
     cal = pd.DataFrame({"quarter": np.arange(first_q, last_q)})
@@ -182,7 +209,10 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     q_prices = prices.assign(quarter=_us(prices["start_utc"]) // QUARTER_US)
     cal = cal.merge(q_prices[["quarter", "spot_nok_per_kwh"]], on="quarter", how="left")
     cal["hourly_spot"] = cal.groupby("hour")["spot_nok_per_kwh"].transform("mean")
-    free = {pd.Timestamp(day) for day in holidays.country_holidays("NO", years=[YEAR - 1, YEAR, YEAR + 1])}
+    free = {
+        pd.Timestamp(day)
+        for day in holidays.country_holidays("NO", years=[YEAR - 1, YEAR, YEAR + 1])
+    }
     working = (local.dt.day_of_week < 5).to_numpy() & ~cal["date"].isin(free).to_numpy()
     daytime = ((local.dt.hour >= 6) & (local.dt.hour < 22)).to_numpy()
     grid = np.full(len(cal), np.nan)
@@ -191,7 +221,9 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
         if period.valid_to is not None:
             in_period = in_period & (cal["date"] < pd.Timestamp(period.valid_to)).to_numpy()
         (rule,) = period.rules  # Elvia: one day-rate rule, working days 06-22
-        grid[in_period] = np.where(working & daytime, rule.energy_nok_per_kwh, period.energy_nok_per_kwh)[in_period]
+        grid[in_period] = np.where(
+            working & daytime, rule.energy_nok_per_kwh, period.energy_nok_per_kwh
+        )[in_period]
     cal["grid"] = grid
     cal["elavgift"] = _dated(cal["date"], rates.dated("elavgift"), "nok_per_kwh")
     cal["enova"] = _dated(cal["date"], rates.dated("enova"), "nok_per_kwh")
@@ -200,7 +232,23 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     cal["subsidy"] = np.clip(cal["hourly_spot"] - threshold, 0, None) * coverage
     cal["cap"] = _dated(cal["date"], rates.dated("stromstotte"), "cap_kwh_per_dwelling_month")
 
-    x = pieces.merge(cal[["quarter", "month", "hour", "date", "spot_nok_per_kwh", "grid", "elavgift", "enova", "subsidy", "cap"]], on="quarter")
+    x = pieces.merge(
+        cal[
+            [
+                "quarter",
+                "month",
+                "hour",
+                "date",
+                "spot_nok_per_kwh",
+                "grid",
+                "elavgift",
+                "enova",
+                "subsidy",
+                "cap",
+            ]
+        ],
+        on="quarter",
+    )
     e = x["energy_kwh"]
     x["spot"] = e * x["spot_nok_per_kwh"]
     x["markup"] = e * MARKUP
@@ -208,11 +256,20 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     x["elavgift_a"] = e * x["elavgift"]
     x["enova_a"] = e * x["enova"]
     x["stromstotte"] = -e * x["subsidy"]
-    totals = x.groupby(["month", "user_id"]).agg(
-        energy=("energy_kwh", "sum"), spot=("spot", "sum"), markup=("markup", "sum"),
-        grid_energy=("grid_energy", "sum"), elavgift=("elavgift_a", "sum"), enova=("enova_a", "sum"),
-        stromstotte=("stromstotte", "sum"), cap=("cap", "min"),
-    ).reset_index()
+    totals = (
+        x.groupby(["month", "user_id"])
+        .agg(
+            energy=("energy_kwh", "sum"),
+            spot=("spot", "sum"),
+            markup=("markup", "sum"),
+            grid_energy=("grid_energy", "sum"),
+            elavgift=("elavgift_a", "sum"),
+            enova=("enova_a", "sum"),
+            stromstotte=("stromstotte", "sum"),
+            cap=("cap", "min"),
+        )
+        .reset_index()
+    )
     over = totals[totals["energy"] > totals["cap"]]
     if len(over):  # only users above the monthly cap need the running sum
         y = x.merge(over[["month", "user_id"]], on=["month", "user_id"]).sort_values("quarter")
@@ -233,26 +290,49 @@ def bill_pandas(sessions: pd.DataFrame, details: pd.DataFrame, prices: pd.DataFr
     for month, group in peaks.groupby("month"):
         period = rates.grid(GRID).period_on(dt.date(int(month[:4]), int(month[5:]), 1))
         step = period.capacity_step(group["energy_kwh"].sum() / 3)
-        capacity.append((month, period.capacity_nok_per_year[step] / 12.0, group["energy_kwh"].sum()))
+        capacity.append(
+            (month, period.capacity_nok_per_year[step] / 12.0, group["energy_kwh"].sum())
+        )
     capacity = pd.DataFrame(capacity, columns=["month", "charge", "site_kwh"])
     in_peaks = x.merge(peaks[["month", "hour"]], on=["month", "hour"])
-    shares = in_peaks.groupby(["month", "user_id"])["energy_kwh"].sum().reset_index().merge(capacity, on="month")
+    shares = (
+        in_peaks.groupby(["month", "user_id"])["energy_kwh"]
+        .sum()
+        .reset_index()
+        .merge(capacity, on="month")
+    )
     shares["capacity"] = shares["charge"] * shares["energy_kwh"] / shares["site_kwh"]
 
     long = totals.melt(
         id_vars=["month", "user_id"],
         value_vars=["spot", "markup", "grid_energy", "elavgift", "enova", "stromstotte"],
-        var_name="line", value_name="amount",
+        var_name="line",
+        value_name="amount",
     )
-    long = pd.concat([long, shares.assign(line="capacity", amount=shares["capacity"])[["month", "user_id", "line", "amount"]]])
+    long = pd.concat(
+        [
+            long,
+            shares.assign(line="capacity", amount=shares["capacity"])[
+                ["month", "user_id", "line", "amount"]
+            ],
+        ]
+    )
     long["amount_ex_vat_ore"] = _ore(long["amount"])
     long["vat_ore"] = _vat(long["amount_ex_vat_ore"], 2500)
     long["amount_ore"] = long["amount_ex_vat_ore"] + long["vat_ore"]
     charge = _ore(capacity["charge"])
-    users_capacity = long[long["line"] == "capacity"].groupby("month")[["amount_ex_vat_ore", "vat_ore"]].sum()
+    users_capacity = (
+        long[long["line"] == "capacity"].groupby("month")[["amount_ex_vat_ore", "vat_ore"]].sum()
+    )
     common = pd.DataFrame({"month": capacity["month"], "user_id": "", "line": "capacity"})
-    common["amount_ex_vat_ore"] = charge.to_numpy() - users_capacity["amount_ex_vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
-    common["vat_ore"] = _vat(charge, 2500).to_numpy() - users_capacity["vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
+    common["amount_ex_vat_ore"] = (
+        charge.to_numpy()
+        - users_capacity["amount_ex_vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
+    )
+    common["vat_ore"] = (
+        _vat(charge, 2500).to_numpy()
+        - users_capacity["vat_ore"].reindex(capacity["month"]).fillna(0).to_numpy()
+    )
     common["amount_ore"] = common["amount_ex_vat_ore"] + common["vat_ore"]
     out = pd.concat([long.drop(columns="amount"), common], ignore_index=True)
     return out.sort_values(["month", "user_id", "line"]).reset_index(drop=True)
@@ -266,11 +346,16 @@ def agree(ours: pl.DataFrame, theirs: pd.DataFrame) -> tuple[bool, str]:
     differing = joined.filter(
         (pl.col("amount_ore") != pl.col("amount_ore_pd"))
         | (pl.col("vat_ore") != pl.col("vat_ore_pd"))
-        | pl.col("amount_ore").is_null() | pl.col("amount_ore_pd").is_null()
+        | pl.col("amount_ore").is_null()
+        | pl.col("amount_ore_pd").is_null()
     )
     if differing.height:
         return False, f"{differing.height} lines differ, e.g. {differing.head(3).to_dicts()}"
     return True, f"{ours.height} lines, {int(ours['amount_ore'].sum()) / 100:,.2f} NOK in total"
+
+
+def _runs(timing) -> str:
+    return ", ".join(f"{r:.2f}" for r in timing.runs_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,8 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     users, days = (20, 31) if args.quick else (200, 365)
     sessions, details, prices = generate(users, days)
     rates = load_rates()
-    sessions_pd, details_pd, prices_pd = sessions.to_pandas(), details.to_pandas(), prices.to_pandas()
-    print(f"{details.height:,} detail rows, {sessions.height:,} sessions, {users} users, {days} days")
+    sessions_pd, details_pd, prices_pd = (
+        sessions.to_pandas(),
+        details.to_pandas(),
+        prices.to_pandas(),
+    )
+    print(
+        f"{details.height:,} detail rows, {sessions.height:,} sessions, {users} users, {days} days"
+    )
     timings = alternate(
         {
             "zapanalytics": lambda: bill_polars(sessions, details, prices, rates, days),
@@ -291,8 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     ok, detail = agree(timings["zapanalytics"].value, timings["pandas"].value)
     ours, theirs = timings["zapanalytics"], timings["pandas"]
     ratio = theirs.median_s / ours.median_s
-    print(f"zapanalytics (polars) median {ours.median_s:.2f} s {['%.2f' % r for r in ours.runs_s]}, peak RSS {ours.peak_rss_mb:,.0f} MiB")
-    print(f"pandas                median {theirs.median_s:.2f} s {['%.2f' % r for r in theirs.runs_s]}, peak RSS {theirs.peak_rss_mb:,.0f} MiB")
+    print(
+        f"zapanalytics (polars) median {ours.median_s:.2f} s {_runs(ours)}, peak RSS {ours.peak_rss_mb:,.0f} MiB"
+    )
+    print(
+        f"pandas                median {theirs.median_s:.2f} s {_runs(theirs)}, peak RSS {theirs.peak_rss_mb:,.0f} MiB"
+    )
     print(f"ratio {ratio:.1f}x; agree to the øre: {ok} ({detail})")
     result = Result(
         workload=f"B2 billing full: {users} users × {days} d, 15-min details ({details.height / 1e6:.1f} M rows)",

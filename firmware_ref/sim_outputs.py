@@ -69,7 +69,7 @@ def build_outputs(
     charger_ids = np.array(chargers["charger_id"].to_list(), dtype=object)
     device_ids = np.array(chargers["device_id"].to_list(), dtype=object)
     signers = None
-    if config.sign_ocmf:
+    if config.sign_ocmf or config.periodic_ocmf:
         signers = [
             OcmfSigner.from_seed(
                 seed,
@@ -82,11 +82,13 @@ def build_outputs(
         ]
     sessions, intervals, tamper_faults = _sessions(
         config, installation, charger_ids, device_ids, users, visits, engine_visits, logs,
-        timelines, clocks, rng, signers, end_s,
+        timelines, clocks, rng, signers if config.sign_ocmf else None, end_s,
     )  # fmt: skip
+    periodic = config.sign_ocmf if config.periodic_ocmf is None else config.periodic_ocmf
     samples = _meter_samples(
-        installation, charger_ids, timelines, pilots, clocks, rng, signers, start_s, end_s
-    )
+        installation, charger_ids, timelines, pilots, clocks, rng,
+        signers if periodic else None, start_s, end_s,
+    )  # fmt: skip
     allocations = pl.DataFrame(
         {
             "ts_utc": ts_series("ts_utc", np.asarray(logs.alloc_t)),

@@ -33,7 +33,9 @@ installation_id = installation["installation_id"][0] if installation.height else
 timezone = installation["timezone"][0] if installation.height else "Europe/Oslo"
 price_area = installation["price_area"][0] if installation.height else None
 stored_grid_company = (
-    installation["grid_company"][0] if installation.height and "grid_company" in installation.columns else None
+    installation["grid_company"][0]
+    if installation.height and "grid_company" in installation.columns
+    else None
 )
 installation.select("installation_id", "name", "timezone", "price_area")
 
@@ -66,23 +68,28 @@ print(f"billing {month} ({timezone}); spot prices for {price_area}: {prices_in_m
 # ## Three methods
 # Flat at 2.50 NOK/kWh incl. VAT. Spot and full use the store's prices, a markup of 5 øre/kWh
 # and — unless the installation names its grid company — Elvia's household tariff (the
-# grid company of Oslo and Viken, price area NO1); change `GRID_COMPANY` for yours.
+# grid company of Oslo and much of eastern Norway, NO1); change `GRID_COMPANY` for yours.
 
 # %%
 FLAT_PRICE = 2.50
 MARKUP = 0.05
 GRID_COMPANY = "elvia"
 
-bills = {"flat": bill_month(con, month, "flat", price_nok_per_kwh=FLAT_PRICE, installation_id=installation_id)}
+bills = {
+    "flat": bill_month(
+        con, month, "flat", price_nok_per_kwh=FLAT_PRICE, installation_id=installation_id
+    )
+}
 if prices_in_month:
-    bills["spot"] = bill_month(con, month, "spot", markup_nok_per_kwh=MARKUP, installation_id=installation_id)
-    try:
-        bills["full"] = bill_month(
-            con, month, "full", markup_nok_per_kwh=MARKUP, installation_id=installation_id,
-            grid_company=stored_grid_company or GRID_COMPANY,
-        )
-    except ValueError as error:  # e.g. prices missing for some hours with charging
-        print(f"full method not possible: {error}")
+    options = {"markup_nok_per_kwh": MARKUP, "installation_id": installation_id}
+    for method, extra in (
+        ("spot", {}),
+        ("full", {"grid_company": stored_grid_company or GRID_COMPANY}),
+    ):
+        try:
+            bills[method] = bill_month(con, month, method, **options, **extra)
+        except ValueError as error:  # e.g. no price for some quarter-hours with charging
+            print(f"{method} method not possible: {error}")
 else:
     print(
         f"NO SPOT PRICES for {price_area} in {month}: only the flat method can run. "
@@ -93,20 +100,36 @@ per_user = pl.concat(
     [
         pl.DataFrame(
             [
-                {"method": method, "user": u["user_name"] or u["user_id"] or "(no user)",
-                 "energy_kwh": u["energy_kwh"], "cost_nok": u["cost_nok"]}
+                {
+                    "method": method,
+                    "user": u["user_name"] or u["user_id"] or "(no user)",
+                    "energy_kwh": u["energy_kwh"],
+                    "cost_nok": u["cost_nok"],
+                }
                 for u in document["users"]
             ]
         )
         for method, document in documents.items()
     ]
 )
-per_user.pivot(on="method", index=["user", "energy_kwh"], values="cost_nok").sort("energy_kwh", descending=True)
+per_user.pivot(on="method", index=["user", "energy_kwh"], values="cost_nok").sort(
+    "energy_kwh", descending=True
+)
 
 # %%
-assert abs(per_user.filter(pl.col("method") == "flat")["cost_nok"].sum() - documents["flat"]["total_cost_nok"]) < 0.005
+assert (
+    abs(
+        per_user.filter(pl.col("method") == "flat")["cost_nok"].sum()
+        - documents["flat"]["total_cost_nok"]
+    )
+    < 0.005
+)
 figure = px.bar(
-    per_user.to_pandas(), x="user", y="cost_nok", color="method", barmode="group",
+    per_user.to_pandas(),
+    x="user",
+    y="cost_nok",
+    color="method",
+    barmode="group",
     title=f"Cost per user, {month}, by method [NOK incl. VAT]",
 )
 figure.update_layout(yaxis_title="NOK incl. VAT", xaxis_title=None)
@@ -118,12 +141,21 @@ figure
 
 # %%
 if "full" in documents:
-    lines = pl.DataFrame(
-        [
-            {"line": line["label"], "amount_nok": line["amount_nok"]}
-            for user in documents["full"]["users"] for line in user["lines"]
-        ] + [{"line": line["label"], "amount_nok": line["amount_nok"]} for line in documents["full"]["common"]["lines"]]
-    ).group_by("line", maintain_order=True).agg(pl.col("amount_nok").sum().round(2))
+    lines = (
+        pl.DataFrame(
+            [
+                {"line": line["label"], "amount_nok": line["amount_nok"]}
+                for user in documents["full"]["users"]
+                for line in user["lines"]
+            ]
+            + [
+                {"line": line["label"], "amount_nok": line["amount_nok"]}
+                for line in documents["full"]["common"]["lines"]
+            ]
+        )
+        .group_by("line", maintain_order=True)
+        .agg(pl.col("amount_nok").sum().round(2))
+    )
     print(documents["full"]["capacity"])
     display_lines = lines
 else:
@@ -141,12 +173,15 @@ display_lines
 sessions = con.sql(
     "SELECT session_id, user_id, user_name, start_utc, end_utc, energy_kwh, is_void FROM sessions"
 ).pl()
-details = con.sql("SELECT session_id, ts_utc, energy_kwh FROM energy_details ORDER BY session_id, ts_utc").pl()
+details = con.sql(
+    "SELECT session_id, ts_utc, energy_kwh FROM energy_details ORDER BY session_id, ts_utc"
+).pl()
 energy = user_interval_energy(sessions, details, start_utc=start, end_utc=end)
 names = sessions.group_by("user_id").agg(pl.col("user_name").drop_nulls().last())
 hourly = (
     with_local_bins(energy.with_columns(pl.col("user_id").cast(pl.String)), timezone)
-    .group_by("month", "day", "hour_start", "user_id").agg(pl.col("energy_kwh").sum())
+    .group_by("month", "day", "hour_start", "user_id")
+    .agg(pl.col("energy_kwh").sum())
     .collect()
 )
 site = hourly.group_by("month", "day", "hour_start").agg(pl.col("energy_kwh").sum())
@@ -156,25 +191,42 @@ in_peaks = (
     .join(names, on="user_id", how="left")
     .with_columns(
         pl.col("user_name").fill_null(pl.col("user_id")).fill_null("(no user)").alias("user"),
-        pl.format("#{} {}", pl.col("rank"), pl.col("hour_start").dt.strftime("%a %d %b %H:00")).alias("peak hour"),
+        pl.format(
+            "#{} {}", pl.col("rank"), pl.col("hour_start").dt.strftime("%a %d %b %H:00")
+        ).alias("peak hour"),
     )
     .sort("rank", "user")
 )
 print(f"capacity figure: {peaks['energy_kwh'].sum() / 3:.2f} kW (mean of the three daily peaks)")
 figure = px.bar(
-    in_peaks.to_pandas(), x="peak hour", y="energy_kwh", color="user",
+    in_peaks.to_pandas(),
+    x="peak hour",
+    y="energy_kwh",
+    color="user",
     title=f"Who charged in the hours that set {month}'s capacity step",
 )
 figure.update_layout(yaxis_title="Energy in the hour [kWh]", xaxis_title=None)
 figure
 
 # %%
-share = in_peaks.group_by("user").agg(pl.col("energy_kwh").sum()).with_columns(
-    (pl.col("energy_kwh") / pl.col("energy_kwh").sum() * 100).round(1).alias("share_of_peak_pct")
-).sort("share_of_peak_pct", descending=True)
-monthly = hourly.join(names, on="user_id", how="left").with_columns(
-    pl.col("user_name").fill_null(pl.col("user_id")).fill_null("(no user)").alias("user")
-).group_by("user").agg(pl.col("energy_kwh").sum().alias("month_kwh"))
+share = (
+    in_peaks.group_by("user")
+    .agg(pl.col("energy_kwh").sum())
+    .with_columns(
+        (pl.col("energy_kwh") / pl.col("energy_kwh").sum() * 100)
+        .round(1)
+        .alias("share_of_peak_pct")
+    )
+    .sort("share_of_peak_pct", descending=True)
+)
+monthly = (
+    hourly.join(names, on="user_id", how="left")
+    .with_columns(
+        pl.col("user_name").fill_null(pl.col("user_id")).fill_null("(no user)").alias("user")
+    )
+    .group_by("user")
+    .agg(pl.col("energy_kwh").sum().alias("month_kwh"))
+)
 share = share.join(monthly, on="user", how="left").with_columns(
     (pl.col("month_kwh") / pl.col("month_kwh").sum() * 100).round(1).alias("share_of_energy_pct")
 )

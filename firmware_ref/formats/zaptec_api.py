@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from firmware_ref.formats._time import iso_offset_ms, iso_z_ms, naive_utc
+from firmware_ref.formats._time import naive_utc
 
 __all__ = ["OBSERVATION_IDS", "write_zaptec_api"]
 
@@ -197,74 +197,96 @@ def _charger_items(result) -> list[dict]:
     return items
 
 
-def _session_items(result) -> list[dict]:
-    sessions = result.sessions
+def _naive_utc_expr(column: str) -> pl.Expr:
+    """Vectorised :func:`naive_utc`: no offset, 0-3 fraction digits."""
+    return (
+        pl.col(column)
+        .dt.convert_time_zone("UTC")
+        .dt.strftime("%Y-%m-%dT%H:%M:%S%.3f")
+        .str.replace(r"\.?0+$", "")
+    )
+
+
+def _iso_ms_expr(column: str, suffix: str) -> pl.Expr:
+    """UTC with milliseconds and the given offset spelling (``+00:00`` or ``Z``)."""
+    return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3f") + suffix
+
+
+def _session_items(result) -> list[str]:
+    """Charge-history items as compact JSON texts, sorted by ``StartDateTime``.
+
+    Built column-wise with polars (``json_encode`` spells values as ``json.dumps``
+    does), so a year of a large installation serialises in seconds.
+    """
     details = (
         result.interval_energies.sort(["session_id", "ts_utc"])
-        .group_by("session_id", maintain_order=True)
-        .agg(pl.col("ts_reported_utc"), pl.col("energy_kwh"))
-    )
-    by_session = {
-        sid: (stamps, energies)
-        for sid, stamps, energies in details.iter_rows()
-    }
-    firmware = _firmware_object(result.installation["firmware_version"])
-    names = dict(zip(result.chargers["charger_id"], result.chargers["name"], strict=True))
-    ordered = sessions.sort(["start_reported_utc", "is_void", "session_id"])
-    items = []
-    for row in ordered.iter_rows(named=True):
-        sid = row["session_id"]
-        if row["is_void"]:
-            energy_details: list[dict] = []
-        else:
-            stamps, energies = by_session[sid]
-            energy_details = [
-                {"Timestamp": iso_offset_ms(ts), "Energy": round(float(e), 3)}
-                for ts, e in zip(stamps, energies, strict=True)
-            ]
-        items.append(
-            {
-                "Id": sid,
-                "DeviceId": row["device_id"],
-                "StartDateTime": naive_utc(row["start_reported_utc"]),
-                "EndDateTime": naive_utc(row["cloud_end_utc"]),
-                "Energy": round(float(row["energy_kwh"]), 3),
-                "CommitMetadata": row["commit_metadata"],
-                "CommitEndDateTime": naive_utc(row["end_reported_utc"]),
-                "UserFullName": row["user_full_name"],
-                "ChargerId": row["charger_id"],
-                "DeviceName": names[row["charger_id"]],
-                "UserEmail": row["user_email"],
-                "UserId": row["user_id"],
-                "TokenName": row["token_name"],
-                "ExternalId": None,
-                "ExternallyEnded": False,
-                "EnergyDetails": energy_details,
-                "ChargerFirmwareVersion": firmware,
-                "SignedSession": row["signed_session"],
-                "ReplacedBySessionId": row["replaced_by_session_id"],
-            }
+        .select(
+            "session_id",
+            pl.struct(
+                _iso_ms_expr("ts_reported_utc", "+00:00").alias("Timestamp"),
+                pl.col("energy_kwh").round(3).alias("Energy"),
+            ).alias("point"),
         )
-    return items
+        .group_by("session_id", maintain_order=True)
+        .agg(pl.col("point").alias("EnergyDetails"))
+    )
+    firmware = _firmware_object(result.installation["firmware_version"])
+    names = result.chargers.select(pl.col("charger_id"), pl.col("name").alias("DeviceName"))
+    ordered = (
+        result.sessions.sort(["start_reported_utc", "is_void", "session_id"])
+        .join(names, on="charger_id", how="left", maintain_order="left")
+        .join(details, on="session_id", how="left", maintain_order="left")
+    )
+    firmware_struct = pl.struct(
+        *[pl.lit(value, dtype=pl.Int64).alias(key) for key, value in firmware.items()]
+    )
+    items = ordered.select(
+        pl.struct(
+            pl.col("session_id").alias("Id"),
+            pl.col("device_id").alias("DeviceId"),
+            _naive_utc_expr("start_reported_utc").alias("StartDateTime"),
+            _naive_utc_expr("cloud_end_utc").alias("EndDateTime"),
+            pl.col("energy_kwh").round(3).alias("Energy"),
+            pl.col("commit_metadata").alias("CommitMetadata"),
+            _naive_utc_expr("end_reported_utc").alias("CommitEndDateTime"),
+            pl.col("user_full_name").alias("UserFullName"),
+            pl.col("charger_id").alias("ChargerId"),
+            pl.col("DeviceName"),
+            pl.col("user_email").alias("UserEmail"),
+            pl.col("user_id").alias("UserId"),
+            pl.col("token_name").alias("TokenName"),
+            pl.lit(None, dtype=pl.String).alias("ExternalId"),
+            pl.lit(False).alias("ExternallyEnded"),
+            pl.when(pl.col("is_void"))
+            .then(pl.lit([], dtype=pl.List(details.schema["EnergyDetails"].inner)))
+            .otherwise(pl.col("EnergyDetails"))
+            .alias("EnergyDetails"),
+            firmware_struct.alias("ChargerFirmwareVersion"),
+            pl.col("signed_session").alias("SignedSession"),
+            pl.col("replaced_by_session_id").alias("ReplacedBySessionId"),
+        )
+        .struct.json_encode()
+        .alias("item")
+    )
+    return items["item"].to_list()
 
 
 def _observation_lines(result) -> list[str]:
-    obs = result.state_observations
+    """Observations as Service-Bus message bodies, one compact JSON text per line."""
     device_type = int(result.installation["device_type"])
-    lines = []
-    for ts, charger_id, device_id, state_id, value in obs.select(
-        "ts_reported_utc", "charger_id", "device_id", "state_id", "value"
-    ).iter_rows():
-        body = {
-            "DeviceId": device_id,
-            "DeviceType": device_type,
-            "ChargerId": charger_id,
-            "StateId": state_id,
-            "Timestamp": iso_z_ms(ts),
-            "ValueAsString": value,
-        }
-        lines.append(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
-    return lines
+    encoded = result.state_observations.select(
+        pl.struct(
+            pl.col("device_id").alias("DeviceId"),
+            pl.lit(device_type, dtype=pl.Int64).alias("DeviceType"),
+            pl.col("charger_id").alias("ChargerId"),
+            pl.col("state_id").alias("StateId"),
+            _iso_ms_expr("ts_reported_utc", "Z").alias("Timestamp"),
+            pl.col("value").alias("ValueAsString"),
+        )
+        .struct.json_encode()
+        .alias("line")
+    )
+    return encoded["line"].to_list()
 
 
 def write_zaptec_api(result, out_dir: Path, page_size: int = 100) -> list[Path]:
@@ -350,8 +372,12 @@ def write_zaptec_api(result, out_dir: Path, page_size: int = 100) -> list[Path]:
     n_pages = max(1, math.ceil(len(items) / page_size))
     for page in range(n_pages):
         chunk = items[page * page_size : (page + 1) * page_size]
-        written.append(_dump(history / f"page_{page:04d}.json", _envelope(chunk, n_pages)))
+        # The envelope as json.dumps(..., separators=(",", ":")) spells it.
+        text = f'{{"Pages":{n_pages},"Data":[{",".join(chunk)}],"Message":null}}\n'
+        path = history / f"page_{page:04d}.json"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     obs_path = root / "observations.jsonl"
-    obs_path.write_text("".join(_observation_lines(result)), encoding="utf-8")
+    obs_path.write_text("".join(line + "\n" for line in _observation_lines(result)), encoding="utf-8")
     written.append(obs_path)
     return written

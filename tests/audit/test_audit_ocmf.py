@@ -524,3 +524,13 @@ def test_parse_of_ocmf_shaped_json_raises_only_ocmf_error(payload, readings, sig
         parse(record)
     except OcmfError as exc:
         assert exc.reason
+
+
+def test_surrounding_whitespace_and_a_byte_order_mark_do_not_change_the_signed_bytes():
+    key = private_key("secp256r1")
+    record = sign(ZAPTEC_FISCAL_PAYLOAD, key, sa="ECDSA-secp256r1-SHA256")
+
+    verdict = verify("\ufeff  " + record + "\r\n", key_forms(key)["pem"])
+
+    assert verdict.ok
+    assert verdict.record.payload_text == ZAPTEC_FISCAL_PAYLOAD

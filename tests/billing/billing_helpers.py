@@ -23,23 +23,29 @@ def utc(*parts: int) -> dt.datetime:
 
 def sessions_frame(rows: Sequence[dict]) -> pl.DataFrame:
     """``session_id, user_id, user_name, start_utc, end_utc, energy_kwh, is_void`` frame."""
-    full = [
-        {"user_name": None, "is_void": False, **row}
-        for row in rows
-    ]
+    full = [{"user_name": None, "is_void": False, **row} for row in rows]
     return pl.DataFrame(
         full,
         schema={
-            "session_id": pl.String, "user_id": pl.String, "user_name": pl.String,
-            "start_utc": pl.Datetime("us", "UTC"), "end_utc": pl.Datetime("us", "UTC"),
-            "energy_kwh": pl.Float64, "is_void": pl.Boolean,
+            "session_id": pl.String,
+            "user_id": pl.String,
+            "user_name": pl.String,
+            "start_utc": pl.Datetime("us", "UTC"),
+            "end_utc": pl.Datetime("us", "UTC"),
+            "energy_kwh": pl.Float64,
+            "is_void": pl.Boolean,
         },
     )
 
 
 def details_frame(rows: Sequence[tuple[str, dt.datetime, float]]) -> pl.DataFrame:
     return pl.DataFrame(
-        rows, schema={"session_id": pl.String, "ts_utc": pl.Datetime("us", "UTC"), "energy_kwh": pl.Float64},
+        rows,
+        schema={
+            "session_id": pl.String,
+            "ts_utc": pl.Datetime("us", "UTC"),
+            "energy_kwh": pl.Float64,
+        },
         orient="row",
     )
 
@@ -53,12 +59,17 @@ def prices_frame(start: dt.datetime, prices: Sequence[float], minutes: int = 60)
             "end_utc": [start + (i + 1) * step for i in range(len(prices))],
             "spot_nok_per_kwh": [float(p) for p in prices],
         },
-        schema={"start_utc": pl.Datetime("us", "UTC"), "end_utc": pl.Datetime("us", "UTC"),
-                "spot_nok_per_kwh": pl.Float64},
+        schema={
+            "start_utc": pl.Datetime("us", "UTC"),
+            "end_utc": pl.Datetime("us", "UTC"),
+            "spot_nok_per_kwh": pl.Float64,
+        },
     )
 
 
-def flat_prices(start: dt.datetime, end: dt.datetime, price: float, minutes: int = 60) -> pl.DataFrame:
+def flat_prices(
+    start: dt.datetime, end: dt.datetime, price: float, minutes: int = 60
+) -> pl.DataFrame:
     count = int((end - start) / dt.timedelta(minutes=minutes))
     return prices_frame(start, [price] * count, minutes)
 
@@ -133,8 +144,15 @@ def build_store(
     con = open_store(path)
     installation = frame_for(
         "installations",
-        [{"installation_id": INSTALLATION, "name": "Borettslaget Test", "timezone": timezone,
-          "price_area": price_area, "_record": 0}],
+        [
+            {
+                "installation_id": INSTALLATION,
+                "name": "Borettslaget Test",
+                "timezone": timezone,
+                "price_area": price_area,
+                "_record": 0,
+            }
+        ],
     )
     session_rows = [
         {**row, "installation_id": INSTALLATION, "_record": i}
@@ -146,11 +164,17 @@ def build_store(
         run.admit(["installation"], {"installations": installation}, record_table="installations")
         run.admit(
             [json.dumps(r, default=str) for r in session_rows],
-            {"sessions": frame_for("sessions", session_rows), "energy_details": frame_for("energy_details", detail_rows)},
+            {
+                "sessions": frame_for("sessions", session_rows),
+                "energy_details": frame_for("energy_details", detail_rows),
+            },
             record_table="sessions",
         )
         if prices is not None and prices.height:
-            price_rows = [{**row, "price_area": price_area, "_record": i} for i, row in enumerate(prices.to_dicts())]
+            price_rows = [
+                {**row, "price_area": price_area, "_record": i}
+                for i, row in enumerate(prices.to_dicts())
+            ]
             run.admit(
                 [json.dumps(r, default=str) for r in price_rows],
                 {"prices": frame_for("prices", price_rows)},

@@ -28,7 +28,11 @@ def test_vat_per_line_in_integer_arithmetic():
     assert vat_ore(1450, 2500) == 363
     assert vat_ore(-630, 2500) == -158
     frame = pl.DataFrame({"ore": [1450, -630, 10]})
-    assert frame.select(vat_ore_expr(pl.col("ore"), pl.lit(2500)))["ore"].to_list() == [363, -158, 3]
+    assert frame.select(vat_ore_expr(pl.col("ore"), pl.lit(2500)))["ore"].to_list() == [
+        363,
+        -158,
+        3,
+    ]
 
 
 def test_gross_split_adds_back_to_the_gross():

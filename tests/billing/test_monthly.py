@@ -26,20 +26,43 @@ def _add_han_meter(con, extra: dict[dt.datetime, float]) -> None:
     register, rows = 1000.0, []
     hour = OCTOBER[0] - dt.timedelta(hours=1)
     while hour <= OCTOBER[1] + dt.timedelta(hours=1):
-        rows.append({"meter_id": "ams-1", "ts_utc": hour, "kind": "han", "installation_id": INSTALLATION,
-                     "energy_import_kwh": register, "_record": len(rows)})
+        rows.append(
+            {
+                "meter_id": "ams-1",
+                "ts_utc": hour,
+                "kind": "han",
+                "installation_id": INSTALLATION,
+                "energy_import_kwh": register,
+                "_record": len(rows),
+            }
+        )
         register += 1.0 + extra.get(hour, 0.0)
         hour += dt.timedelta(hours=1)
     with IngestRun(con, "test-han") as run:
-        run.admit([str(i) for i in range(len(rows))], {"reference_readings": frame_for("reference_readings", rows)},
-                  record_table="reference_readings")
+        run.admit(
+            [str(i) for i in range(len(rows))],
+            {"reference_readings": frame_for("reference_readings", rows)},
+            record_table="reference_readings",
+        )
 
 
 def _one_session(tmp_path, **settings):
     # Tue 14 Oct 2025, 18:00-19:00 Oslo, 6 kWh, no details (pro rata over the hour).
-    sessions = sessions_frame([{"session_id": "a", "user_id": "A", "user_name": "Anne", "start_utc": utc(2025, 10, 14, 16),
-                                "end_utc": utc(2025, 10, 14, 17), "energy_kwh": 6.0}])
-    con = build_store(tmp_path / "z.duckdb", sessions, details_frame([]), flat_prices(*OCTOBER, 0.5))
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "a",
+                "user_id": "A",
+                "user_name": "Anne",
+                "start_utc": utc(2025, 10, 14, 16),
+                "end_utc": utc(2025, 10, 14, 17),
+                "energy_kwh": 6.0,
+            }
+        ]
+    )
+    con = build_store(
+        tmp_path / "z.duckdb", sessions, details_frame([]), flat_prices(*OCTOBER, 0.5)
+    )
     set_installation_settings(con, INSTALLATION, **settings)
     return con
 
@@ -72,15 +95,28 @@ def test_without_the_meter_the_chargers_set_the_step_and_a_note_says_so(tmp_path
 
 def test_session_across_the_month_boundary_is_billed_in_both_months(tmp_path):
     # 22:00 Oslo 31 Oct → 02:00 Oslo 1 Nov, 8 kWh without details: 4 kWh in each month.
-    sessions = sessions_frame([{"session_id": "m", "user_id": "A", "start_utc": utc(2025, 10, 31, 21),
-                                "end_utc": utc(2025, 11, 1, 1), "energy_kwh": 8.0}])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "m",
+                "user_id": "A",
+                "start_utc": utc(2025, 10, 31, 21),
+                "end_utc": utc(2025, 11, 1, 1),
+                "energy_kwh": 8.0,
+            }
+        ]
+    )
     con = build_store(tmp_path / "z.duckdb", sessions, details_frame([]))
     october = bill_month(con, "2025-10", "flat", price_nok_per_kwh=2.0)
     november = bill_month(con, "2025-11", "flat", price_nok_per_kwh=2.0)
     assert october.split.lines["quantity_kwh"].to_list() == [pytest.approx(4.0)]
     assert november.split.lines["quantity_kwh"].to_list() == [pytest.approx(4.0)]
     # 4 kWh × 2.00 = 8.00 NOK incl. VAT in each month.
-    assert october.split.lines["amount_ore"].to_list() == november.split.lines["amount_ore"].to_list() == [800]
+    assert (
+        october.split.lines["amount_ore"].to_list()
+        == november.split.lines["amount_ore"].to_list()
+        == [800]
+    )
 
 
 def test_store_settings_decide_vat_and_norgespris(tmp_path):
@@ -93,7 +129,12 @@ def test_store_settings_decide_vat_and_norgespris(tmp_path):
     assert "stromstotte" not in lines
     assert any("VAT exempt" in note for note in bill.notes)
     # An explicit option beats the stored setting.
-    assert bill_month(con, "2025-10", "full", county="Oslo", now=utc(2026, 1, 1)).split.lines["vat_ore"].sum() > 0
+    assert (
+        bill_month(con, "2025-10", "full", county="Oslo", now=utc(2026, 1, 1))
+        .split.lines["vat_ore"]
+        .sum()
+        > 0
+    )
 
 
 def test_clear_errors(tmp_path):

@@ -143,8 +143,13 @@ def test_energy_charge_follows_weekday_hours_and_norwegian_holidays(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["elavgift = 3\n", "[elavgift]\nrates = [1, 2]\n", "grid = 'elvia'\n",
-     "[grid.x]\nperiods = ['a']\n", "[vat]\nexempt_counties = 'Troms'\n"],
+    [
+        "elavgift = 3\n",
+        "[elavgift]\nrates = [1, 2]\n",
+        "grid = 'elvia'\n",
+        "[grid.x]\nperiods = ['a']\n",
+        "[vat]\nexempt_counties = 'Troms'\n",
+    ],
 )
 def test_wrong_shapes_are_rate_table_errors(tmp_path, text):
     path = tmp_path / "shape.toml"

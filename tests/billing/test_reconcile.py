@@ -19,10 +19,20 @@ def spot_split(tmp_path) -> split.Split:
     start, end = month_bounds("2025-10", "Europe/Oslo")
     calendar = interval_calendar(start, end, rates, Site(), prices=flat_prices(start, end, 1.0))
     # Kari 7 kWh, Ola 2 kWh, Per 1 kWh at 1.00 NOK excl. VAT.
-    sessions = sessions_frame([
-        {"session_id": s, "user_id": u, "start_utc": utc(2025, 10, 6 + i, 10), "end_utc": utc(2025, 10, 6 + i, 11), "energy_kwh": e}
-        for i, (s, u, e) in enumerate([("a", "kari", 7.0), ("b", "ola", 2.0), ("c", "per", 1.0)])
-    ])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": s,
+                "user_id": u,
+                "start_utc": utc(2025, 10, 6 + i, 10),
+                "end_utc": utc(2025, 10, 6 + i, 11),
+                "energy_kwh": e,
+            }
+            for i, (s, u, e) in enumerate(
+                [("a", "kari", 7.0), ("b", "ola", 2.0), ("c", "per", 1.0)]
+            )
+        ]
+    )
     return split.spot(user_interval_energy(sessions, details_frame([])), calendar)
 
 
@@ -66,9 +76,21 @@ def test_flat_split_is_compared_with_the_sum_of_the_invoices(tmp_path):
     rates = round_rates(tmp_path)
     start, end = month_bounds("2025-10", "Europe/Oslo")
     calendar = interval_calendar(start, end, rates, Site())
-    sessions = sessions_frame([{"session_id": "a", "user_id": "kari", "start_utc": utc(2025, 10, 6, 10), "end_utc": utc(2025, 10, 6, 11), "energy_kwh": 10.0}])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "a",
+                "user_id": "kari",
+                "start_utc": utc(2025, 10, 6, 10),
+                "end_utc": utc(2025, 10, 6, 11),
+                "energy_kwh": 10.0,
+            }
+        ]
+    )
     flat = split.flat(user_interval_energy(sessions, details_frame([])), calendar, 2.0)
-    done = reconcile(flat, invoices_frame([{"month": "2025-10", "supplier_nok": 15, "grid_nok": 10}]))
+    done = reconcile(
+        flat, invoices_frame([{"month": "2025-10", "supplier_nok": 15, "grid_nok": 10}])
+    )
     # Allocated 20.00 incl. VAT against 25.00 invoiced: residual 5.00, all to kari.
     assert done.summary["invoice"].to_list() == ["total"]
     assert done.summary["residual_ore"].to_list() == [500]
@@ -77,7 +99,9 @@ def test_flat_split_is_compared_with_the_sum_of_the_invoices(tmp_path):
 
 def test_invoice_files(tmp_path):
     csv_file = tmp_path / "inv.csv"
-    csv_file.write_text("\ufeffmonth,supplier_nok,grid_nok\n2025-10,1 234.50,\n2025-11,10,20\n", encoding="utf-8")
+    csv_file.write_text(
+        "\ufeffmonth,supplier_nok,grid_nok\n2025-10,1 234.50,\n2025-11,10,20\n", encoding="utf-8"
+    )
     frame = read_invoices(csv_file)
     assert frame.rows() == [("2025-10", 123450, None), ("2025-11", 1000, 2000)]
     toml_file = tmp_path / "inv.toml"

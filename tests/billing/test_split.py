@@ -36,25 +36,50 @@ def _lines(result: split.Split, user: str | None = None) -> dict[str, tuple[int,
     }
 
 
-def _calendar(rates, month: str, prices=None, site: Site | None = None, markup: float | None = None):
+def _calendar(
+    rates, month: str, prices=None, site: Site | None = None, markup: float | None = None
+):
     site = site or Site(grid_company="testnett")
     start, end = month_bounds(month, site.timezone)
     grid = rates.grid(site.grid_company) if site.grid_company else None
-    return interval_calendar(start, end, rates, site, prices=prices, grid=grid, markup_nok_per_kwh=markup)
+    return interval_calendar(
+        start, end, rates, site, prices=prices, grid=grid, markup_nok_per_kwh=markup
+    )
 
 
 def _evening_session():
     """Tuesday 14 Oct 2025, 18:00-20:00 Oslo: 4 kWh then 6 kWh (hourly details)."""
-    sessions = sessions_frame([{"session_id": "s1", "user_id": "u1", "start_utc": utc(2025, 10, 14, 16), "end_utc": utc(2025, 10, 14, 18), "energy_kwh": 10.0}])
-    details = details_frame([("s1", utc(2025, 10, 14, 16), 0.0), ("s1", utc(2025, 10, 14, 17), 4.0), ("s1", utc(2025, 10, 14, 18), 6.0)])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "s1",
+                "user_id": "u1",
+                "start_utc": utc(2025, 10, 14, 16),
+                "end_utc": utc(2025, 10, 14, 18),
+                "energy_kwh": 10.0,
+            }
+        ]
+    )
+    details = details_frame(
+        [
+            ("s1", utc(2025, 10, 14, 16), 0.0),
+            ("s1", utc(2025, 10, 14, 17), 4.0),
+            ("s1", utc(2025, 10, 14, 18), 6.0),
+        ]
+    )
     return user_interval_energy(sessions, details)
 
 
-def _october_prices(special: dict[dt.datetime, float] | None = None, base: float = 1.0) -> pl.DataFrame:
+def _october_prices(
+    special: dict[dt.datetime, float] | None = None, base: float = 1.0
+) -> pl.DataFrame:
     prices = flat_prices(utc(2025, 9, 30, 22), utc(2025, 10, 31, 23), base)
     for start, value in (special or {}).items():
         prices = prices.with_columns(
-            pl.when(pl.col("start_utc") == start).then(value).otherwise(pl.col("spot_nok_per_kwh")).alias("spot_nok_per_kwh")
+            pl.when(pl.col("start_utc") == start)
+            .then(value)
+            .otherwise(pl.col("spot_nok_per_kwh"))
+            .alias("spot_nok_per_kwh")
         )
     return prices
 
@@ -67,7 +92,9 @@ def test_flat_price_includes_vat(tmp_path):
     assert _lines(result) == {"flat_energy": (2000, 500, 2500)}
     # 14.75 kWh × 2.50 = 36.875 → 36.88 (half away from zero); 36.88 / 1.25 = 29.504 → 29.50.
     odd = energy.with_columns(pl.col("energy_kwh") * 1.475)
-    assert _lines(split.flat(odd, _calendar(rates, "2025-10"), 2.5)) == {"flat_energy": (2950, 738, 3688)}
+    assert _lines(split.flat(odd, _calendar(rates, "2025-10"), 2.5)) == {
+        "flat_energy": (2950, 738, 3688)
+    }
     with pytest.raises(ValueError, match="non-negative"):
         split.flat(energy, _calendar(rates, "2025-10"), -1.0)
 
@@ -103,7 +130,11 @@ def test_full_line_by_line(tmp_path):
     }
     totals = result.per_user().row(0, named=True)
     # 213.80 excl. VAT + 53.46 VAT = 267.26: the totals are the sums of the printed lines.
-    assert (totals["amount_ex_vat_ore"], totals["vat_ore"], totals["amount_ore"]) == (21380, 5346, 26726)
+    assert (totals["amount_ex_vat_ore"], totals["vat_ore"], totals["amount_ore"]) == (
+        21380,
+        5346,
+        26726,
+    )
     assert result.capacity.row(0, named=True)["peak_kw"] == pytest.approx(2.0)
     assert result.capacity.row(0, named=True)["step"] == 2
     assert result.common["amount_ore"].to_list() == [0]
@@ -123,22 +154,44 @@ def test_a_day_of_fifteen_minute_prices(tmp_path):
     # Thursday 2 Oct 2025 (local day = 22:00 UTC on the 1st + 96 quarters): price_k = 0.50 + 0.01 k.
     day_start = utc(2025, 10, 1, 22)
     quarters = prices_frame(day_start, [0.50 + 0.01 * k for k in range(96)], minutes=15)
-    prices = pl.concat([
-        flat_prices(utc(2025, 9, 30, 22), day_start, 1.0), quarters,
-        flat_prices(utc(2025, 10, 2, 22), utc(2025, 10, 31, 23), 1.0),
-    ])
+    prices = pl.concat(
+        [
+            flat_prices(utc(2025, 9, 30, 22), day_start, 1.0),
+            quarters,
+            flat_prices(utc(2025, 10, 2, 22), utc(2025, 10, 31, 23), 1.0),
+        ]
+    )
     # Pro: 15-minute details 18:00-19:00 Oslo (quarters 72-75: 1.22, 1.23, 1.24, 1.25), 1/2/3/4 kWh.
     # Go: one hourly delta 19:00-20:00 Oslo, 4 kWh → 1 kWh in quarters 76-79 (1.26 … 1.29).
-    sessions = sessions_frame([
-        {"session_id": "pro", "user_id": "p", "start_utc": utc(2025, 10, 2, 16), "end_utc": utc(2025, 10, 2, 17), "energy_kwh": 10.0},
-        {"session_id": "go", "user_id": "g", "start_utc": utc(2025, 10, 2, 17), "end_utc": utc(2025, 10, 2, 18), "energy_kwh": 4.0},
-    ])
-    details = details_frame([
-        ("pro", utc(2025, 10, 2, 16), 0.0), ("pro", utc(2025, 10, 2, 16, 15), 1.0),
-        ("pro", utc(2025, 10, 2, 16, 30), 2.0), ("pro", utc(2025, 10, 2, 16, 45), 3.0),
-        ("pro", utc(2025, 10, 2, 17), 4.0),
-        ("go", utc(2025, 10, 2, 17), 0.0), ("go", utc(2025, 10, 2, 18), 4.0),
-    ])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "pro",
+                "user_id": "p",
+                "start_utc": utc(2025, 10, 2, 16),
+                "end_utc": utc(2025, 10, 2, 17),
+                "energy_kwh": 10.0,
+            },
+            {
+                "session_id": "go",
+                "user_id": "g",
+                "start_utc": utc(2025, 10, 2, 17),
+                "end_utc": utc(2025, 10, 2, 18),
+                "energy_kwh": 4.0,
+            },
+        ]
+    )
+    details = details_frame(
+        [
+            ("pro", utc(2025, 10, 2, 16), 0.0),
+            ("pro", utc(2025, 10, 2, 16, 15), 1.0),
+            ("pro", utc(2025, 10, 2, 16, 30), 2.0),
+            ("pro", utc(2025, 10, 2, 16, 45), 3.0),
+            ("pro", utc(2025, 10, 2, 17), 4.0),
+            ("go", utc(2025, 10, 2, 17), 0.0),
+            ("go", utc(2025, 10, 2, 18), 4.0),
+        ]
+    )
     energy = user_interval_energy(sessions, details)
     calendar = _calendar(rates, "2025-10", prices)
     spot = split.spot(energy, calendar)
@@ -153,6 +206,45 @@ def test_a_day_of_fifteen_minute_prices(tmp_path):
     assert _lines(full, "g")["stromstotte"][0] == -189
 
 
+def test_session_across_midnight_into_a_saturday(tmp_path):
+    rates = round_rates(tmp_path)
+    # Fri 17 Oct 2025 21:00 → Sat 01:00 Oslo (19:00-23:00 UTC), hourly details 1, 2, 3, 4 kWh.
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "f",
+                "user_id": "u",
+                "start_utc": utc(2025, 10, 17, 19),
+                "end_utc": utc(2025, 10, 17, 23),
+                "energy_kwh": 10.0,
+            }
+        ]
+    )
+    details = details_frame(
+        [
+            ("f", utc(2025, 10, 17, 19), 0.0),
+            ("f", utc(2025, 10, 17, 20), 1.0),
+            ("f", utc(2025, 10, 17, 21), 2.0),
+            ("f", utc(2025, 10, 17, 22), 3.0),
+            ("f", utc(2025, 10, 17, 23), 4.0),
+        ]
+    )
+    result = split.full(
+        user_interval_energy(sessions, details),
+        _calendar(rates, "2025-10", _october_prices(base=0.5)),
+        rates.grid("testnett"),
+    )
+    # Grid: Friday 21-22 day rate 1 × 0.40; 22-24 night (2 + 3) × 0.20; Saturday 00-01 4 × 0.20
+    # → 0.40 + 1.00 + 0.80 = 2.20.
+    assert _lines(result)["grid_energy"][0] == 220
+    # Two days: Friday's top hour 3 kWh, Saturday's 4 kWh → (4 + 3 + 0) / 3 = 2.33 kW → 200 NOK.
+    assert [(p["day"].day, p["energy_kwh"]) for p in result.peaks.iter_rows(named=True)] == [
+        (18, 4.0),
+        (17, 3.0),
+    ]
+    assert _lines(result)["capacity"][0] == 20000
+
+
 def test_dst_month_october_2025(tmp_path):
     rates = round_rates(tmp_path)
     calendar = _calendar(rates, "2025-10")
@@ -163,8 +255,24 @@ def test_dst_month_october_2025(tmp_path):
     assert march["hour_start"].n_unique() == 743  # 30 Mar 2025 has 23 hours
     # Energy in both 02:00 hours of 26 Oct, each at its own hourly price.
     prices = _october_prices({utc(2025, 10, 26, 0): 1.00, utc(2025, 10, 26, 1): 2.00}, base=0.5)
-    sessions = sessions_frame([{"session_id": "d", "user_id": "u", "start_utc": utc(2025, 10, 26, 0), "end_utc": utc(2025, 10, 26, 2), "energy_kwh": 2.0}])
-    details = details_frame([("d", utc(2025, 10, 26, 0), 0.0), ("d", utc(2025, 10, 26, 1), 1.0), ("d", utc(2025, 10, 26, 2), 1.0)])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "d",
+                "user_id": "u",
+                "start_utc": utc(2025, 10, 26, 0),
+                "end_utc": utc(2025, 10, 26, 2),
+                "energy_kwh": 2.0,
+            }
+        ]
+    )
+    details = details_frame(
+        [
+            ("d", utc(2025, 10, 26, 0), 0.0),
+            ("d", utc(2025, 10, 26, 1), 1.0),
+            ("d", utc(2025, 10, 26, 2), 1.0),
+        ]
+    )
     energy = user_interval_energy(sessions, details)
     result = split.full(energy, _calendar(rates, "2025-10", prices), rates.grid("testnett"))
     lines = _lines(result)
@@ -189,18 +297,40 @@ def test_monthly_cap_of_strømstøtte(tmp_path):
     assert rates.sha256 != base.sha256
     prices = _october_prices(base=1.75)
     # u1 charges 4 kWh in each of three hours (12 kWh); u2 6 kWh.
-    sessions = sessions_frame([
-        {"session_id": "a", "user_id": "u1", "start_utc": utc(2025, 10, 6, 10), "end_utc": utc(2025, 10, 6, 13), "energy_kwh": 12.0},
-        {"session_id": "b", "user_id": "u2", "start_utc": utc(2025, 10, 7, 10), "end_utc": utc(2025, 10, 7, 12), "energy_kwh": 6.0},
-    ])
-    details = details_frame([
-        ("a", utc(2025, 10, 6, 11), 4.0), ("a", utc(2025, 10, 6, 12), 4.0), ("a", utc(2025, 10, 6, 13), 4.0),
-        ("b", utc(2025, 10, 7, 11), 3.0), ("b", utc(2025, 10, 7, 12), 3.0),
-    ])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "a",
+                "user_id": "u1",
+                "start_utc": utc(2025, 10, 6, 10),
+                "end_utc": utc(2025, 10, 6, 13),
+                "energy_kwh": 12.0,
+            },
+            {
+                "session_id": "b",
+                "user_id": "u2",
+                "start_utc": utc(2025, 10, 7, 10),
+                "end_utc": utc(2025, 10, 7, 12),
+                "energy_kwh": 6.0,
+            },
+        ]
+    )
+    details = details_frame(
+        [
+            ("a", utc(2025, 10, 6, 11), 4.0),
+            ("a", utc(2025, 10, 6, 12), 4.0),
+            ("a", utc(2025, 10, 6, 13), 4.0),
+            ("b", utc(2025, 10, 7, 11), 3.0),
+            ("b", utc(2025, 10, 7, 12), 3.0),
+        ]
+    )
     energy = user_interval_energy(sessions, details)
     result = split.full(energy, _calendar(rates, "2025-10", prices), rates.grid("testnett"))
     lines = result.lines.filter(pl.col("line") == "stromstotte")
-    by_user = {r["user_id"]: (r["quantity_kwh"], r["amount_ex_vat_ore"]) for r in lines.iter_rows(named=True)}
+    by_user = {
+        r["user_id"]: (r["quantity_kwh"], r["amount_ex_vat_ore"])
+        for r in lines.iter_rows(named=True)
+    }
     # (1.75 − 0.75) × 0.9 = 0.90 NOK/kWh. u1: only the first 10 of 12 kWh, in time order → −9.00;
     # u2 stays under the cap: 6 × 0.90 = −5.40.
     assert by_user == {"u1": (10.0, -900), "u2": (6.0, -540)}
@@ -213,7 +343,17 @@ def test_norgespris_replaces_strømstøtte_from_october_2025(tmp_path):
     site = Site(grid_company="testnett", norgespris=True)
     # Two hours at 1.00 and 0.30, 2 kWh each: the grid company credits (hourly price − 0.40).
     prices = _october_prices({utc(2025, 10, 14, 17): 0.30})
-    sessions = sessions_frame([{"session_id": "n", "user_id": "u", "start_utc": utc(2025, 10, 14, 16), "end_utc": utc(2025, 10, 14, 18), "energy_kwh": 4.0}])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "n",
+                "user_id": "u",
+                "start_utc": utc(2025, 10, 14, 16),
+                "end_utc": utc(2025, 10, 14, 18),
+                "energy_kwh": 4.0,
+            }
+        ]
+    )
     details = details_frame([("n", utc(2025, 10, 14, 17), 2.0), ("n", utc(2025, 10, 14, 18), 2.0)])
     energy = user_interval_energy(sessions, details)
     result = split.full(energy, _calendar(rates, "2025-10", prices, site), rates.grid("testnett"))
@@ -226,9 +366,15 @@ def test_norgespris_replaces_strømstøtte_from_october_2025(tmp_path):
     assert lines["spot"][0] + lines["norgespris"][0] == 4 * 40
     # Before 1 Oct 2025 the same opt-in has no scheme to join: strømstøtte applies.
     september = prices_frame(utc(2025, 9, 14, 16), [1.75, 1.75])
-    sessions = sessions.with_columns(pl.col("start_utc") - dt.timedelta(days=30), pl.col("end_utc") - dt.timedelta(days=30))
+    sessions = sessions.with_columns(
+        pl.col("start_utc") - dt.timedelta(days=30), pl.col("end_utc") - dt.timedelta(days=30)
+    )
     details = details.with_columns(pl.col("ts_utc") - dt.timedelta(days=30))
-    sep = split.full(user_interval_energy(sessions, details), _calendar(rates, "2025-09", september, site), rates.grid("testnett"))
+    sep = split.full(
+        user_interval_energy(sessions, details),
+        _calendar(rates, "2025-09", september, site),
+        rates.grid("testnett"),
+    )
     assert "norgespris" not in _lines(sep)
     assert _lines(sep)["stromstotte"][0] == -360  # 4 kWh × 0.90
 
@@ -236,19 +382,35 @@ def test_norgespris_replaces_strømstøtte_from_october_2025(tmp_path):
 def test_vat_exempt_county_and_elavgift_exempt_municipality(tmp_path):
     rates = round_rates(tmp_path)
     prices = _october_prices({utc(2025, 10, 14, 17): 1.75})
-    troms = _calendar(rates, "2025-10", prices, Site(grid_company="testnett", county="Troms", price_area="NO4"))
+    troms = _calendar(
+        rates, "2025-10", prices, Site(grid_company="testnett", county="Troms", price_area="NO4")
+    )
     lines = _lines(split.full(_evening_session(), troms, rates.grid("testnett")))
     # Troms: no VAT on any line; elavgift still due outside the tiltakssone.
     assert all(vat == 0 for _, vat, _ in lines.values())
     assert lines["elavgift"] == (100, 0, 100)
     assert lines["spot"] == (1450, 0, 1450)
     nordreisa = _calendar(
-        rates, "2025-10", prices, Site(grid_company="testnett", county="Troms", municipality="Nordreisa")
+        rates,
+        "2025-10",
+        prices,
+        Site(grid_company="testnett", county="Troms", municipality="Nordreisa"),
     )
-    assert _lines(split.full(_evening_session(), nordreisa, rates.grid("testnett")))["elavgift"] == (0, 0, 0)
+    assert _lines(split.full(_evening_session(), nordreisa, rates.grid("testnett")))[
+        "elavgift"
+    ] == (0, 0, 0)
     # Trøndelag in NO4 pays VAT: the price area decides nothing.
-    namdal = _calendar(rates, "2025-10", prices, Site(grid_company="testnett", county="Trøndelag", price_area="NO4"))
-    assert _lines(split.full(_evening_session(), namdal, rates.grid("testnett")))["spot"] == (1450, 363, 1813)
+    namdal = _calendar(
+        rates,
+        "2025-10",
+        prices,
+        Site(grid_company="testnett", county="Trøndelag", price_area="NO4"),
+    )
+    assert _lines(split.full(_evening_session(), namdal, rates.grid("testnett")))["spot"] == (
+        1450,
+        363,
+        1813,
+    )
     # A flat price incl. VAT in an exempt county is all price, no VAT.
     assert _lines(split.flat(_evening_session(), troms, 2.5)) == {"flat_energy": (2500, 0, 2500)}
 
@@ -258,15 +420,43 @@ def test_capacity_step_attribution_with_common_load(tmp_path):
     calendar = _calendar(rates, "2025-10", _october_prices(base=0.5))
     # The AMS meter sees 1 kWh of common load in every hour, plus the chargers:
     # Mon 6 Oct 18:00 A 4 + B 2 (site 7), Tue 7 Oct 19:00 A 3 (site 4), Wed 8 Oct 20:00 B 5 (site 6).
-    sessions = sessions_frame([
-        {"session_id": "a1", "user_id": "A", "start_utc": utc(2025, 10, 6, 16), "end_utc": utc(2025, 10, 6, 17), "energy_kwh": 4.0},
-        {"session_id": "b1", "user_id": "B", "start_utc": utc(2025, 10, 6, 16), "end_utc": utc(2025, 10, 6, 17), "energy_kwh": 2.0},
-        {"session_id": "a2", "user_id": "A", "start_utc": utc(2025, 10, 7, 17), "end_utc": utc(2025, 10, 7, 18), "energy_kwh": 3.0},
-        {"session_id": "b2", "user_id": "B", "start_utc": utc(2025, 10, 8, 18), "end_utc": utc(2025, 10, 8, 19), "energy_kwh": 5.0},
-    ])
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "a1",
+                "user_id": "A",
+                "start_utc": utc(2025, 10, 6, 16),
+                "end_utc": utc(2025, 10, 6, 17),
+                "energy_kwh": 4.0,
+            },
+            {
+                "session_id": "b1",
+                "user_id": "B",
+                "start_utc": utc(2025, 10, 6, 16),
+                "end_utc": utc(2025, 10, 6, 17),
+                "energy_kwh": 2.0,
+            },
+            {
+                "session_id": "a2",
+                "user_id": "A",
+                "start_utc": utc(2025, 10, 7, 17),
+                "end_utc": utc(2025, 10, 7, 18),
+                "energy_kwh": 3.0,
+            },
+            {
+                "session_id": "b2",
+                "user_id": "B",
+                "start_utc": utc(2025, 10, 8, 18),
+                "end_utc": utc(2025, 10, 8, 19),
+                "energy_kwh": 5.0,
+            },
+        ]
+    )
     energy = user_interval_energy(sessions, details_frame([]))
-    charger_hours = calendar.join(energy, on="interval_start_utc", how="left").group_by("hour_start").agg(
-        pl.col("energy_kwh").fill_null(0.0).sum()
+    charger_hours = (
+        calendar.join(energy, on="interval_start_utc", how="left")
+        .group_by("hour_start")
+        .agg(pl.col("energy_kwh").fill_null(0.0).sum())
     )
     site = charger_hours.with_columns(pl.col("energy_kwh") + 1.0)
     result = split.full(energy, calendar, rates.grid("testnett"), site_hourly_kwh=site)
@@ -279,7 +469,10 @@ def test_capacity_step_attribution_with_common_load(tmp_path):
     assert _lines(result, "A")["capacity"] == (12353, 3088, 15441)
     assert _lines(result, "B")["capacity"] == (12353, 3088, 15441)
     assert result.common.select("amount_ex_vat_ore", "vat_ore").row(0) == (5294, 1324)
-    charged = result.lines.filter(pl.col("line") == "capacity")["amount_ore"].sum() + result.common["amount_ore"].sum()
+    charged = (
+        result.lines.filter(pl.col("line") == "capacity")["amount_ore"].sum()
+        + result.common["amount_ore"].sum()
+    )
     assert charged == 37500  # 300 NOK + 25 % VAT, to the øre
     assert set(result.peak_energy["user_id"]) == {"A", "B"}
 

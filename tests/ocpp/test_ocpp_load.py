@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
 from ocpp_helpers import SpoolBuilder
 
 from zapanalytics.ingest.door import IngestRun, frame_for
-from zapanalytics.ingest.ocpp_load import load_spool
+from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
 from zapanalytics.ingest.spool import segment_name
 from zapanalytics.store import open_store
 
@@ -235,3 +236,25 @@ def test_segments_are_read_in_order_and_checkpointed(tmp_path, store):
     assert report.segments_read > 3 and report.counts.rows_stored == 12
     progress = pl.DataFrame(_rows(store, "SELECT * FROM ocpp_spool_progress ORDER BY segment"))
     assert progress["done"].all() and progress["lines_loaded"].sum() == 12
+
+
+SAMPLE_OCPP = Path(__file__).resolve().parents[2] / "data" / "sample" / "ocpp"
+
+
+@pytest.mark.skipif(not any(SAMPLE_OCPP.glob("*.jsonl")), reason="no bundled OCPP logs")
+def test_message_logs_load_with_their_own_transaction_ids(tmp_path, store):
+    logs = sorted(SAMPLE_OCPP.glob("*.jsonl"))
+    written = spool_from_message_logs(logs, tmp_path / "spool")
+    report = load_spool(store, tmp_path / "spool")
+    assert report.lines_read == written and report.counts.rows_quarantined == 0
+    expected = {}
+    for log in logs:
+        frames = [json.loads(line)["message"] for line in log.read_text().splitlines() if line.strip()]
+        answers = {f[1]: f[2] for f in frames if f[0] == 3}
+        for frame in frames:
+            if frame[0] == 2 and frame[2] == "StartTransaction":
+                expected[f"ocpp:{log.stem}:{answers[frame[1]]['transactionId']}"] = frame[3]["meterStart"]
+    stored = dict(store.execute("SELECT session_id, meter_start_kwh FROM sessions").fetchall())
+    assert stored.keys() == expected.keys()
+    assert all(stored[k] * 1000 == pytest.approx(v) for k, v in expected.items())
+    assert store.execute("SELECT count(*) FROM sessions WHERE energy_kwh IS NULL").fetchall()[0][0] == 0

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import pytest
 from ocpp_helpers import PASSWORDS, running
@@ -151,3 +152,41 @@ def test_a_wrong_password_stops_the_simulator_with_the_refusal(tmp_path):
 
     with pytest.raises(Exception, match="401"):
         asyncio.run(scenario())
+
+
+SAMPLE_OCPP = Path(__file__).resolve().parents[2] / "data" / "sample" / "ocpp"
+
+
+@pytest.mark.skipif(not any(SAMPLE_OCPP.glob("*.jsonl")), reason="no bundled OCPP logs")
+def test_the_bundled_firmware_ref_logs_replay_into_sessions_with_their_energy(tmp_path):
+    logs = sorted(SAMPLE_OCPP.glob("*.jsonl"))
+    truth: dict[str, list[int]] = {}
+    for log in logs:
+        frames = [json.loads(line)["message"] for line in log.read_text().splitlines() if line.strip()]
+        starts = [f[3]["meterStart"] for f in frames if f[0] == 2 and f[2] == "StartTransaction"]
+        stops = [f[3]["meterStop"] for f in frames if f[0] == 2 and f[2] == "StopTransaction"]
+        truth[log.stem] = [stop - start for start, stop in zip(starts, stops, strict=True)]
+
+    async def scenario():
+        async with running(tmp_path / "spool", credentials=None) as central:
+            options = SimulatorOptions(url=f"ws://127.0.0.1:{central.port}/ocpp")
+            return await run_fleet({log.stem: (messages_from_log(log), {}) for log in logs}, options)
+
+    results = asyncio.run(scenario())
+    con = open_store(tmp_path / "store.duckdb")
+    report = load_spool(con, tmp_path / "spool")
+    assert report.counts.rows_quarantined == 0
+    for charge_point_id, energies in truth.items():
+        result = results[charge_point_id]
+        assert result.unsent == 0 and len(result.transaction_ids) == len(energies) > 0
+        for index, transaction_id in result.transaction_ids.items():
+            [(energy,)] = con.execute(
+                "SELECT energy_kwh FROM sessions WHERE session_id = ?",
+                [f"ocpp:{charge_point_id}:{transaction_id}"],
+            ).fetchall()
+            assert energy * 1000 == pytest.approx(energies[index], abs=1e-6)
+        meter_messages = sum(1 for a in result.acknowledged if a.action == "MeterValues")
+        stored = con.execute("SELECT count(*) FROM meter_values WHERE charger_id = ?",
+                             [charge_point_id]).fetchall()[0][0]
+        assert stored >= meter_messages
+    con.close()

@@ -46,9 +46,7 @@ def sessions(rows: list[tuple[str, str, float, float]], energy_kwh: float = 5.0)
 
 
 def chargers(rotations: dict[str, str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"charger_id": list(rotations), "phase_rotation": list(rotations.values())}
-    )
+    return pl.DataFrame({"charger_id": list(rotations), "phase_rotation": list(rotations.values())})
 
 
 def recording(

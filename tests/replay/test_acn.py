@@ -60,20 +60,23 @@ def test_uncongested_both_deliver_every_request():
         assert comparison.skipped is None
         table = comparison.sessions
         assert table["ours_kwh"].to_list() == pytest.approx(table["energy_requested_kwh"].to_list())
-        assert table["acn_kwh"].to_list() == pytest.approx(table["ours_kwh"].to_list(), abs=0.01)
+        # ACN-Sim's last period rounds the pilot down to a whole ampere.
+        assert table["acn_kwh"].to_list() == pytest.approx(table["ours_kwh"].to_list(), abs=0.02)
 
 
 @needs_acnsim
 def test_congested_equal_share_and_first_come_agree_with_acnsim():
-    comparisons = compare_with_acnsim(_sessions(), CHARGERS, _limits(32.0))
+    comparisons = compare_with_acnsim(_sessions(), CHARGERS, _limits(32.0), period_min=5.0)
     assert [c.policy for c in comparisons] == ["equal_share", "first_come"]
     for comparison in comparisons:
         assert comparison.skipped is None
         table = comparison.sessions
         # Congestion: someone leaves short in both.
         assert (table["ours_kwh"] < table["energy_requested_kwh"] - 0.1).any()
+        # Whole-ampere pilots once a minute against continuous allocation at each event.
         assert comparison.relative_difference < 0.01
-        assert (table["ours_kwh"] - table["acn_kwh"]).abs().max() < 0.25
+        gap = (table["ours_kwh"] - table["acn_kwh"]).abs() / table["energy_requested_kwh"]
+        assert gap.max() < 0.05
 
 
 def test_it_sites_are_skipped_with_the_reason():

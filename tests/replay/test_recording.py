@@ -63,9 +63,17 @@ def test_tn_line_load_sums_three_phase_and_single_phase_chargers():
     steps = _two_chargers("TN").line_steps
     at_10 = steps.filter(pl.col("start_utc") <= at(10)).tail(1)
     # a: 16 A on three lines; b: 16 A single-phase on its terminal L1 = supply L2 (STR).
-    assert at_10.select("chargers_l1_a", "chargers_l2_a", "chargers_l3_a").row(0) == (16.0, 32.0, 16.0)
+    assert at_10.select("chargers_l1_a", "chargers_l2_a", "chargers_l3_a").row(0) == (
+        16.0,
+        32.0,
+        16.0,
+    )
     after = steps.filter(pl.col("start_utc") <= at(40)).tail(1)
-    assert after.select("chargers_l1_a", "chargers_l2_a", "chargers_l3_a").row(0) == (0.0, 16.0, 0.0)
+    assert after.select("chargers_l1_a", "chargers_l2_a", "chargers_l3_a").row(0) == (
+        0.0,
+        16.0,
+        0.0,
+    )
 
 
 def test_it_line_load_is_a_phasor_sum():
@@ -91,6 +99,6 @@ def test_unknown_rotation_is_inferred_from_single_phase_charges():
     rec = recording(rows, [("s", "c", 0, 60)], {"c": None})
     # Terminal L2 carries the charge on supply L3: the cyclic rotation with L2 → L3 is STR.
     assert rec.chargers.row(0, named=True)["phase_rotation"] == "STR"
-    assert rec.chargers["phase_rotation_inferred"].to_list() == [True]
+    assert rec.chargers["phase_rotation_source"].to_list() == ["observed"]
     row = rec.line_steps.filter(pl.col("start_utc") <= at(5)).tail(1)
     assert row.select("chargers_l1_a", "chargers_l2_a", "chargers_l3_a").row(0) == (0.0, 0.0, 16.0)

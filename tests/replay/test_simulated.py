@@ -73,8 +73,14 @@ def test_healthy_it_has_no_findings(healthy_it):
 
 def test_healthy_with_phase_switching_has_no_findings():
     result = simulate(
-        SimulationConfig(kind="coop", n_chargers=12, days=4, available_current_a=25.0,
-                         phase_switching=True, sign_ocmf=False),  # fmt: skip
+        SimulationConfig(
+            kind="coop",
+            n_chargers=12,
+            days=4,
+            available_current_a=25.0,
+            phase_switching=True,
+            sign_ocmf=False,
+        ),  # fmt: skip
         1,
     )
     recording = recording_from_simulation(result)
@@ -98,7 +104,9 @@ def test_ignored_allocation_on_apm_home_overloads_the_main_fuse():
     )
     findings = check_conformance(recording_from_simulation(result))
     # The AMS meter is read once a minute, so an overload is known from sample to sample.
-    _expect_exactly_the_fault(result, fault, findings, behind_fuse=True, min_truth_s=GRACE_S + 120.0)
+    _expect_exactly_the_fault(
+        result, fault, findings, behind_fuse=True, min_truth_s=GRACE_S + 120.0
+    )
     overload = next(f for f in findings if f.kind == "phase_overload")
     assert overload.constraint.startswith("main_fuse_")
     assert overload.details["measured"] == "han"

@@ -105,8 +105,12 @@ def test_capacity_step_uses_local_days_across_the_dst_change():
     hourly = pl.DataFrame(
         {
             "hour_utc": pl.Series(
-                [datetime(2025, 3, 29, 22, tzinfo=UTC), datetime(2025, 3, 29, 23, tzinfo=UTC),
-                 datetime(2025, 3, 31, 10, tzinfo=UTC)], dtype=UTC_US,
+                [
+                    datetime(2025, 3, 29, 22, tzinfo=UTC),
+                    datetime(2025, 3, 29, 23, tzinfo=UTC),
+                    datetime(2025, 3, 31, 10, tzinfo=UTC),
+                ],
+                dtype=UTC_US,
             ),  # fmt: skip
             "energy_kwh": [11.0, 12.0, 4.0],
         }

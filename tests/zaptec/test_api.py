@@ -154,10 +154,12 @@ def test_sliding_window_limiter_bounds_every_window():
     limiter = SlidingWindowLimiter(10, 1.0, margin_s=0.0, clock=lambda: now[0], sleep=sleep)
     stamps = []
     for n in range(55):
-        limiter.acquire()
+        slot = limiter.acquire()
         stamps.append(now[0])
-        now[0] += 0.013 * (n % 3)
+        now[0] += 0.013 * (n % 3)  # the response takes a while
+        limiter.release(slot)
     assert max_requests_in_window(stamps) == 10
+    # The 11th request waits a full second after the first one's response.
     assert stamps[10] - stamps[0] >= 1.0
 
 
@@ -248,3 +250,25 @@ def test_unreachable_server_is_a_clear_error():
             client.constants()
     finally:
         client.close()
+
+
+def test_limiter_counts_requests_still_in_flight():
+    """Ten slow requests in flight: the eleventh waits for a response, then one more period."""
+    import threading
+
+    limiter = SlidingWindowLimiter(10, 0.2, margin_s=0.0)
+    slots = [limiter.acquire() for _ in range(10)]
+    started = []
+
+    def eleventh() -> None:
+        limiter.release(limiter.acquire())
+        started.append(time.monotonic())
+
+    thread = threading.Thread(target=eleventh)
+    thread.start()
+    time.sleep(0.3)  # longer than the period: only the open requests hold it back
+    assert not started
+    released = time.monotonic()
+    limiter.release(slots[0])
+    thread.join(2)
+    assert started and started[0] - released >= 0.2

@@ -58,10 +58,7 @@ def test_full_sync_maps_every_session(fake, make_client, store_factory, account)
     n_details = sum(len(i.get("EnergyDetails") or []) for i in items)
     assert con.execute("SELECT count(*) FROM energy_details").fetchall()[0][0] == n_details
 
-    rows = {
-        r["session_id"]: r
-        for r in con.sql("SELECT * FROM sessions").pl().to_dicts()
-    }
+    rows = {r["session_id"]: r for r in con.sql("SELECT * FROM sessions").pl().to_dicts()}
     voids = [i for i in items if i["CommitMetadata"] & 32]
     offline = [i for i in items if i["CommitMetadata"] & 2]
     assert voids and offline

@@ -500,7 +500,8 @@ def _record_text(record: str | bytes) -> tuple[str, list[str]]:
             raise OcmfError("the record is not UTF-8 text") from None
     if not isinstance(record, str):
         raise TypeError(f"an OCMF record is str or bytes, not {type(record).__name__}")
-    text = record.strip(_WHITESPACE)
+    # A byte-order mark is an editor's artefact, not part of the record.
+    text = record.lstrip("\ufeff").strip(_WHITESPACE)
     if not text:
         raise OcmfError("the record is empty")
     if not text.startswith(HEADER + "|") and _HEX_RECORD.fullmatch(text):

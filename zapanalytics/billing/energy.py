@@ -79,8 +79,10 @@ def _deltas(sessions: pl.DataFrame, details: pl.DataFrame, users: pl.Enum) -> pl
     runs, new_run = _session_runs(details)
     run, t1 = runs["run"], runs["t1"]
     head_rows = new_run.arg_true()
-    heads = runs[head_rows].select("run", "session_id").join(
-        billable, on="session_id", how="left", maintain_order="left"
+    heads = (
+        runs[head_rows]
+        .select("run", "session_id")
+        .join(billable, on="session_id", how="left", maintain_order="left")
     )
     # A delta starts at the previous stamp; a session's first one at the session start.
     previous = t1.shift(1).scatter(head_rows, heads["start"])
@@ -94,14 +96,11 @@ def _deltas(sessions: pl.DataFrame, details: pl.DataFrame, users: pl.Enum) -> pl
     # Sessions whose details carry no energy at all are billed as if they had none.
     positive = run.filter(runs["energy_kwh"] > 0).unique()
     detailed = heads["session_id"].filter(heads["run"].is_in(positive.implode()))
-    without = (
-        billable.filter(~pl.col("session_id").is_in(detailed.implode()))
-        .select(
-            "user_id",
-            pl.col("start").clip(upper_bound=pl.col("end")).alias("t0"),
-            pl.col("end").alias("t1"),
-            "energy_kwh",
-        )
+    without = billable.filter(~pl.col("session_id").is_in(detailed.implode())).select(
+        "user_id",
+        pl.col("start").clip(upper_bound=pl.col("end")).alias("t0"),
+        pl.col("end").alias("t1"),
+        "energy_kwh",
     )
     return pl.concat([with_details, without], how="vertical")
 
@@ -130,7 +129,9 @@ def spread_deltas(deltas: pl.DataFrame) -> pl.DataFrame:
     )
     spanning = (
         deltas.filter(~single_mask)
-        .with_columns(first.filter(~single_mask).alias("first"), last.filter(~single_mask).alias("last"))
+        .with_columns(
+            first.filter(~single_mask).alias("first"), last.filter(~single_mask).alias("last")
+        )
         .with_columns(pl.int_ranges("first", pl.col("last") + 1).alias("quarter"))
         .explode("quarter")
         .with_columns(
@@ -189,8 +190,10 @@ def user_interval_energy(
     if end_utc is not None:
         placed = placed.filter(pl.col("quarter") < _quarter_of(end_utc))
     if combine:
-        placed = placed.group_by("user_id", "quarter").agg(pl.col("energy_kwh").sum()).sort(
-            "user_id", "quarter", nulls_last=True
+        placed = (
+            placed.group_by("user_id", "quarter")
+            .agg(pl.col("energy_kwh").sum())
+            .sort("user_id", "quarter", nulls_last=True)
         )
     return placed.filter(pl.col("energy_kwh") != 0).select(
         "user_id", quarter_start(pl.col("quarter")).alias("interval_start_utc"), "energy_kwh"

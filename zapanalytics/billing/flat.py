@@ -19,7 +19,9 @@ def billable_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
     return sessions.filter(~pl.col("is_void").fill_null(False))
 
 
-def flat_split(sessions: pl.DataFrame, price_nok_per_kwh: float, vat_rate: float = VAT_RATE) -> pl.DataFrame:
+def flat_split(
+    sessions: pl.DataFrame, price_nok_per_kwh: float, vat_rate: float = VAT_RATE
+) -> pl.DataFrame:
     """Energy and cost per user at one price per kWh.
 
     Parameters
@@ -59,5 +61,13 @@ def flat_split(sessions: pl.DataFrame, price_nok_per_kwh: float, vat_rate: float
             (pl.col("_gross") / 100).alias("cost_nok"),
         )
         .sort(["energy_kwh", "user_id"], descending=[True, False], nulls_last=True)
-        .select("user_id", "user_name", "sessions", "energy_kwh", "cost_ex_vat_nok", "vat_nok", "cost_nok")
+        .select(
+            "user_id",
+            "user_name",
+            "sessions",
+            "energy_kwh",
+            "cost_ex_vat_nok",
+            "vat_nok",
+            "cost_nok",
+        )
     )

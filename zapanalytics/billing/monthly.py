@@ -90,10 +90,18 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def resolve_installation(con: duckdb.DuckDBPyConnection, installation_id: str | None) -> dict[str, Any]:
+def resolve_installation(
+    con: duckdb.DuckDBPyConnection, installation_id: str | None
+) -> dict[str, Any]:
     """The installation row to bill: the one named, or the only one ({} when there is none)."""
     available = _columns(con, "installations")
-    wanted = ["installation_id", "name", "timezone", "price_area", *[c for c in _SITE_COLUMNS if c in available]]
+    wanted = [
+        "installation_id",
+        "name",
+        "timezone",
+        "price_area",
+        *[c for c in _SITE_COLUMNS if c in available],
+    ]
     rows = frame(con, f"SELECT {', '.join(wanted)} FROM installations ORDER BY installation_id")  # noqa: S608 - fixed names
     if installation_id is not None:
         rows = rows.filter(pl.col("installation_id") == installation_id)
@@ -106,7 +114,10 @@ def resolve_installation(con: duckdb.DuckDBPyConnection, installation_id: str | 
 
 
 def _sessions_and_details(
-    con: duckdb.DuckDBPyConnection, installation_id: str | None, start: dt.datetime, end: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    installation_id: str | None,
+    start: dt.datetime,
+    end: dt.datetime,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     # A session belongs to the month if any part of it does; its details come whole, since
     # each delta's interval starts at the previous one.
@@ -130,7 +141,9 @@ def _sessions_and_details(
     return sessions, details
 
 
-def _prices(con: duckdb.DuckDBPyConnection, area: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+def _prices(
+    con: duckdb.DuckDBPyConnection, area: str, start: dt.datetime, end: dt.datetime
+) -> pl.DataFrame:
     return frame(
         con,
         "SELECT start_utc, end_utc, spot_nok_per_kwh FROM prices"
@@ -141,7 +154,10 @@ def _prices(con: duckdb.DuckDBPyConnection, area: str, start: dt.datetime, end: 
 
 
 def site_meter_hourly(
-    con: duckdb.DuckDBPyConnection, installation_id: str | None, start: dt.datetime, end: dt.datetime,
+    con: duckdb.DuckDBPyConnection,
+    installation_id: str | None,
+    start: dt.datetime,
+    end: dt.datetime,
     timezone: str,
 ) -> pl.DataFrame | None:
     """The metering point's energy per local hour from its AMS (HAN) meter, if it covers the month.
@@ -173,14 +189,18 @@ def site_meter_hourly(
     )
     placed = spread_deltas(deltas).with_columns(quarter_start(pl.col("quarter")).alias("q"))
     return (
-        placed.with_columns(interval_start_bin(pl.col("q") + QUARTER, "1h", timezone).alias("hour_start"))
+        placed.with_columns(
+            interval_start_bin(pl.col("q") + QUARTER, "1h", timezone).alias("hour_start")
+        )
         .group_by("hour_start")
         .agg(pl.col("energy_kwh").sum())
         .sort("hour_start")
     )
 
 
-def _hourly(energy: pl.DataFrame, calendar: pl.DataFrame, method: str, price: float | None) -> pl.DataFrame:
+def _hourly(
+    energy: pl.DataFrame, calendar: pl.DataFrame, method: str, price: float | None
+) -> pl.DataFrame:
     """Energy and cost (incl. VAT, unrounded, without monthly items) per user and local hour."""
     first = calendar.select(quarter_index(pl.col("interval_start_utc")).first()).item()
     offset = energy.select(quarter_index(pl.col("interval_start_utc")) - first).to_series()
@@ -189,7 +209,9 @@ def _hourly(energy: pl.DataFrame, calendar: pl.DataFrame, method: str, price: fl
     if method == "flat":
         per_kwh = pl.Series([price or 0.0] * energy.height, dtype=pl.Float64)
     else:
-        per_kwh = picked["spot_nok_per_kwh"].fill_null(0.0) + picked["markup_nok_per_kwh"].fill_null(0.0)
+        per_kwh = picked["spot_nok_per_kwh"].fill_null(0.0) + picked[
+            "markup_nok_per_kwh"
+        ].fill_null(0.0)
         if method == "full":
             per_kwh = (
                 per_kwh
@@ -197,7 +219,9 @@ def _hourly(energy: pl.DataFrame, calendar: pl.DataFrame, method: str, price: fl
                 + picked["elavgift_nok_per_kwh"].fill_null(0.0)
                 + picked["enova_nok_per_kwh"].fill_null(0.0)
                 - picked["subsidy_nok_per_kwh"].fill_null(0.0)
-                - (picked["hourly_spot_nok_per_kwh"] - picked["norgespris_nok_per_kwh"]).fill_null(0.0)
+                - (picked["hourly_spot_nok_per_kwh"] - picked["norgespris_nok_per_kwh"]).fill_null(
+                    0.0
+                )
             )
         per_kwh = per_kwh * vat
     return (
@@ -289,8 +313,13 @@ def bill_month(
     rates = rates or load_rates(tariff_files)
     installation = resolve_installation(con, installation_id)
     site = site_from(
-        rates, installation, county=county, municipality=municipality, grid_company=grid_company,
-        price_area=price_area, norgespris=norgespris,
+        rates,
+        installation,
+        county=county,
+        municipality=municipality,
+        grid_company=grid_company,
+        price_area=price_area,
+        norgespris=norgespris,
     )
     start, end = month_bounds(month, site.timezone)
     notes: list[str] = []
@@ -321,17 +350,25 @@ def bill_month(
     elif method == "spot":
         result = methods.spot(energy, calendar)
     else:
-        meter = site_meter_hourly(con, installation.get("installation_id"), start, end, site.timezone)
+        meter = site_meter_hourly(
+            con, installation.get("installation_id"), start, end, site.timezone
+        )
         if meter is None:
             notes.append(
                 "No AMS meter data for the whole month: the capacity step is set by the chargers'"
                 " own load, and the whole capacity charge is shared between the users."
             )
         result = methods.full(energy, calendar, grid, site_hourly_kwh=meter)
-        if calendar.filter(pl.col("subsidy_nok_per_kwh").is_null() & pl.col("norgespris_nok_per_kwh").is_null()).height:
-            notes.append("No strømstøtte or Norgespris rule covers part of the month (hourly support began 2023-09-01).")
+        if calendar.filter(
+            pl.col("subsidy_nok_per_kwh").is_null() & pl.col("norgespris_nok_per_kwh").is_null()
+        ).height:
+            notes.append(
+                "No strømstøtte or Norgespris rule covers part of the month (hourly support began 2023-09-01)."
+            )
     if (now or dt.datetime.now(dt.UTC)) < end:
-        notes.append("The month is not over: amounts, and the capacity step above all, are estimates.")
+        notes.append(
+            "The month is not over: amounts, and the capacity step above all, are estimates."
+        )
     if rates.vat_exempt(site):
         notes.append(f"VAT exempt: household electricity in {site.county}.")
 
@@ -339,7 +376,9 @@ def bill_month(
     if invoices is not None:
         vat = calendar.group_by("month").agg(pl.col("vat_bp").first())
         reconciliation = reconcile(
-            result, invoices, policy=residual,
+            result,
+            invoices,
+            policy=residual,
             vat_rates={m: bp / BASIS_POINTS for m, bp in vat.iter_rows()},
         )
         result = reconciliation.split

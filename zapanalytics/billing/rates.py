@@ -43,15 +43,33 @@ from typing import Any
 CAPACITY_METHODS = ("three_daily_peaks", "monthly_max")
 #: Day tokens a grid rule may use; Norwegian names as in the fri-nettleie data set.
 DAY_TOKENS = {
-    "all": "all", "alle": "all",
-    "working": "working", "virkedag": "working",
-    "free": "free", "fridag": "free",
-    "weekday": "weekday", "ukedag": "weekday",
-    "weekend": "weekend", "helg": "weekend",
-    "holiday": "holiday", "helligdager": "holiday", "helligdag": "holiday",
-    "monday": "1", "mandag": "1", "tuesday": "2", "tirsdag": "2",
-    "wednesday": "3", "onsdag": "3", "thursday": "4", "torsdag": "4",
-    "friday": "5", "fredag": "5", "saturday": "6", "lørdag": "6", "sunday": "7", "søndag": "7",
+    "all": "all",
+    "alle": "all",
+    "working": "working",
+    "virkedag": "working",
+    "free": "free",
+    "fridag": "free",
+    "weekday": "weekday",
+    "ukedag": "weekday",
+    "weekend": "weekend",
+    "helg": "weekend",
+    "holiday": "holiday",
+    "helligdager": "holiday",
+    "helligdag": "holiday",
+    "monday": "1",
+    "mandag": "1",
+    "tuesday": "2",
+    "tirsdag": "2",
+    "wednesday": "3",
+    "onsdag": "3",
+    "thursday": "4",
+    "torsdag": "4",
+    "friday": "5",
+    "fredag": "5",
+    "saturday": "6",
+    "lørdag": "6",
+    "sunday": "7",
+    "søndag": "7",
 }
 _DATED_SECTIONS = ("vat", "elavgift", "enova", "stromstotte", "norgespris", "supplier")
 _SITE_KEYS = ("county", "municipality", "grid_company", "norgespris", "price_area")
@@ -105,8 +123,14 @@ def _date(value: Any, where: str) -> dt.date:
     raise RateTableError(f"{where}: {value!r} is not a date (YYYY-MM-DD)")
 
 
-def _number(entry: Mapping[str, Any], key: str, where: str, *, low: float | None = None,
-            high: float | None = None) -> float:
+def _number(
+    entry: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> float:
     if key not in entry:
         raise RateTableError(f"{where}: missing {key}")
     value = entry[key]
@@ -204,11 +228,16 @@ def _parse_rule(raw: Any, where: str) -> GridRule:
     hours = raw.get("hours")
     if hours is not None:
         if (
-            not isinstance(hours, list) or len(hours) != 2
-            or not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 24 for h in hours)
+            not isinstance(hours, list)
+            or len(hours) != 2
+            or not all(
+                isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 24 for h in hours
+            )
             or hours[0] == hours[1]
         ):
-            raise RateTableError(f"{where}.hours: must be [start, end) local hours 0-24, e.g. [6, 22]")
+            raise RateTableError(
+                f"{where}.hours: must be [start, end) local hours 0-24, e.g. [6, 22]"
+            )
         hours = (hours[0], hours[1])
     months = raw.get("months", [])
     if not isinstance(months, list) or not all(
@@ -243,22 +272,30 @@ def _parse_grid(key: str, raw: Any) -> GridTariff:
         at = f"{where}.periods[{valid_from}]"
         later = [s for s in starts if s > valid_from]
         valid_to = raw_period.get("valid_to")
-        valid_to = _date(valid_to, f"{at}.valid_to") if valid_to is not None else (
-            later[0] if later else None
+        valid_to = (
+            _date(valid_to, f"{at}.valid_to")
+            if valid_to is not None
+            else (later[0] if later else None)
         )
         method = raw_period.get("capacity_method", "three_daily_peaks")
         if method not in CAPACITY_METHODS:
-            raise RateTableError(f"{at}.capacity_method: {method!r} is not one of {CAPACITY_METHODS}")
+            raise RateTableError(
+                f"{at}.capacity_method: {method!r} is not one of {CAPACITY_METHODS}"
+            )
         steps = raw_period.get("capacity_steps_kw", [0])
         prices = raw_period.get("capacity_nok_per_year", [0])
         if (
-            not isinstance(steps, list) or not isinstance(prices, list) or len(steps) != len(prices)
+            not isinstance(steps, list)
+            or not isinstance(prices, list)
+            or len(steps) != len(prices)
             or not steps
         ):
             raise RateTableError(
                 f"{at}: capacity_steps_kw and capacity_nok_per_year must be lists of equal length"
             )
-        numbers = {f"s{i}": v for i, v in enumerate(steps)} | {f"p{i}": v for i, v in enumerate(prices)}
+        numbers = {f"s{i}": v for i, v in enumerate(steps)} | {
+            f"p{i}": v for i, v in enumerate(prices)
+        }
         for name in numbers:
             _number(numbers, name, f"{at}.capacity", low=0, high=1e7)
         if list(steps) != sorted(steps) or steps[0] != 0:
@@ -314,8 +351,10 @@ def _parse_dated(section: str, raw: Any) -> tuple[Dated, ...]:
             values[key] = _number(entry, key, where, low=low, high=high)
         valid_to = entry.get("valid_to")
         later = [s for s in starts if s > valid_from]
-        end = _date(valid_to, f"{where}.valid_to") if valid_to is not None else (
-            later[0] if later else None
+        end = (
+            _date(valid_to, f"{where}.valid_to")
+            if valid_to is not None
+            else (later[0] if later else None)
         )
         if end is not None and end <= valid_from:
             raise RateTableError(f"{where}.valid_to: must be after valid_from")
@@ -338,7 +377,8 @@ def _merge(base: dict, extra: Mapping, path: str = "") -> dict:
         if isinstance(value, Mapping) and isinstance(current, dict):
             _merge(current, value, here)
         elif (
-            isinstance(value, list) and isinstance(current, list)
+            isinstance(value, list)
+            and isinstance(current, list)
             and all(isinstance(v, Mapping) and "valid_from" in v for v in value + current)
         ):
             base[key] = _merge_dated(current, value)
@@ -455,7 +495,9 @@ class RateTables:
 def _shipped_files() -> list[tuple[str, str]]:
     folder = resources.files("zapanalytics.billing") / "rates"
     return sorted(
-        (entry.name, entry.read_text("utf-8")) for entry in folder.iterdir() if entry.name.endswith(".toml")
+        (entry.name, entry.read_text("utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
     )
 
 
@@ -481,7 +523,11 @@ def load_rates(user_files: Iterable[str | Path] = (), *, shipped: bool = True) -
     merged: dict[str, Any] = {}
     site: dict[str, Any] = {}
     sources: list[str] = []
-    texts = [(f"zapanalytics/billing/rates/{name}", text) for name, text in _shipped_files()] if shipped else []
+    texts = (
+        [(f"zapanalytics/billing/rates/{name}", text) for name, text in _shipped_files()]
+        if shipped
+        else []
+    )
     for path in user_files:
         try:
             texts.append((str(path), Path(path).read_text("utf-8")))

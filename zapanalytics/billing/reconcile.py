@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from zapanalytics.billing.money import allocate_ore, nok_to_ore, rate_basis_points, split_gross_ore
-from zapanalytics.billing.split import LINES, Split, _ordered
+from zapanalytics.billing.split import LINES, Split, ordered_lines
 
 SHARE_POLICIES = ("energy", "equal", "common")
 _INVOICE_SCHEMA = {"month": pl.String, "supplier_ore": pl.Int64, "grid_ore": pl.Int64}
@@ -41,7 +41,11 @@ def _amount(value: object, where: str) -> int | None:
     if isinstance(value, bool):
         raise InvoiceError(f"{where}: {value!r} is not an amount")
     try:
-        number = float(str(value).replace(" ", "").replace(",", ".")) if isinstance(value, str) else float(value)
+        number = (
+            float(str(value).replace(" ", "").replace(",", "."))
+            if isinstance(value, str)
+            else float(value)
+        )
     except (TypeError, ValueError):
         raise InvoiceError(f"{where}: {value!r} is not an amount in NOK") from None
     if number != number or abs(number) > 1e9:
@@ -52,7 +56,12 @@ def _amount(value: object, where: str) -> int | None:
 def _month(value: object, where: str) -> str:
     text = str(value or "").strip()
     parts = text.split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[1]) <= 12 or len(parts[0]) != 4:
+    if (
+        len(parts) != 2
+        or not all(p.isdigit() for p in parts)
+        or not 1 <= int(parts[1]) <= 12
+        or len(parts[0]) != 4
+    ):
         raise InvoiceError(f"{where}: month must be YYYY-MM, not {text!r}")
     return f"{int(parts[0]):04d}-{int(parts[1]):02d}"
 
@@ -96,7 +105,9 @@ def read_invoices(path: str | Path) -> pl.DataFrame:
             raise InvoiceError(f"{path}: not valid TOML: {exc}") from None
         rows = data.get("invoice")
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise InvoiceError(f"{path}: expected [[invoice]] tables with month, supplier_nok, grid_nok")
+            raise InvoiceError(
+                f"{path}: expected [[invoice]] tables with month, supplier_nok, grid_nok"
+            )
     else:
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames or "month" not in reader.fieldnames:
@@ -138,7 +149,13 @@ def _allocated(lines: pl.DataFrame, column: str) -> pl.DataFrame:
     )
 
 
-def reconcile(split: Split, invoices: pl.DataFrame, *, policy: str = "energy", vat_rates: dict[str, float] | None = None) -> Reconciliation:
+def reconcile(
+    split: Split,
+    invoices: pl.DataFrame,
+    *,
+    policy: str = "energy",
+    vat_rates: dict[str, float] | None = None,
+) -> Reconciliation:
     """Compare ``split`` with the invoices and share each month's residual.
 
     Parameters
@@ -182,61 +199,113 @@ def reconcile(split: Split, invoices: pl.DataFrame, *, policy: str = "energy", v
         for name, invoiced in compared.items():
             if invoiced is None:
                 continue
-            picked = (lambda f: f) if name == "total" else (lambda f, n=name: f.filter(pl.col("invoice") == n))
+            picked = (
+                (lambda f: f)
+                if name == "total"
+                else (lambda f, n=name: f.filter(pl.col("invoice") == n))
+            )
             mine = picked(users.filter(pl.col("month") == month))["users_ore"].sum()
             theirs = picked(common.filter(pl.col("month") == month))["common_ore"].sum()
             residual = invoiced - mine - theirs
             residual_total += residual
             summary_rows.append(
-                {"month": month, "invoice": name, "invoiced_ore": invoiced, "users_ore": mine,
-                 "common_ore": theirs, "residual_ore": residual}
+                {
+                    "month": month,
+                    "invoice": name,
+                    "invoiced_ore": invoiced,
+                    "users_ore": mine,
+                    "common_ore": theirs,
+                    "residual_ore": residual,
+                }
             )
-        share_rows.extend(_share(month, residual_total, month_lines, policy, (vat_rates or {}).get(month, 0.25)))
+        share_rows.extend(
+            _share(month, residual_total, month_lines, policy, (vat_rates or {}).get(month, 0.25))
+        )
 
     summary = pl.DataFrame(
         summary_rows,
-        schema={"month": pl.String, "invoice": pl.String, "invoiced_ore": pl.Int64,
-                "users_ore": pl.Int64, "common_ore": pl.Int64, "residual_ore": pl.Int64},
+        schema={
+            "month": pl.String,
+            "invoice": pl.String,
+            "invoiced_ore": pl.Int64,
+            "users_ore": pl.Int64,
+            "common_ore": pl.Int64,
+            "residual_ore": pl.Int64,
+        },
     )
-    shares = _ordered(pl.DataFrame(share_rows, schema=_SHARE_SCHEMA)) if share_rows else split.common.clear()
+    shares = (
+        ordered_lines(pl.DataFrame(share_rows, schema=_SHARE_SCHEMA))
+        if share_rows
+        else split.common.clear()
+    )
     to_users = shares.filter(pl.col("user_id").is_not_null())
     kept = shares.filter(pl.col("user_id").is_null())
     updated = dataclasses.replace(
         split,
-        lines=_ordered(pl.concat([split.lines, to_users], how="vertical")),
+        lines=ordered_lines(pl.concat([split.lines, to_users], how="vertical")),
         common=pl.concat([split.common, kept], how="vertical").sort("month"),
     )
     return Reconciliation(summary, shares, policy, updated)
 
 
 _SHARE_SCHEMA = {
-    "month": pl.String, "user_id": pl.String, "line": pl.String, "label": pl.String,
-    "invoice": pl.String, "quantity_kwh": pl.Float64, "amount_ex_vat_ore": pl.Int64,
-    "vat_ore": pl.Int64, "amount_ore": pl.Int64,
+    "month": pl.String,
+    "user_id": pl.String,
+    "line": pl.String,
+    "label": pl.String,
+    "invoice": pl.String,
+    "quantity_kwh": pl.Float64,
+    "amount_ex_vat_ore": pl.Int64,
+    "vat_ore": pl.Int64,
+    "amount_ore": pl.Int64,
 }
 
 
-def _share(month: str, residual_ore: int, month_lines: pl.DataFrame, policy: str, vat_rate: float) -> list[dict]:
+def _share(
+    month: str, residual_ore: int, month_lines: pl.DataFrame, policy: str, vat_rate: float
+) -> list[dict]:
     """Residual lines for one month: one per user, or one kept by the common meter."""
     if residual_ore == 0:
         return []
     energy_lines = month_lines.filter(pl.col("line").is_in(["flat_energy", "spot"]))
-    per_user = energy_lines.group_by("user_id").agg(pl.col("quantity_kwh").sum()).sort("user_id", nulls_last=True)
+    per_user = (
+        energy_lines.group_by("user_id")
+        .agg(pl.col("quantity_kwh").sum())
+        .sort("user_id", nulls_last=True)
+    )
     per_user = per_user.filter(pl.col("quantity_kwh") > 0)
     label = LINES["residual"][0]
     if policy == "common" or per_user.height == 0:
         targets = [(None, 0.0, residual_ore)]
     else:
-        weights = per_user["quantity_kwh"].to_list() if policy == "energy" else [1.0] * per_user.height
+        weights = (
+            per_user["quantity_kwh"].to_list() if policy == "energy" else [1.0] * per_user.height
+        )
         amounts = allocate_ore(residual_ore, weights)
-        targets = list(zip(per_user["user_id"].to_list(), per_user["quantity_kwh"].to_list(), amounts, strict=True))
+        targets = list(
+            zip(
+                per_user["user_id"].to_list(),
+                per_user["quantity_kwh"].to_list(),
+                amounts,
+                strict=True,
+            )
+        )
     gross = pl.Series([amount for _, _, amount in targets], dtype=pl.Int64)
     net_expr, vat_expr = split_gross_ore(pl.col("gross"), pl.lit(rate_basis_points(vat_rate)))
     split = pl.DataFrame({"gross": gross}).select(net_expr.alias("net"), vat_expr.alias("vat"))
     return [
-        {"month": month, "user_id": user, "line": "residual",
-         "label": label if user is not None else f"{label} (kept by the common meter)",
-         "invoice": "total", "quantity_kwh": energy, "amount_ex_vat_ore": net, "vat_ore": vat,
-         "amount_ore": amount}
-        for (user, energy, amount), net, vat in zip(targets, split["net"], split["vat"], strict=True)
+        {
+            "month": month,
+            "user_id": user,
+            "line": "residual",
+            "label": label if user is not None else f"{label} (kept by the common meter)",
+            "invoice": "total",
+            "quantity_kwh": energy,
+            "amount_ex_vat_ore": net,
+            "vat_ore": vat,
+            "amount_ore": amount,
+        }
+        for (user, energy, amount), net, vat in zip(
+            targets, split["net"], split["vat"], strict=True
+        )
     ]

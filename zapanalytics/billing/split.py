@@ -102,7 +102,10 @@ class Split:
         return (
             self.lines.group_by("month", "user_id")
             .agg(
-                pl.col("quantity_kwh").filter(pl.col("line").is_in(energy_lines)).sum().alias("energy_kwh"),
+                pl.col("quantity_kwh")
+                .filter(pl.col("line").is_in(energy_lines))
+                .sum()
+                .alias("energy_kwh"),
                 pl.col("amount_ex_vat_ore").sum(),
                 pl.col("vat_ore").sum(),
                 pl.col("amount_ore").sum(),
@@ -114,7 +117,8 @@ class Split:
 def _month_vat(calendar: pl.DataFrame) -> pl.DataFrame:
     """VAT per month; a month with two VAT rates is refused (VAT is applied per line)."""
     vat = calendar.group_by("month").agg(
-        pl.col("vat_bp").drop_nulls().first(), pl.col("vat_bp").drop_nulls().n_unique().alias("rates")
+        pl.col("vat_bp").drop_nulls().first(),
+        pl.col("vat_bp").drop_nulls().n_unique().alias("rates"),
     )
     if vat.filter(pl.col("rates") > 1).height:
         raise ValueError("VAT changes inside a billing month; bill the two parts separately")
@@ -140,16 +144,23 @@ def round_lines(raw: pl.DataFrame, calendar: pl.DataFrame) -> pl.DataFrame:
         .with_columns((pl.col("amount_ex_vat_ore") + pl.col("vat_ore")).alias("amount_ore"))
         .join(labels, on="line", how="left")
     )
-    return _ordered(rounded)
+    return ordered_lines(rounded)
 
 
-def _ordered(lines: pl.DataFrame) -> pl.DataFrame:
+def ordered_lines(lines: pl.DataFrame) -> pl.DataFrame:
     return (
         lines.with_columns(pl.col("line").replace_strict(LINE_ORDER, default=99).alias("_order"))
         .sort("month", "user_id", "_order", nulls_last=True)
         .select(
-            "month", "user_id", "line", "label", "invoice", "quantity_kwh",
-            "amount_ex_vat_ore", "vat_ore", "amount_ore",
+            "month",
+            "user_id",
+            "line",
+            "label",
+            "invoice",
+            "quantity_kwh",
+            "amount_ex_vat_ore",
+            "vat_ore",
+            "amount_ore",
         )
     )
 
@@ -157,9 +168,15 @@ def _ordered(lines: pl.DataFrame) -> pl.DataFrame:
 def _empty_lines() -> pl.DataFrame:
     return pl.DataFrame(
         schema={
-            "month": pl.String, "user_id": pl.String, "line": pl.String, "label": pl.String,
-            "invoice": pl.String, "quantity_kwh": pl.Float64, "amount_ex_vat_ore": pl.Int64,
-            "vat_ore": pl.Int64, "amount_ore": pl.Int64,
+            "month": pl.String,
+            "user_id": pl.String,
+            "line": pl.String,
+            "label": pl.String,
+            "invoice": pl.String,
+            "quantity_kwh": pl.Float64,
+            "amount_ex_vat_ore": pl.Int64,
+            "vat_ore": pl.Int64,
+            "amount_ore": pl.Int64,
         }
     )
 
@@ -182,7 +199,9 @@ def _joined(energy: pl.DataFrame, calendar: pl.DataFrame, columns: list[str]) ->
     picked = calendar.select(pl.col("month").cast(months), *columns)[offset]
     users = energy["user_id"]
     if not isinstance(users.dtype, pl.Enum):
-        users = users.cast(pl.String).cast(pl.Enum(users.cast(pl.String).drop_nulls().unique().sort()))
+        users = users.cast(pl.String).cast(
+            pl.Enum(users.cast(pl.String).drop_nulls().unique().sort())
+        )
     return pl.concat(
         [energy.select(users.alias("user_id"), "interval_start_utc", "energy_kwh"), picked],
         how="horizontal",
@@ -264,7 +283,7 @@ def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float)
         net.alias("amount_ex_vat_ore"),
         vat.alias("vat_ore"),
     )
-    return Split("flat", _ordered(lines), _empty_lines())
+    return Split("flat", ordered_lines(lines), _empty_lines())
 
 
 def _raw_energy_lines(totals: pl.DataFrame, codes: list[str]) -> pl.DataFrame:
@@ -325,12 +344,20 @@ def _scheme_terms(eligible: pl.Expr) -> list[pl.Expr]:
     return [
         (eligible * _STROMSTOTTE).alias("stromstotte"),
         (eligible * _NORGESPRIS).alias("norgespris"),
-        pl.when(pl.col("subsidy_nok_per_kwh").is_not_null()).then(eligible).otherwise(0.0).alias("stromstotte_kwh"),
-        pl.when(pl.col("norgespris_nok_per_kwh").is_not_null()).then(eligible).otherwise(0.0).alias("norgespris_kwh"),
+        pl.when(pl.col("subsidy_nok_per_kwh").is_not_null())
+        .then(eligible)
+        .otherwise(0.0)
+        .alias("stromstotte_kwh"),
+        pl.when(pl.col("norgespris_nok_per_kwh").is_not_null())
+        .then(eligible)
+        .otherwise(0.0)
+        .alias("norgespris_kwh"),
     ]
 
 
-def _capped_terms(joined: pl.DataFrame, totals: pl.DataFrame, calendar: pl.DataFrame) -> pl.DataFrame:
+def _capped_terms(
+    joined: pl.DataFrame, totals: pl.DataFrame, calendar: pl.DataFrame
+) -> pl.DataFrame:
     """Strømstøtte and Norgespris per (month, user) where the monthly cap binds.
 
     Only (month, user) groups above the cap need the running sum in time order; the others
@@ -351,15 +378,14 @@ def _capped_terms(joined: pl.DataFrame, totals: pl.DataFrame, calendar: pl.DataF
     candidates = joined.with_columns(
         pl.col("month").cast(pl.String), pl.col("user_id").cast(pl.String)
     ).join(over, on=["month", "user_id"], how="semi")
-    used_before = (
-        pl.col("energy_kwh").cum_sum().over("month", "user_id", order_by="interval_start_utc")
-        - pl.col("energy_kwh")
-    )
+    used_before = pl.col("energy_kwh").cum_sum().over(
+        "month", "user_id", order_by="interval_start_utc"
+    ) - pl.col("energy_kwh")
     capped = (
         candidates.with_columns(
-            pl.min_horizontal(pl.col("energy_kwh"), (cap - used_before).clip(lower_bound=0.0)).alias(
-                "eligible_kwh"
-            )
+            pl.min_horizontal(
+                pl.col("energy_kwh"), (cap - used_before).clip(lower_bound=0.0)
+            ).alias("eligible_kwh")
         )
         .group_by("month", "user_id")
         .agg(term.sum() for term in _scheme_terms(pl.col("eligible_kwh")))
@@ -368,9 +394,17 @@ def _capped_terms(joined: pl.DataFrame, totals: pl.DataFrame, calendar: pl.DataF
 
 
 _FULL_COLUMNS = [
-    "hour_index", "spot_nok_per_kwh", "hourly_spot_nok_per_kwh", "markup_nok_per_kwh",
-    "grid_energy_nok_per_kwh", "elavgift_nok_per_kwh", "enova_nok_per_kwh",
-    "subsidy_nok_per_kwh", "subsidy_cap_kwh", "norgespris_nok_per_kwh", "norgespris_cap_kwh",
+    "hour_index",
+    "spot_nok_per_kwh",
+    "hourly_spot_nok_per_kwh",
+    "markup_nok_per_kwh",
+    "grid_energy_nok_per_kwh",
+    "elavgift_nok_per_kwh",
+    "enova_nok_per_kwh",
+    "subsidy_nok_per_kwh",
+    "subsidy_cap_kwh",
+    "norgespris_nok_per_kwh",
+    "norgespris_cap_kwh",
 ]
 
 
@@ -435,7 +469,9 @@ def full(
     """
     joined = _joined(energy, calendar, _FULL_COLUMNS)
     _check_prices(joined)
-    if joined.filter(pl.col("grid_energy_nok_per_kwh").is_null() & (pl.col("energy_kwh") != 0)).height:
+    if joined.filter(
+        pl.col("grid_energy_nok_per_kwh").is_null() & (pl.col("energy_kwh") != 0)
+    ).height:
         raise ValueError(f"the grid tariff {grid.key!r} has no period covering all the energy")
     e = pl.col("energy_kwh")
     totals = _per_month_user(
@@ -451,17 +487,25 @@ def full(
     totals = _capped_terms(joined, totals, calendar)
     raw = _raw_energy_lines(totals, ["spot", "markup", "grid_energy", "elavgift", "enova"])
     schemes = [
-        totals.filter(pl.col(f"{code}_kwh") > 0).select(
-            "month", "user_id", pl.lit(code).alias("line"),
-            pl.col(f"{code}_kwh").alias("quantity_kwh"), pl.col(code).alias("amount_ex_vat_nok"),
-        ).cast(_RAW_SCHEMA)
+        totals.filter(pl.col(f"{code}_kwh") > 0)
+        .select(
+            "month",
+            "user_id",
+            pl.lit(code).alias("line"),
+            pl.col(f"{code}_kwh").alias("quantity_kwh"),
+            pl.col(code).alias("amount_ex_vat_nok"),
+        )
+        .cast(_RAW_SCHEMA)
         for code in ("stromstotte", "norgespris")
     ]
 
     site = _site_hourly(joined, calendar, site_hourly_kwh)
     months = sorted(calendar["month"].unique().to_list())
     peaks = pl.concat(
-        [capacity_peaks(site.filter(pl.col("month") == m), _capacity_method(grid, m)) for m in months],
+        [
+            capacity_peaks(site.filter(pl.col("month") == m), _capacity_method(grid, m))
+            for m in months
+        ],
         how="vertical",
     )
     capacity = capacity_charges(peaks, months, grid)
@@ -482,20 +526,30 @@ def full(
         .join(capacity.select("month", "capacity_nok"), on="month", how="left")
         .filter(pl.col("site_kwh") > 0)
         .select(
-            "month", "user_id", pl.lit("capacity").alias("line"),
+            "month",
+            "user_id",
+            pl.lit("capacity").alias("line"),
             pl.col("peak_kwh").alias("quantity_kwh"),
-            (pl.col("capacity_nok") * pl.col("peak_kwh") / pl.col("site_kwh")).alias("amount_ex_vat_nok"),
+            (pl.col("capacity_nok") * pl.col("peak_kwh") / pl.col("site_kwh")).alias(
+                "amount_ex_vat_nok"
+            ),
         )
         .cast(_RAW_SCHEMA)
     )
     lines = round_lines(pl.concat([raw, *schemes, shares], how="vertical"), calendar)
     return Split(
-        "full", lines, _common_capacity(lines, capacity, calendar),
-        peaks=peaks, capacity=capacity, peak_energy=peak_energy,
+        "full",
+        lines,
+        _common_capacity(lines, capacity, calendar),
+        peaks=peaks,
+        capacity=capacity,
+        peak_energy=peak_energy,
     )
 
 
-def _common_capacity(lines: pl.DataFrame, capacity: pl.DataFrame, calendar: pl.DataFrame) -> pl.DataFrame:
+def _common_capacity(
+    lines: pl.DataFrame, capacity: pl.DataFrame, calendar: pl.DataFrame
+) -> pl.DataFrame:
     """The capacity charge not attributed to users, so users + common = the whole charge.
 
     The whole charge and its VAT are rounded once per month; the common line takes the
@@ -510,7 +564,10 @@ def _common_capacity(lines: pl.DataFrame, capacity: pl.DataFrame, calendar: pl.D
     users = (
         lines.filter(pl.col("line") == "capacity")
         .group_by("month")
-        .agg(pl.col("amount_ex_vat_ore").sum().alias("users_ore"), pl.col("vat_ore").sum().alias("users_vat_ore"))
+        .agg(
+            pl.col("amount_ex_vat_ore").sum().alias("users_ore"),
+            pl.col("vat_ore").sum().alias("users_vat_ore"),
+        )
     )
     common = (
         charged.join(users, on="month", how="left")

@@ -108,13 +108,18 @@ def statement_document(bill: Bill) -> dict[str, Any]:
         "installation_id": bill.installation_id,
         "installation_name": bill.installation_name,
         "users": users,
-        "total_energy_kwh": round(sum(u["energy_kwh"] for u in users), 3),
+        "total_energy_kwh": round(float(sum(u["energy_kwh"] for u in users)), 3),
         "total_cost_nok": _nok(total_ore),
-        "common": {**_totals(common), "lines": [_line_dict(r) for r in common.iter_rows(named=True)]},
+        "common": {
+            **_totals(common),
+            "lines": [_line_dict(r) for r in common.iter_rows(named=True)],
+        },
         "capacity": [
             {**r, "capacity_nok": round(r["capacity_nok"], 2), "peak_kw": round(r["peak_kw"], 3)}
             for r in bill.split.capacity.filter(pl.col("month") == bill.month).iter_rows(named=True)
-        ] if bill.split.capacity.height else [],
+        ]
+        if bill.split.capacity.height
+        else [],
         "peak_hours": _peak_hours(bill),
         "reconciliation": _reconciliation(bill),
         "site": {
@@ -144,7 +149,9 @@ def _peak_hours(bill: Bill) -> list[dict[str, Any]]:
         return []
     by_hour: dict[Any, dict[str, float]] = {}
     for row in bill.split.peak_energy.iter_rows(named=True):
-        by_hour.setdefault(row["hour_start"], {})[row["user_id"] or ""] = round(row["energy_kwh"], 4)
+        by_hour.setdefault(row["hour_start"], {})[row["user_id"] or ""] = round(
+            row["energy_kwh"], 4
+        )
     return [
         {
             "rank": r["rank"],
@@ -182,6 +189,7 @@ def public_document(document: dict[str, Any]) -> dict[str, Any]:
 
 # --- files ---------------------------------------------------------------------------------
 
+
 def _display_name(user: dict[str, Any]) -> str:
     if user["user_id"] is None:
         return NO_USER
@@ -199,18 +207,57 @@ def _rows(document: dict[str, Any]) -> Iterable[list[Any]]:
     for user in document["users"]:
         name = _display_name(user)
         for line in user["lines"]:
-            yield [document["month"], document["method"], user["user_id"] or "", name, line["line"],
-                   line["label"], line["quantity_kwh"], line["amount_ex_vat_nok"], line["vat_nok"],
-                   line["amount_nok"]]
-        yield [document["month"], document["method"], user["user_id"] or "", name, "total", "Total",
-               user["energy_kwh"], user["cost_ex_vat_nok"], user["vat_nok"], user["cost_nok"]]
+            yield [
+                document["month"],
+                document["method"],
+                user["user_id"] or "",
+                name,
+                line["line"],
+                line["label"],
+                line["quantity_kwh"],
+                line["amount_ex_vat_nok"],
+                line["vat_nok"],
+                line["amount_nok"],
+            ]
+        yield [
+            document["month"],
+            document["method"],
+            user["user_id"] or "",
+            name,
+            "total",
+            "Total",
+            user["energy_kwh"],
+            user["cost_ex_vat_nok"],
+            user["vat_nok"],
+            user["cost_nok"],
+        ]
     for line in document["common"]["lines"]:
-        yield [document["month"], document["method"], "", COMMON, line["line"], line["label"],
-               line["quantity_kwh"], line["amount_ex_vat_nok"], line["vat_nok"], line["amount_nok"]]
+        yield [
+            document["month"],
+            document["method"],
+            "",
+            COMMON,
+            line["line"],
+            line["label"],
+            line["quantity_kwh"],
+            line["amount_ex_vat_nok"],
+            line["vat_nok"],
+            line["amount_nok"],
+        ]
 
 
-_HEADER = ["month", "method", "user_id", "user_name", "line", "label", "quantity_kwh",
-           "amount_ex_vat_nok", "vat_nok", "amount_nok"]
+_HEADER = [
+    "month",
+    "method",
+    "user_id",
+    "user_name",
+    "line",
+    "label",
+    "quantity_kwh",
+    "amount_ex_vat_nok",
+    "vat_nok",
+    "amount_nok",
+]
 
 
 def write_csv(document: dict[str, Any], path: str | Path) -> Path:
@@ -238,12 +285,46 @@ def write_xlsx(document: dict[str, Any], path: str | Path) -> Path:
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # never a formula, whatever the text
 
-    put(summary, ["month", "method", "user_id", "user_name", "energy_kwh", "cost_ex_vat_nok", "vat_nok", "cost_nok"])
+    put(
+        summary,
+        [
+            "month",
+            "method",
+            "user_id",
+            "user_name",
+            "energy_kwh",
+            "cost_ex_vat_nok",
+            "vat_nok",
+            "cost_nok",
+        ],
+    )
     for user in document["users"]:
-        put(summary, [document["month"], document["method"], user["user_id"] or "", _display_name(user),
-                      user["energy_kwh"], user["cost_ex_vat_nok"], user["vat_nok"], user["cost_nok"]])
-    put(summary, [document["month"], document["method"], "", "Total", document["total_energy_kwh"],
-                  None, None, document["total_cost_nok"]])
+        put(
+            summary,
+            [
+                document["month"],
+                document["method"],
+                user["user_id"] or "",
+                _display_name(user),
+                user["energy_kwh"],
+                user["cost_ex_vat_nok"],
+                user["vat_nok"],
+                user["cost_nok"],
+            ],
+        )
+    put(
+        summary,
+        [
+            document["month"],
+            document["method"],
+            "",
+            "Total",
+            document["total_energy_kwh"],
+            None,
+            None,
+            document["total_cost_nok"],
+        ],
+    )
     lines = book.create_sheet("Lines")
     put(lines, _HEADER)
     for row in _rows(document):
@@ -271,23 +352,37 @@ _PAGE_STYLE = (
 def _hourly_figure(rows: list[list[Any]], timezone: str) -> go.Figure:
     hours = [r[0] for r in rows]
     figure = go.Figure()
-    figure.add_bar(x=hours, y=[r[1] for r in rows], name="Energy [kWh]", marker_color="#2b6cb0")
+    figure.add_bar(
+        x=hours,
+        y=[r[1] for r in rows],
+        name="Energy [kWh]",
+        marker_color="#2b6cb0",
+        width=3_600_000,  # one hour, in the date axis' milliseconds
+    )
     figure.add_scatter(
-        x=hours, y=[r[2] for r in rows], name="Cost incl. VAT [NOK]", yaxis="y2",
-        mode="markers", marker={"color": "#c05621", "size": 6},
+        x=hours,
+        y=[r[2] for r in rows],
+        name="Cost incl. VAT [NOK]",
+        yaxis="y2",
+        mode="markers",
+        marker={"color": "#c05621", "size": 6},
     )
     figure.update_layout(
         title=f"Energy and cost per hour ({timezone})",
-        yaxis={"title": "Energy [kWh]"},
-        yaxis2={"title": "Cost [NOK]", "overlaying": "y", "side": "right"},
-        height=380, margin={"t": 50, "b": 40}, legend={"orientation": "h", "y": -0.2},
+        yaxis={"title": "Energy [kWh]", "rangemode": "tozero"},
+        yaxis2={"title": "Cost [NOK]", "overlaying": "y", "side": "right", "rangemode": "tozero"},
+        height=380,
+        margin={"t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.2},
     )
     return figure
 
 
 def _lines_table(lines: list[dict[str, Any]], total: dict[str, Any] | None) -> str:
-    head = ("<tr><th class='text'>Line</th><th>kWh</th><th>Excl. VAT [NOK]</th>"
-            "<th>VAT [NOK]</th><th>Amount [NOK]</th></tr>")
+    head = (
+        "<tr><th class='text'>Line</th><th>kWh</th><th>Excl. VAT [NOK]</th>"
+        "<th>VAT [NOK]</th><th>Amount [NOK]</th></tr>"
+    )
     rows = [
         f"<tr><td class='text'>{html.escape(line['label'])}</td><td>{line['quantity_kwh']:,.3f}</td>"
         f"<td>{line['amount_ex_vat_nok']:,.2f}</td><td>{line['vat_nok']:,.2f}</td>"
@@ -303,20 +398,30 @@ def _lines_table(lines: list[dict[str, Any]], total: dict[str, Any] | None) -> s
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def render_user_page(document: dict[str, Any], user: dict[str, Any], *, plotlyjs: str | bool = True) -> str:
+def render_user_page(
+    document: dict[str, Any], user: dict[str, Any], *, plotlyjs: str | bool = True
+) -> str:
     """One user's statement as an HTML page (plotly.js inline by default: works offline)."""
     e = html.escape
     title = f"Charging statement {document['month']}"
     place = document.get("installation_name") or document.get("installation_id") or ""
     rows = document.get("hourly", {}).get(user["user_id"] or "", [])
-    figure = _hourly_figure(rows, document["site"]["timezone"]).to_html(
-        include_plotlyjs=plotlyjs, full_html=False, div_id="hourly", config={"displaylogo": False}
-    ) if rows else "<p class='note'>No hourly data.</p>"
+    figure = (
+        _hourly_figure(rows, document["site"]["timezone"]).to_html(
+            include_plotlyjs=plotlyjs,
+            full_html=False,
+            div_id="hourly",
+            config={"displaylogo": False},
+        )
+        if rows
+        else "<p class='note'>No hourly data.</p>"
+    )
     notes = "".join(f"<li>{e(n)}</li>" for n in document.get("notes", []))
     issued = document.get("issued")
     issued_text = (
-        f"Issued {e(str(issued['issued_at']))}, version {e(str(issued['version']))}."
-        if issued else "Not issued (preview)."
+        f"Issued {e(str(issued['issued_at'])[:16].replace('T', ' '))} UTC, version {e(str(issued['version']))}."
+        if issued
+        else "Not issued (preview)."
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -353,7 +458,9 @@ def render_index(document: dict[str, Any], pages: dict[str, str]) -> str:
     )
 
 
-def write_statements(document: dict[str, Any], out_dir: str | Path, *, plotlyjs: str | bool = True) -> list[Path]:
+def write_statements(
+    document: dict[str, Any], out_dir: str | Path, *, plotlyjs: str | bool = True
+) -> list[Path]:
     """Write CSV, XLSX and one HTML page per user (plus an index) under ``out_dir``.
 
     Returns the files written. ``plotlyjs=True`` embeds plotly.js in every page, so each page
@@ -383,6 +490,7 @@ def write_statements(document: dict[str, Any], out_dir: str | Path, *, plotlyjs:
 
 # --- issuing -------------------------------------------------------------------------------
 
+
 def _has_issue_table(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(
         con.execute(
@@ -391,7 +499,9 @@ def _has_issue_table(con: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def issued(con: duckdb.DuckDBPyConnection, installation_id: str | None, month: str, method: str) -> dict[str, Any] | None:
+def issued(
+    con: duckdb.DuckDBPyConnection, installation_id: str | None, month: str, method: str
+) -> dict[str, Any] | None:
     """The latest issued document for (installation, month, method), or None."""
     if not _has_issue_table(con):
         return None
@@ -403,7 +513,9 @@ def issued(con: duckdb.DuckDBPyConnection, installation_id: str | None, month: s
     return json.loads(rows[0][0]) if rows else None
 
 
-def issue(con: duckdb.DuckDBPyConnection, document: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, Any]:
+def issue(
+    con: duckdb.DuckDBPyConnection, document: dict[str, Any], *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Store ``document`` as the next version of its (installation, month, method).
 
     Returns the document with its ``issued`` block filled in (what was stored).
@@ -419,13 +531,23 @@ def issue(con: duckdb.DuckDBPyConnection, document: dict[str, Any], *, now: dt.d
         stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         stored = {
             **document,
-            "issued": {"version": version, "issued_at": stamp.isoformat(), "rates_sha256": document["rates"]["sha256"]},
+            "issued": {
+                "version": version,
+                "issued_at": stamp.isoformat(),
+                "rates_sha256": document["rates"]["sha256"],
+            },
         }
         con.execute(
             "INSERT INTO issued_statements (installation_id, month, method, version, issued_at,"
             " rates_sha256, total_cost_nok, statement_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [*key, version, stamp, document["rates"]["sha256"], Decimal(str(document["total_cost_nok"])),
-             json.dumps(stored, ensure_ascii=False, sort_keys=True)],
+            [
+                *key,
+                version,
+                stamp,
+                document["rates"]["sha256"],
+                Decimal(str(document["total_cost_nok"])),
+                json.dumps(stored, ensure_ascii=False, sort_keys=True),
+            ],
         ).fetchall()
         con.execute("COMMIT")
     except Exception:

@@ -104,11 +104,15 @@ def _grid_energy_expr(grid: GridTariff) -> pl.Expr:
         in_period = day >= period.valid_from
         if period.valid_to is not None:
             in_period = in_period & (day < period.valid_to)
-        branches = [(in_period & _rule_mask(rule), rule.energy_nok_per_kwh) for rule in period.rules]
+        branches = [
+            (in_period & _rule_mask(rule), rule.energy_nok_per_kwh) for rule in period.rules
+        ]
         branches.append((in_period, period.energy_nok_per_kwh))
         for condition, price in branches:
             value = pl.lit(price, dtype=pl.Float64)
-            expr = pl.when(condition).then(value) if expr is None else expr.when(condition).then(value)
+            expr = (
+                pl.when(condition).then(value) if expr is None else expr.when(condition).then(value)
+            )
     return expr.otherwise(None)
 
 
@@ -154,14 +158,22 @@ def interval_calendar(
     if start_utc.tzinfo is None or end_utc.tzinfo is None:
         raise ValueError("start_utc and end_utc must be tz-aware")
     starts = pl.datetime_range(
-        start_utc.astimezone(dt.UTC), end_utc.astimezone(dt.UTC) - QUARTER, "15m",
-        time_unit="us", time_zone="UTC", eager=True,
+        start_utc.astimezone(dt.UTC),
+        end_utc.astimezone(dt.UTC) - QUARTER,
+        "15m",
+        time_unit="us",
+        time_zone="UTC",
+        eager=True,
     ).alias("interval_start_utc")
     frame = with_local_bins(pl.DataFrame(starts), site.timezone).collect()
     # Hours are contiguous runs of quarters: number them for cheap per-hour sums.
     frame = frame.with_columns(pl.col("hour_start").rle_id().cast(pl.Int64).alias("hour_index"))
     years = sorted({frame["day"].min().year, frame["day"].max().year}) if frame.height else []
-    free_days = sorted(holidays.country_holidays("NO", years=range(years[0], years[-1] + 1))) if years else []
+    free_days = (
+        sorted(holidays.country_holidays("NO", years=range(years[0], years[-1] + 1)))
+        if years
+        else []
+    )
     day = pl.col("day")
     local = pl.col("hour_start")
     frame = frame.with_columns(
@@ -184,7 +196,10 @@ def interval_calendar(
     vat_exempt = rates.vat_exempt(site)
     vat_points = {e.valid_from: rate_basis_points(e["rate"]) for e in vat_entries}
     vat_expr = _dated_expr(
-        tuple(Dated(e.valid_from, e.valid_to, {"bp": float(vat_points[e.valid_from])}) for e in vat_entries),
+        tuple(
+            Dated(e.valid_from, e.valid_to, {"bp": float(vat_points[e.valid_from])})
+            for e in vat_entries
+        ),
         "bp",
         day,
     )
@@ -194,7 +209,9 @@ def interval_calendar(
         else _dated_expr(rates.dated("supplier"), "markup_nok_per_kwh", day)
     )
     elavgift = (
-        pl.lit(0.0) if rates.elavgift_exempt(site) else _dated_expr(rates.dated("elavgift"), "nok_per_kwh", day)
+        pl.lit(0.0)
+        if rates.elavgift_exempt(site)
+        else _dated_expr(rates.dated("elavgift"), "nok_per_kwh", day)
     )
     support = rates.dated("stromstotte")
     threshold = _dated_expr(support, "threshold_nok_per_kwh", day)
@@ -225,8 +242,14 @@ def interval_calendar(
     # Norgespris replaces strømstøtte while it applies.
     on_norgespris = pl.col("norgespris_nok_per_kwh").is_not_null()
     frame = frame.with_columns(
-        pl.when(on_norgespris).then(None).otherwise(pl.col("subsidy_nok_per_kwh")).alias("subsidy_nok_per_kwh"),
-        pl.when(on_norgespris).then(None).otherwise(pl.col("subsidy_cap_kwh")).alias("subsidy_cap_kwh"),
+        pl.when(on_norgespris)
+        .then(None)
+        .otherwise(pl.col("subsidy_nok_per_kwh"))
+        .alias("subsidy_nok_per_kwh"),
+        pl.when(on_norgespris)
+        .then(None)
+        .otherwise(pl.col("subsidy_cap_kwh"))
+        .alias("subsidy_cap_kwh"),
     )
     return frame.drop("_hour", "_weekday", "_month_number", "_holiday")
 
@@ -301,7 +324,10 @@ def capacity_charges(peaks: pl.DataFrame, months: list[str], grid: GridTariff) -
     return pl.DataFrame(
         rows,
         schema={
-            "month": pl.String, "peak_kw": pl.Float64, "step": pl.Int64,
-            "step_from_kw": pl.Float64, "capacity_nok": pl.Float64,
+            "month": pl.String,
+            "peak_kw": pl.Float64,
+            "step": pl.Int64,
+            "step_from_kw": pl.Float64,
+            "capacity_nok": pl.Float64,
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import sys
@@ -65,9 +66,11 @@ def audit(
 
 
 def _jsonable(value: Any) -> Any:
-    """Non-finite floats become null: JSON has no Infinity."""
+    """Non-finite floats become null (JSON has no Infinity); times become ISO 8601."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -22,29 +22,47 @@ def _summary(document: dict, files: list[Path], *, shown_as_issued: bool) -> Non
     issued = document.get("issued")
     state = f"issued v{issued['version']} {issued['issued_at'][:10]}" if issued else "preview"
     table = Table(title=f"{document['month']} · {document['method']} · NOK · {state}")
-    for column, justify in (("user", "left"), ("kWh", "right"), ("excl. VAT", "right"),
-                            ("VAT", "right"), ("total", "right")):
+    for column, justify in (
+        ("user", "left"),
+        ("kWh", "right"),
+        ("excl. VAT", "right"),
+        ("VAT", "right"),
+        ("total", "right"),
+    ):
         table.add_column(column, justify=justify)
     for user in document["users"]:
         name = user["user_name"] or user["user_id"] or "(no user)"
-        table.add_row(name, f"{user['energy_kwh']:,.3f}", _nok(user["cost_ex_vat_nok"]),
-                      _nok(user["vat_nok"]), _nok(user["cost_nok"]))
+        table.add_row(
+            name,
+            f"{user['energy_kwh']:,.3f}",
+            _nok(user["cost_ex_vat_nok"]),
+            _nok(user["vat_nok"]),
+            _nok(user["cost_nok"]),
+        )
     table.add_section()
     table.add_row(
-        "users", f"{document['total_energy_kwh']:,.3f}",
+        "users",
+        f"{document['total_energy_kwh']:,.3f}",
         _nok(sum(u["cost_ex_vat_nok"] for u in document["users"])),
-        _nok(sum(u["vat_nok"] for u in document["users"])), _nok(document["total_cost_nok"]),
+        _nok(sum(u["vat_nok"] for u in document["users"])),
+        _nok(document["total_cost_nok"]),
     )
     common = document["common"]
     if any(line["amount_nok"] for line in common["lines"]):
-        table.add_row("common meter", "", _nok(common["cost_ex_vat_nok"]), _nok(common["vat_nok"]),
-                      _nok(common["cost_nok"]))
+        table.add_row(
+            "common meter",
+            "",
+            _nok(common["cost_ex_vat_nok"]),
+            _nok(common["vat_nok"]),
+            _nok(common["cost_nok"]),
+        )
     console.print(table)
     for block in document.get("capacity", []):
         console.print(
             f"capacity: peak {block['peak_kw']:.2f} kW → step {block['step']} "
             f"(from {block['step_from_kw']:g} kW), {block['capacity_nok']:,.2f} NOK/month excl. VAT",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     reconciliation = document.get("reconciliation")
     if reconciliation:
@@ -53,7 +71,8 @@ def _summary(document: dict, files: list[Path], *, shown_as_issued: bool) -> Non
                 f"{row['invoice']} invoice {row['invoiced_nok']:,.2f}: users {row['users_nok']:,.2f}, "
                 f"common {row['common_nok']:,.2f}, residual {row['residual_nok']:,.2f} "
                 f"(shared: {reconciliation['policy']})",
-                markup=False, highlight=False,
+                markup=False,
+                highlight=False,
             )
     for note in document.get("notes", []):
         console.print(f"note: {note}", markup=False, highlight=False)
@@ -61,49 +80,80 @@ def _summary(document: dict, files: list[Path], *, shown_as_issued: bool) -> Non
         console.print(
             f"note: {document['month']} ({document['method']}) was issued on {issued['issued_at'][:10]}"
             f" (version {issued['version']}) and is shown as issued; --reissue recomputes it.",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     for path in files[:2]:
         console.print(f"wrote {path}", markup=False, highlight=False)
     if len(files) > 2:
-        console.print(f"wrote {len(files) - 2} HTML pages in {files[2].parent}", markup=False, highlight=False)
+        pages = sum(1 for f in files[2:] if f.suffix == ".html" and f.name != "index.html")
+        console.print(
+            f"wrote {pages} user pages and index.html in {files[2].parent}",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
 def bill(
     db: Annotated[Path, typer.Option("--db", help="DuckDB store.")],
-    month: Annotated[str, typer.Option("--month", help="Month to bill, YYYY-MM (installation's local time).")],
+    month: Annotated[
+        str, typer.Option("--month", help="Month to bill, YYYY-MM (installation's local time).")
+    ],
     method: Annotated[str, typer.Option("--method", help="flat | spot | full.")],
-    price: Annotated[float | None, typer.Option("--price", help="Flat price, NOK/kWh incl. VAT (flat).")] = None,
+    price: Annotated[
+        float | None, typer.Option("--price", help="Flat price, NOK/kWh incl. VAT (flat).")
+    ] = None,
     markup: Annotated[
-        float | None, typer.Option("--markup", help="Supplier markup, NOK/kWh excl. VAT (spot, full).")
+        float | None,
+        typer.Option("--markup", help="Supplier markup, NOK/kWh excl. VAT (spot, full)."),
     ] = None,
     tariff: Annotated[
-        list[Path] | None, typer.Option("--tariff", help="Rate-table TOML over the shipped ones (repeatable).")
+        list[Path] | None,
+        typer.Option("--tariff", help="Rate-table TOML over the shipped ones (repeatable)."),
     ] = None,
     invoice: Annotated[
-        Path | None, typer.Option("--invoice", help="Invoice totals (CSV month,supplier_nok,grid_nok or TOML).")
+        Path | None,
+        typer.Option("--invoice", help="Invoice totals (CSV month,supplier_nok,grid_nok or TOML)."),
     ] = None,
     residual: Annotated[
-        str, typer.Option("--residual", help="Share the invoice residual by: energy | equal | common.")
+        str,
+        typer.Option("--residual", help="Share the invoice residual by: energy | equal | common."),
     ] = "energy",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write CSV, XLSX and HTML statements here and issue them.")
+        Path | None,
+        typer.Option("--out", help="Write CSV, XLSX and HTML statements here and issue them."),
     ] = None,
-    installation: Annotated[str | None, typer.Option("--installation", help="Installation id.")] = None,
-    grid_company: Annotated[str | None, typer.Option("--grid-company", help="Grid tariff, e.g. elvia.")] = None,
-    county: Annotated[str | None, typer.Option("--county", help="County of the metering point (VAT).")] = None,
+    installation: Annotated[
+        str | None, typer.Option("--installation", help="Installation id.")
+    ] = None,
+    grid_company: Annotated[
+        str | None, typer.Option("--grid-company", help="Grid tariff, e.g. elvia.")
+    ] = None,
+    county: Annotated[
+        str | None, typer.Option("--county", help="County of the metering point (VAT).")
+    ] = None,
     municipality: Annotated[
         str | None, typer.Option("--municipality", help="Municipality (elavgift exemption).")
     ] = None,
     price_area: Annotated[str | None, typer.Option("--price-area", help="NO1..NO5.")] = None,
     norgespris: Annotated[
-        bool | None, typer.Option("--norgespris/--no-norgespris", help="The metering point is on Norgespris.")
+        bool | None,
+        typer.Option("--norgespris/--no-norgespris", help="The metering point is on Norgespris."),
     ] = None,
-    reissue: Annotated[
-        bool, typer.Option("--reissue", help="Recompute and issue a new version of an issued month.")
+    shared_js: Annotated[
+        bool,
+        typer.Option(
+            "--shared-js", help="One plotly.min.js beside the HTML pages instead of one per page."
+        ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statements as one JSON object.")] = False,
+    reissue: Annotated[
+        bool,
+        typer.Option("--reissue", help="Recompute and issue a new version of an issued month."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the statements as one JSON object.")
+    ] = False,
 ) -> None:
     """Split a month's charging cost per user (flat, spot or full) and write statements.
 
@@ -153,16 +203,26 @@ def bill(
         else:
             invoices = read_invoices(invoice) if invoice is not None else None
             result = bill_month(
-                con, month, method, price_nok_per_kwh=price, markup_nok_per_kwh=markup,
-                tariff_files=tariff or (), installation_id=installation, county=county,
-                municipality=municipality, grid_company=grid_company, price_area=price_area,
-                norgespris=norgespris, invoices=invoices, residual=residual,
+                con,
+                month,
+                method,
+                price_nok_per_kwh=price,
+                markup_nok_per_kwh=markup,
+                tariff_files=tariff or (),
+                installation_id=installation,
+                county=county,
+                municipality=municipality,
+                grid_company=grid_company,
+                price_area=price_area,
+                norgespris=norgespris,
+                invoices=invoices,
+                residual=residual,
             )
             document = statement_document(result)
             if out is not None:
                 document = issue(con, document)
         if out is not None:
-            files = write_statements(document, out)
+            files = write_statements(document, out, plotlyjs="directory" if shared_js else True)
     except (BillingError, MissingPricesError, RateTableError, InvoiceError) as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:

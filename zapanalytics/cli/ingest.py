@@ -14,7 +14,6 @@ import typer
 from zapanalytics.cli import ingest_app
 from zapanalytics.cli.errors import UserError, err_console
 from zapanalytics.cli.output import console, print_json
-from zapanalytics.schemas import PRICE_AREAS
 
 DEFAULT_BASE_URL = "https://api.zaptec.com"
 
@@ -45,14 +44,14 @@ def _parse_day(value: str, option: str) -> dt.date:
 
 
 def _check_area(price_area: str | None) -> None:
+    from zapanalytics.schemas import PRICE_AREAS
+
     if price_area is not None and price_area not in PRICE_AREAS:
         raise UserError(f"--price-area must be one of {', '.join(PRICE_AREAS)}, not {price_area!r}")
 
 
 def _credentials() -> tuple[str, str]:
     """User name and password from ZAPTEC_USERNAME / ZAPTEC_PASSWORD, else a prompt."""
-    import click
-
     username = os.environ.get("ZAPTEC_USERNAME") or None
     password = os.environ.get("ZAPTEC_PASSWORD") or None
     try:
@@ -60,7 +59,7 @@ def _credentials() -> tuple[str, str]:
             username = typer.prompt("Zaptec user name", err=True)
         if password is None:
             password = typer.prompt("Zaptec password", hide_input=True, err=True)
-    except click.exceptions.Abort:
+    except typer.Abort:
         raise UserError(
             "no Zaptec credentials: set ZAPTEC_USERNAME and ZAPTEC_PASSWORD, or run in a terminal"
         ) from None
@@ -70,12 +69,14 @@ def _credentials() -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _zaptec_client(base_url: str) -> Iterator[Any]:
+def _zaptec_client(base_url: str, retries: int = 6) -> Iterator[Any]:
     """An API client whose auth failures become one-line user errors."""
-    from zapanalytics.ingest.zaptec_api import ZaptecAuthError, ZaptecClient
+    from zapanalytics.ingest.zaptec_api import RetryPolicy, ZaptecAuthError, ZaptecClient
 
     username, password = _credentials()
-    client = ZaptecClient(username, password, base_url=base_url)
+    client = ZaptecClient(
+        username, password, base_url=base_url, retry=RetryPolicy(max_retries=retries)
+    )
     try:
         yield client
     except ZaptecAuthError as exc:
@@ -156,6 +157,12 @@ def ingest_zaptec(
             help="Days before the last sync asked again, for late offline sessions.",
         ),
     ] = 7.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries", help="Retries of a failed call (429, 5xx, network) before giving up."
+        ),
+    ] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Sync installations, chargers, charge history and charger state from the Zaptec cloud.
@@ -173,12 +180,17 @@ def ingest_zaptec(
         return
     if overlap_days < 0:
         raise UserError("--overlap-days must not be negative")
+    if not 0 <= retries <= 20:
+        raise UserError("--retries must be between 0 and 20")
     since_utc = _parse_when(since, "--since") if since else None
     from zapanalytics.ingest.zaptec_sync import sync_zaptec
 
     con = _open_store(db)
     try:
-        with _zaptec_client(base_url) as client, _page_progress(not as_json) as on_page:
+        with (
+            _zaptec_client(base_url, retries) as client,
+            _page_progress(not as_json) as on_page,
+        ):
             result = sync_zaptec(
                 con,
                 client,
@@ -260,6 +272,7 @@ def ingest_prices(
     Example: zapanalytics ingest prices --db out/zap.duckdb --area NO1 --from 2025-03-01 --to 2025-03-31 --source data/sample
     """
     from zapanalytics.ingest.prices import load_prices
+    from zapanalytics.schemas import PRICE_AREAS
 
     if area not in PRICE_AREAS:
         raise UserError(f"--area must be one of {', '.join(PRICE_AREAS)}, not {area!r}")
@@ -417,7 +430,7 @@ def _print_differences(table: Any, summary: dict[str, int]) -> None:
         return
     view = Table(title="Differences (portal − store)")
     for column in differences.columns:
-        view.add_column(column)
+        view.add_column(column, overflow="fold")
     for row in differences.head(200).iter_rows():
         # Text, not markup: user and charger names are data, never rich markup.
         view.add_row(*(Text("" if value is None else str(value)) for value in row))

@@ -148,28 +148,46 @@ def send(
 
 @ingest_app.command("ocpp")
 def ingest_ocpp(
-    spool: Path = typer.Option(..., "--spool", help="Spool directory written by `ocpp serve`."),
+    spool: Path = typer.Option(None, "--spool", help="Spool directory written by `ocpp serve`."),
     db: Path = typer.Option(..., "--db", help="DuckDB store file (created if missing)."),
-    batch_mb: float = typer.Option(8.0, "--batch-mb", help="Spool megabytes per batch."),
+    logs: Path = typer.Option(
+        None, "--logs", help="Instead of a spool: a directory of OCPP message logs (*.jsonl)."
+    ),
+    batch_mb: float = typer.Option(64.0, "--batch-mb", help="Spool megabytes per batch."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
 ) -> None:
     """Load new spool lines into meter_values, sessions, charger_states and chargers.
 
     Safe to run while the server is writing, and to repeat: loaded lines are skipped.
+    With --logs, message logs (firmware_ref's ocpp/<ChargePointId>.jsonl) are read
+    through a temporary spool; loading them again changes nothing in the store.
 
     Example: zapanalytics ingest ocpp --spool spool/ --db out/zap.duckdb
     """
-    from zapanalytics.ingest.ocpp_load import load_spool
+    import tempfile
+
+    from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
     from zapanalytics.ingest.spool import SpoolError
     from zapanalytics.store import open_store
 
-    if not spool.is_dir():
+    if (spool is None) == (logs is None):
+        raise UserError("give exactly one of --spool DIR or --logs DIR")
+    if spool is not None and not spool.is_dir():
         raise UserError(f"no such spool directory: {spool}")
+    if logs is not None and not sorted(logs.glob("*.jsonl")):
+        raise UserError(f"no OCPP message logs (*.jsonl) in {logs}")
     if batch_mb <= 0:
         raise UserError("--batch-mb must be positive")
     con = open_store(db)
     try:
-        report = load_spool(con, spool, batch_bytes=int(batch_mb * 1024 * 1024))
+        with tempfile.TemporaryDirectory(prefix="ocpp-logs-") as scratch:
+            if logs is not None:
+                spool = Path(scratch) / "spool"
+                try:
+                    spool_from_message_logs(sorted(logs.glob("*.jsonl")), spool)
+                except (ValueError, KeyError, TypeError, IndexError) as exc:
+                    raise UserError(f"cannot read the message logs in {logs}: {exc}") from None
+            report = load_spool(con, spool, batch_bytes=int(batch_mb * 1024 * 1024))
     except SpoolError as exc:
         raise UserError(str(exc)) from None
     finally:

@@ -124,7 +124,7 @@ def read_meter_values(lines: list[bytes]) -> tuple[pl.DataFrame, list[int]]:
         decoded.select("_record", "charge_point_id", mv=pl.col("payload").struct.field("meterValue"))
         .explode("mv")
         .filter(pl.col("mv").is_not_null())
-        .with_columns(_mv=pl.int_range(pl.len()).over("_record"))
+        .with_row_index("_mv")  # a global index keeps each record's meterValue order
         .select(
             "_record", "charge_point_id", "_mv",
             ts_text=pl.col("mv").struct.field("timestamp"),
@@ -137,109 +137,119 @@ def read_meter_values(lines: list[bytes]) -> tuple[pl.DataFrame, list[int]]:
         | pl.col("samples").is_null()
     )["_record"]
     samples = (
-        meter_values.select("_record", "_mv", sv=pl.col("samples"))
+        meter_values.lazy()
+        .select("_record", "_mv", sv=pl.col("samples"))
         .explode("sv")
         .filter(pl.col("sv").is_not_null())
-        .with_columns(_sv=pl.int_range(pl.len()).over("_record", "_mv"))
         .unnest("sv")
         .filter(pl.col("format").is_null() | (pl.col("format") != "SignedData"))
         .with_columns(
             measurand=pl.col("measurand").fill_null("Energy.Active.Import.Register"),
             phase_index=pl.col("phase").replace_strict(_PHASES, default=None, return_dtype=pl.Int8),
-            priority=pl.when(pl.col("location").is_null() | (pl.col("location") == "Outlet")).then(0)
+            electrical=pl.when(pl.col("location").is_null() | (pl.col("location") == "Outlet")).then(0)
             .when(pl.col("location") == "Inlet").then(1)
             .otherwise(None).cast(pl.Int8),
         )
+        .with_columns(_sample_columns())
+        .filter(pl.col("column").is_not_null())
+        .collect()
     )
-    pieces = []
-    for measurand, (column, units) in _TOTAL_COLUMNS.items():
-        pieces.append(
-            samples.filter((pl.col("measurand") == measurand) & pl.col("priority").is_not_null())
-            .with_columns(column=pl.lit(column), factor=_unit_factor(units), kind=pl.lit("total"))
-        )
-    for measurand, prefix, units in (("Current.Import", "current", {None: 1.0, "A": 1.0}),
-                                     ("Voltage", "voltage", {None: 1.0, "V": 1.0})):
-        suffix = "a" if prefix == "current" else "v"
-        pieces.append(
-            samples.filter(
-                (pl.col("measurand") == measurand) & pl.col("priority").is_not_null()
-                & pl.col("phase_index").is_not_null()
-            ).with_columns(
-                column=pl.format(f"{prefix}_l{{}}_{suffix}", pl.col("phase_index")),
-                factor=_unit_factor(units), kind=pl.lit("pick"),
-            )
-        )
-    temperature = samples.filter(pl.col("measurand") == "Temperature").with_columns(
-        column=pl.lit("temperature_c"),
-        factor=pl.when(pl.col("unit").is_null() | pl.col("unit").is_in(["Celsius", "Fahrenheit", "K"]))
-        .then(pl.lit(1.0)).otherwise(None),
-        kind=pl.lit("pick"),
-        priority=pl.when(pl.col("location").is_null() | (pl.col("location") == "Body")).then(0).otherwise(1)
-        .cast(pl.Int8),
-    )
-    relevant = pl.concat([*pieces, temperature], how="vertical")
-    unreadable = relevant.filter(
+    unreadable = samples.filter(
         pl.col("factor").is_null() | pl.col("value").is_null() | ~pl.col("value").str.contains(_NUMBER)
     )["_record"]
     slow = set(bad_time.to_list()) | set(unreadable.to_list()) | set(missing.to_list())
 
     number = pl.col("value").cast(pl.Float64)
-    readings = relevant.filter(~pl.col("_record").is_in(list(slow))).with_columns(
+    readings = samples.lazy().filter(~pl.col("_record").is_in(sorted(slow))).with_columns(
         reading=pl.when(pl.col("column") != "temperature_c").then(number * pl.col("factor"))
         .when(pl.col("unit") == "Fahrenheit").then((number - 32.0) * 5.0 / 9.0)
         .when(pl.col("unit") == "K").then(number - 273.15)
         .otherwise(number)
     )
-    picks = (
-        readings.filter((pl.col("kind") == "pick") | pl.col("phase").is_null())
-        .sort("_record", "_mv", "column", "priority", "_sv")
-        .group_by("_record", "_mv", "column", maintain_order=True)
-        .agg(pl.col("reading").first())
-    )
-    phased = (
-        readings.filter((pl.col("kind") == "total") & pl.col("phase_index").is_not_null())
-        .sort("_record", "_mv", "column", "phase_index", "_sv")
-        .group_by("_record", "_mv", "column", "phase_index", maintain_order=True)
-        .agg(pl.col("reading").first())
-        .pivot(on="phase_index", index=["_record", "_mv", "column"], values="reading")
-    )
-    for phase in ("1", "2", "3"):
-        if phase not in phased.columns:
-            phased = phased.with_columns(pl.lit(None, pl.Float64).alias(phase))
-    p1, p2, p3 = (pl.col(p) for p in ("1", "2", "3"))
-    any_phase = p1.is_not_null() | p2.is_not_null() | p3.is_not_null()
-    phase_total = (
-        phased.select(
-            "_record", "_mv", "column",
-            phase_reading=pl.when(pl.col("column") == "current_offered_a").then(pl.max_horizontal(p1, p2, p3))
-            .when(any_phase).then((p1.fill_null(0.0) + p2.fill_null(0.0)) + p3.fill_null(0.0))
-            .otherwise(None),
-        )
-    )
-    values = (
-        picks.join(phase_total, on=["_record", "_mv", "column"], how="full", coalesce=True)
-        .select("_record", "_mv", "column", value=pl.coalesce("reading", "phase_reading"))
-    )
-    wide = values.pivot(on="column", index=["_record", "_mv"], values="value")
-    for column in METER_COLUMNS:
-        if column not in wide.columns:
-            wide = wide.with_columns(pl.lit(None, pl.Float64).alias(column))
-    kept = meter_values.filter(~pl.col("_record").is_in(list(slow))).select(
+    wide = _wide_columns(readings.collect())
+    kept = meter_values.filter(~pl.col("_record").is_in(sorted(slow))).select(
         "_record", "charge_point_id", "_mv", "ts_utc"
     )
-    combined = (
-        kept.join(wide, on=["_record", "_mv"], how="left")
-        .sort("_record", "_mv")
-        .group_by("_record", "ts_utc", maintain_order=True)
-        .agg(
+    rows = kept.join(wide, on="_mv", how="left").sort("_mv")
+    if rows.select(pl.struct("_record", "ts_utc").is_duplicated().any()).item():
+        # Samples of one record that share a timestamp: the first value of a column wins.
+        rows = rows.group_by("_record", "ts_utc", maintain_order=True).agg(
             pl.col("charge_point_id").first(),
             *(pl.col(c).drop_nulls().first().alias(c) for c in METER_COLUMNS),
         )
-        .filter(pl.any_horizontal(pl.col(c).is_not_null() for c in METER_COLUMNS))
-        .select("_record", "charge_point_id", "ts_utc", *(pl.col(c).cast(pl.Float64) for c in METER_COLUMNS))
+    combined = rows.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in METER_COLUMNS)).select(
+        "_record", "charge_point_id", "ts_utc", *(pl.col(c).cast(pl.Float64) for c in METER_COLUMNS)
     )
     read = set(decoded["_record"].to_list()) - slow
     return combined, [i for i in everything if i not in read]
+
+
+def _sample_columns() -> list[pl.Expr]:
+    """Per sample: target column, unit factor, kind (phase total or pick) and priority."""
+    measurand, phase_index = pl.col("measurand"), pl.col("phase_index")
+    electrical = pl.col("electrical").is_not_null()
+    column = pl.when(False).then(pl.lit(None, pl.String))
+    factor = pl.when(False).then(pl.lit(None, pl.Float64))
+    for name, (target, units) in _TOTAL_COLUMNS.items():
+        chosen = (measurand == name) & electrical
+        column = column.when(chosen).then(pl.lit(target))
+        factor = factor.when(chosen).then(_unit_factor(units))
+    for name, prefix, units in (("Current.Import", "current_l{}_a", {None: 1.0, "A": 1.0}),
+                                ("Voltage", "voltage_l{}_v", {None: 1.0, "V": 1.0})):
+        chosen = (measurand == name) & electrical & phase_index.is_not_null()
+        column = column.when(chosen).then(pl.format(prefix, phase_index))
+        factor = factor.when(chosen).then(_unit_factor(units))
+    temperature = measurand == "Temperature"
+    column = column.when(temperature).then(pl.lit("temperature_c")).otherwise(None)
+    factor = factor.when(temperature).then(
+        pl.when(pl.col("unit").is_null() | pl.col("unit").is_in(["Celsius", "Fahrenheit", "K"])).then(1.0)
+    ).otherwise(None)
+    priority = (
+        pl.when(temperature)
+        .then(pl.when(pl.col("location").is_null() | (pl.col("location") == "Body")).then(0).otherwise(1))
+        .otherwise(pl.col("electrical"))
+        .cast(pl.Int8)
+    )
+    total = measurand.is_in(list(_TOTAL_COLUMNS))
+    return [column.alias("column"), factor.alias("factor"), priority.alias("priority"), total.alias("total")]
+
+
+def _wide_columns(readings: pl.DataFrame) -> pl.DataFrame:
+    """One value per meter column and meterValue (``_mv``), mirroring ``sampled_values_row``.
+
+    A pick is the phase-less value (any value for per-phase and temperature columns) from
+    the most trusted location, the first one on ties; a total without a pick is the sum of
+    the first L1, L2 and L3 values (their maximum for the offered current).
+    """
+    pickable = readings.filter(~pl.col("total") | pl.col("phase").is_null())
+    picks = (
+        pickable.sort("_mv", "column", "priority", maintain_order=True)
+        .unique(subset=["_mv", "column"], keep="first", maintain_order=True)
+        .select("_mv", "column", value=pl.col("reading"))
+    )
+    phased = readings.filter(pl.col("total") & pl.col("phase_index").is_not_null())
+    long = picks
+    if phased.height:
+        firsts = (
+            phased.unique(subset=["_mv", "column", "phase_index"], keep="first", maintain_order=True)
+            .pivot(on="phase_index", index=["_mv", "column"], values="reading")
+        )
+        p1, p2, p3 = (
+            pl.col(str(i)) if str(i) in firsts.columns else pl.lit(None, pl.Float64) for i in (1, 2, 3)
+        )
+        present = p1.is_not_null() | p2.is_not_null() | p3.is_not_null()
+        totals = firsts.select(
+            "_mv", "column",
+            value=pl.when(pl.col("column") == "current_offered_a").then(pl.max_horizontal(p1, p2, p3))
+            .when(present).then((p1.fill_null(0.0) + p2.fill_null(0.0)) + p3.fill_null(0.0)),
+        )
+        # A pick wins over the phase total of the same column.
+        long = pl.concat([picks, totals.join(picks, on=["_mv", "column"], how="anti")])
+    if long.height == 0:
+        return pl.DataFrame(schema={"_mv": pl.UInt32, **{c: pl.Float64 for c in METER_COLUMNS}})
+    wide = long.pivot(on="column", index="_mv", values="value")
+    missing = [pl.lit(None, pl.Float64).alias(c) for c in METER_COLUMNS if c not in wide.columns]
+    return wide.with_columns(missing) if missing else wide
 
 
 def _empty() -> pl.DataFrame:

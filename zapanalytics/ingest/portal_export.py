@@ -281,11 +281,11 @@ def _read_table(path: Path) -> list[list[Any]]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         text = path.read_bytes().decode("cp1252")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=";,\t")
-    except csv.Error:
-        dialect = csv.excel
-    return [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
+    # The header decides the delimiter: Norwegian exports use ';' with decimal commas.
+    header = text.split("\n", 1)[0]
+    delimiter = max(";,\t", key=header.count)
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    return [row for row in rows if any(c.strip() for c in row)]
 
 
 def _header_map(header: Sequence[Any]) -> dict[str, int]:

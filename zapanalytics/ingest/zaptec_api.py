@@ -6,9 +6,9 @@ open clients learned the hard way:
 * **Authentication**: OAuth password grant at ``POST /oauth/token``. The token is renewed
   shortly before ``expires_in`` runs out, and a 401 on any call triggers exactly one
   re-login and one retry of that call.
-* **Rate limit**: never more than 10 requests in any one-second window (Zaptec allows
-  10 requests/s per user and answers 429 above it). A sliding-window limiter shared by all
-  threads using the client enforces it, with a small margin for network jitter.
+* **Rate limit**: never more than 10 requests in any one-second window as the server
+  counts them (Zaptec allows 10 requests/s per user and answers 429 above it). A
+  sliding-window limiter shared by all threads using the client enforces it.
 * **Retries**: 429, 502, 503 and 504 are retried for any method, 500 for GET only, and
   transport errors for GET (and for POST only when the request never left). The wait honours
   ``Retry-After`` and otherwise backs off exponentially with jitter. When the budget is
@@ -31,7 +31,6 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -135,12 +134,16 @@ class RetryPolicy:
 
 
 class SlidingWindowLimiter:
-    """Admit at most ``max_requests`` in any window of ``period_s`` seconds (thread-safe).
+    """Keep at most ``max_requests`` requests in any window of ``period_s`` seconds, as the
+    server sees them (thread-safe).
 
-    A token bucket allows a burst right after an idle period that, seen from the server,
-    can exceed the per-second limit in a one-second window; a log of the last
-    ``max_requests`` send times cannot. ``margin_s`` widens the window to absorb the
-    difference between when a request is sent and when the server stamps it.
+    A request occupies its slot from when it is sent until ``period_s`` after its response
+    arrived. The server stamps a request somewhere between those two moments, so however
+    long a request waits in a thread or on the network, no ``max_requests + 1`` requests
+    can reach the server within one period. (A token bucket, or a log of send times, cannot
+    promise that when a request is delayed after it was counted.)
+
+    Use :meth:`acquire` before sending and :meth:`release` once the response is read.
     """
 
     def __init__(
@@ -148,7 +151,7 @@ class SlidingWindowLimiter:
         max_requests: int = ZAPTEC_REQUESTS_PER_SECOND,
         period_s: float = 1.0,
         *,
-        margin_s: float = 0.05,
+        margin_s: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -156,23 +159,38 @@ class SlidingWindowLimiter:
             raise ValueError("max_requests must be at least 1")
         self.max_requests = max_requests
         self.window_s = period_s + margin_s
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
+        self._slots: list[list[float | None]] = []
+        self._cond = threading.Condition()
         self._clock = clock
         self._sleep = sleep
 
-    def acquire(self) -> None:
-        """Block until one more request fits in the window, then claim it."""
-        with self._lock:
+    def acquire(self) -> list[float | None]:
+        """Block until one more request fits, then claim a slot for it."""
+        with self._cond:
             while True:
                 now = self._clock()
-                while self._sent and now - self._sent[0] >= self.window_s:
-                    self._sent.popleft()
-                if len(self._sent) < self.max_requests:
-                    self._sent.append(now)
-                    return
-                # A floor keeps float rounding from stalling the loop on a zero wait.
-                self._sleep(max(self._sent[0] + self.window_s - now, 1e-4))
+                self._slots = [s for s in self._slots if s[1] is None or now - s[1] < self.window_s]
+                if len(self._slots) < self.max_requests:
+                    slot: list[float | None] = [now, None]
+                    self._slots.append(slot)
+                    return slot
+                finished = sorted(s[1] for s in self._slots if s[1] is not None)
+                needed = len(self._slots) - self.max_requests + 1
+                if len(finished) >= needed:
+                    # A floor keeps float rounding from stalling the loop on a zero wait.
+                    wait = max(finished[needed - 1] + self.window_s - now, 1e-4)
+                    if len(finished) == len(self._slots):
+                        self._sleep(wait)
+                    else:
+                        self._cond.wait(wait)
+                else:
+                    self._cond.wait()  # until a request in flight gets its response
+
+    def release(self, slot: list[float | None]) -> None:
+        """Mark the request of ``slot`` answered (or failed)."""
+        with self._cond:
+            slot[1] = self._clock()
+            self._cond.notify_all()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -330,12 +348,15 @@ class ZaptecClient:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one attempt through the limiter. Raises httpx.TransportError as is."""
-        self.limiter.acquire()
+        slot = self.limiter.acquire()
         with self._count_lock:
             self.requests_sent += 1
-        return self._http.request(
-            method, path, params=params, json=json_body, data=form, headers=headers
-        )
+        try:
+            return self._http.request(
+                method, path, params=params, json=json_body, data=form, headers=headers
+            )
+        finally:
+            self.limiter.release(slot)
 
     def _with_retries(
         self, method: str, path: str, attempt: Callable[[], httpx.Response]

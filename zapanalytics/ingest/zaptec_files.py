@@ -111,6 +111,34 @@ def admit_chargehistory_page(
     )
 
 
+def _keep_latest_observation(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Resolve observations that share (charger, time, state id) within one stream batch.
+
+    A state stream is ordered: when two values of one state arrive stamped with the same
+    millisecond, the later one is the state the charger settled in. The earlier one is
+    quarantined (not dropped) with that explanation.
+    """
+    latest: dict[tuple, int] = {}
+    for position, row in enumerate(rows):
+        latest[(row["charger_id"], row["ts_utc"], row["state_id"])] = position
+    if len(latest) == len(rows):
+        return rows, []
+    keep = set(latest.values())
+    superseded = [
+        Rejection(
+            row["_record"],
+            "charger_states",
+            f"charger_states: superseded by a later observation of state {row['state_id']} "
+            f"for charger {row['charger_id']} at the same time {row['ts_utc'].isoformat()}",
+        )
+        for position, row in enumerate(rows)
+        if position not in keep
+    ]
+    return [row for position, row in enumerate(rows) if position in keep], superseded
+
+
 def admit_observations(
     run: IngestRun,
     lines: Iterable[str | bytes],
@@ -129,6 +157,8 @@ def admit_observations(
 
     def flush() -> None:
         nonlocal raw, rows, rejected
+        rows, superseded = _keep_latest_observation(rows)
+        rejected.extend(superseded)
         if raw:
             counts.__iadd__(
                 run.admit(
@@ -200,7 +230,11 @@ def ingest_zaptec_dump(
         only_installation = installation_ids[0] if len(installation_ids) == 1 else None
         chargers_path = base / "chargers.json"
         if chargers_path.exists():
-            items = _envelope_items(load_json_text(chargers_path.read_bytes(), chargers_path.name))
+            document = load_json_text(chargers_path.read_bytes(), chargers_path.name)
+            try:
+                items = _envelope_items(document)
+            except RecordError as exc:
+                raise RecordError(chargers_path.name, str(exc)) from None
             admit_chargers(run, items, installation_id=only_installation)
         for page in _pages(base / "chargehistory"):
             admit_chargehistory_page(run, page.read_bytes(), installation_id=only_installation)

@@ -34,7 +34,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from firmware_ref.grid import LINE_VOLTAGE_UNIT, is_neutral_network, parse_phase_rotation
+from firmware_ref.grid import (
+    CYCLIC_ROTATIONS,
+    LINE_VOLTAGE_UNIT,
+    is_neutral_network,
+    parse_phase_rotation,
+)
 from zapanalytics.replay.intervals import UTC_DTYPE, combine_steps, hold_steps, sum_over_keys
 from zapanalytics.store import queries
 
@@ -118,7 +123,8 @@ class Recording:
     installation : InstallationInfo
         Site facts.
     chargers : polars.DataFrame
-        ``charger_id, phase_rotation, min_current_a, max_current_a, circuit_id``.
+        ``charger_id, name, phase_rotation, min_current_a, max_current_a, circuit_id,
+        phase_rotation_source``.
     sessions : polars.DataFrame
         Non-void sessions: ``session_id, charger_id, user_id, user_name, start_utc`` (the
         authorisation), ``end_utc`` (unplugged), ``energy_kwh``, and derived from the steps
@@ -298,8 +304,8 @@ def build_recording(
     installation : InstallationInfo
         Site facts.
     chargers : polars.DataFrame
-        ``charger_id`` and optionally ``phase_rotation, min_current_a, max_current_a,
-        circuit_id``.
+        ``charger_id`` and optionally ``name, phase_rotation, min_current_a,
+        max_current_a, circuit_id``.
     sessions : polars.DataFrame
         ``session_id, charger_id, start_utc, end_utc`` and optionally ``user_id,
         user_name, energy_kwh, is_void``.
@@ -428,15 +434,23 @@ def with_inferred_rotations(
     The cloud API does not report a charger's phase rotation, but a single-phase charge
     shows it: the terminal carrying the current (507-509) and the supply line the allocation
     names (519 SetPhases) must be wired together. Installers rotate chargers cyclically
-    (``RST``, ``STR``, ``TRS``) so that three-phase loads stay in positive sequence; the one
-    cyclic rotation wiring that terminal to that line is taken (the most frequent one when
-    charges disagree). Chargers without such a charge keep ``RST``. Adds
-    ``phase_rotation_inferred``.
+    (``RST``, ``STR``, ``TRS``) so three-phase loads stay in positive sequence, and one step
+    per charge point so single-phase loads spread (DEFA, Zaptec); so:
+
+    1. ``observed``: the cyclic rotation wiring that terminal to that line (the one seen
+       longest when charges disagree);
+    2. ``pattern``: for chargers never seen charging on one phase, the one-step-per-charger
+       sequence in the order of their names (per circuit), when it explains every observed
+       rotation (at least three);
+    3. ``default``: ``RST`` otherwise (exact for three-phase charges on any cyclic rotation).
+
+    Adds ``phase_rotation_source`` (``store``, ``observed``, ``pattern``, ``default``).
     """
-    unknown = chargers.filter(pl.col("phase_rotation").is_null())["charger_id"].to_list()
     chargers = chargers.with_columns(
-        pl.col("phase_rotation").is_null().alias("phase_rotation_inferred")
-    )
+        pl.when(pl.col("phase_rotation").is_not_null()).then(pl.lit("store"))
+        .otherwise(pl.lit(None, dtype=pl.String)).alias("phase_rotation_source")
+    )  # fmt: skip
+    unknown = chargers.filter(pl.col("phase_rotation").is_null())["charger_id"].to_list()
     if not unknown:
         return chargers
     neutral = is_neutral_network(network_type)
@@ -454,19 +468,44 @@ def with_inferred_rotations(
         terminal = active.index(True)
         if not neutral and not active[(terminal + 1) % 3]:
             terminal = 2  # the pair L3-L1 starts at terminal L3
-        shift = (lines[0] - terminal) % 3
-        rotation = ("RST", "STR", "TRS")[shift]
+        rotation = CYCLIC_ROTATIONS[(lines[0] - terminal) % 3]
         seconds = (row["end_utc"] - row["start_utc"]).total_seconds()
         tally = votes.setdefault(row["charger_id"], {})
         tally[rotation] = tally.get(rotation, 0.0) + seconds
-    chosen = {cid: max(tally, key=tally.get) for cid, tally in votes.items()}
+    observed = {cid: max(tally, key=tally.get) for cid, tally in votes.items()}
+    patterned = _rotation_pattern(chargers, observed)
+    chosen = {**patterned, **observed}
+    source = {cid: ("observed" if cid in observed else "pattern") for cid in chosen}
     return chargers.with_columns(
         pl.coalesce(
             pl.col("phase_rotation"),
             pl.col("charger_id").replace_strict(chosen, default=None, return_dtype=pl.String),
             pl.lit("RST"),
-        ).alias("phase_rotation")
+        ).alias("phase_rotation"),
+        pl.coalesce(
+            pl.col("phase_rotation_source"),
+            pl.col("charger_id").replace_strict(source, default=None, return_dtype=pl.String),
+            pl.lit("default"),
+        ).alias("phase_rotation_source"),
     )
+
+
+def _rotation_pattern(chargers: pl.DataFrame, observed: dict[str, str]) -> dict[str, str]:
+    """Rotations one step apart per charger in name order, if they explain what was seen."""
+    known = {**observed, **dict(zip(chargers["charger_id"], chargers["phase_rotation"],
+                                    strict=True))}  # fmt: skip
+    known = {k: v for k, v in known.items() if v is not None}
+    ordered = chargers.sort(
+        pl.col("circuit_id").fill_null(""), pl.col("name").fill_null(""), "charger_id"
+    )["charger_id"].to_list()
+    seen = [(i, known[c]) for i, c in enumerate(ordered) if known.get(c) in CYCLIC_ROTATIONS]
+    if len(seen) < 3:
+        return {}
+    for offset in range(3):
+        if all(CYCLIC_ROTATIONS[(i + offset) % 3] == r for i, r in seen):
+            return {c: CYCLIC_ROTATIONS[(i + offset) % 3] for i, c in enumerate(ordered)
+                    if c not in known}  # fmt: skip
+    return {}
 
 
 def _rotation_lines(rotations: pl.Series) -> np.ndarray:
@@ -507,6 +546,7 @@ def _normalise_chargers(
     ids = pl.concat([chargers.select("charger_id"), *seen]).unique().sort("charger_id")
     frame = ids.join(chargers, on="charger_id", how="left")
     defaults = {
+        "name": pl.lit(None, dtype=pl.String),
         "phase_rotation": pl.lit(None, dtype=pl.String),
         "min_current_a": pl.lit(6.0),
         "max_current_a": pl.lit(32.0),
@@ -695,7 +735,7 @@ def load_recording(
     try:
         chargers = queries.frame(
             con,
-            "SELECT c.charger_id, c.phase_rotation, c.min_current_a, c.max_current_a,"
+            "SELECT c.charger_id, c.name, c.phase_rotation, c.min_current_a, c.max_current_a,"
             " c.circuit_id FROM chargers c JOIN _replay_chargers USING (charger_id)",
         )
         sessions = queries.frame(

@@ -191,12 +191,15 @@ def simulate_sessions(
     charger_max = chargers["max_current_a"].to_list()
     end_s = end_s if end_s is not None else max((r["departure_s"] for r in rows), default=0.0)
 
-    plugged = np.full(n, np.nan)
-    first_current = np.full(n, np.nan)
-    full_at = np.full(n, np.nan)
-    delivered_wh = np.zeros(n)
+    # Per-session state as plain lists: the loop touches one element at a time.
+    nan = float("nan")
+    plugged = [nan] * n
+    first_current = [nan] * n
+    full_at = [nan] * n
+    delivered_wh = [0.0] * n
     assigned: list[str | None] = [None] * n
-    need_wh = np.array([max(0.0, float(r["energy_requested_kwh"] or 0.0)) * 1000.0 for r in rows])
+    need_wh = [max(0.0, float(r["energy_requested_kwh"] or 0.0)) * 1000.0 for r in rows]
+    watts = {p: watts_per_amp(p, network_type, voltage_v) for p in (0, 1, 2, 3)}
 
     heap: list[tuple[float, int, int, int]] = []
     for k, r in enumerate(rows):
@@ -210,9 +213,9 @@ def simulate_sessions(
     queue: deque[int] = deque()
     on_charger: dict[int, int] = {}  # charger position -> session
     demands: dict[int, object] = {}  # session -> ChargerDemand (active, wants current)
-    power_w = np.zeros(n)
-    since = np.zeros(n)
-    token = np.zeros(n, dtype=np.int64)
+    power_w = [0.0] * n
+    since = [0.0] * n
+    token = [0] * n
     available = tuple(float(x) for x in limits.available_a[0])
     state: AllocatorState | None = None
     wakes: set[float] = set()
@@ -305,19 +308,19 @@ def simulate_sessions(
         total_power = 0.0
         for s in order:
             alloc = result.allocations[assigned[s]]
+            power = alloc.current_a * watts[alloc.phases]
+            total_power += power
+            if power == power_w[s]:
+                continue  # still drawing the same: its "full" event stands
             integrate(s, t)
-            power = float(alloc.current_a) * watts_per_amp(
-                int(alloc.phases), network_type, voltage_v
-            )
             power_w[s] = power
             token[s] += 1
-            total_power += power
             if power > 0.0:
-                if math.isnan(first_current[s]):
+                if first_current[s] != first_current[s]:
                     first_current[s] = t
                 remaining = need_wh[s] - delivered_wh[s]
                 heapq.heappush(heap, (t + max(remaining, 0.0) / power * 3600.0, _FULL, s,
-                                      int(token[s])))  # fmt: skip
+                                      token[s]))  # fmt: skip
         load_t.append(t)
         load_lines.append(result.line_currents_a)
         load_power.append(total_power)
@@ -332,8 +335,10 @@ def simulate_sessions(
 
     for k in list(demands):
         release(k, min(end_s, rows[k]["departure_s"]))
-    outcome = _session_outcome(sessions, rows, assigned, plugged, first_current, full_at,
-                               delivered_wh, need_wh)  # fmt: skip
+    outcome = _session_outcome(
+        sessions, rows, assigned, np.asarray(plugged), np.asarray(first_current),
+        np.asarray(full_at), np.asarray(delivered_wh), np.asarray(need_wh),
+    )  # fmt: skip
     return outcome, _load_frame(load_t, load_lines, load_power, end_s)
 
 

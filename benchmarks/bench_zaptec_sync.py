@@ -1,0 +1,261 @@
+"""B1 (Zaptec part): sync a year of 100 chargers from the local Zaptec fake into DuckDB.
+
+Data: ``firmware_ref``'s simulator (a 100-charger co-op, one year, 15-minute EnergyDetails),
+written as a Zaptec API dump and served by :class:`zapanalytics.testing.zaptec_fake.ZaptecFake`
+over real HTTP on 127.0.0.1. ``--generator synthetic`` uses the package's own generator
+instead (1.1 sessions per charger and day, ≈ 40 k sessions).
+
+Runs, each into a fresh store, through the whole path (HTTP, JSON, mapping, pandera
+validation, quarantine checks, upsert, sync cursor):
+
+* **capped**: the fake enforces Zaptec's 10 requests/s (429 above) and the client keeps to it.
+  With ``PageSize`` 100 the charge history alone is hundreds of pages, so the cap bounds the
+  wall time (≈ pages / 10 s); this is what a user sees against the real cloud at best.
+* **uncapped**: no limit on either side, to measure our own throughput.
+* **limit** (comparator): DuckDB loading the same ``sessions`` and ``energy_details`` rows
+  from Parquet with no validation, the fastest a load of these rows can be.
+
+Prints requests/s and rows/s of each, and the store's row counts (which must agree).
+
+Run: ``.venv/bin/python -m benchmarks.bench_zaptec_sync [--quick] [--repeats N] [--generator synthetic]``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import Result, alternate, argument_parser, emit, peak_rss_mb, reset_peak_rss
+from zapanalytics.ingest.zaptec_api import ZaptecClient
+from zapanalytics.ingest.zaptec_sync import sync_zaptec
+from zapanalytics.store import open_store
+from zapanalytics.testing.zaptec_fake import FakeData, ZaptecFake
+
+USERNAME, PASSWORD = "bench@example.org", "bench-password"
+CHARGERS = 100
+STORED_TABLES = ("installations", "chargers", "sessions", "energy_details", "charger_states")
+
+
+def simulated_account(days: int, workdir: Path) -> tuple[FakeData, str]:
+    """A year of a 100-charger co-op from firmware_ref, as the fake's account."""
+    from firmware_ref.formats.zaptec_api import write_zaptec_api
+    from firmware_ref.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        kind="coop",
+        n_chargers=CHARGERS,
+        main_fuse_a=250.0,
+        days=days,
+        start=dt.date(2025, 1, 1),
+        sign_ocmf=False,  # signing costs ~0.2 ms a record and does not change the sync
+    )
+    result = simulate(config, 1)
+    write_zaptec_api(result, workdir, page_size=100)
+    base = workdir / "zaptec"
+    observations = []
+    # /state serves the latest value per observation: the last two days are plenty.
+    cutoff = (result.installation["end_utc"] - dt.timedelta(days=2)).strftime("%Y-%m-%dT%H")
+    with (base / "observations.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            item = json.loads(line)
+            if item["Timestamp"][:13] >= cutoff:
+                observations.append(item)
+    sessions = []
+    for page in sorted((base / "chargehistory").glob("page_*.json")):
+        sessions.extend(json.loads(page.read_text("utf-8"))["Data"])
+    data = FakeData(
+        constants=json.loads((base / "constants.json").read_text("utf-8")),
+        installations=[json.loads(p.read_text("utf-8")) for p in base.glob("installation_*.json")],
+        chargers=json.loads((base / "chargers.json").read_text("utf-8"))["Data"],
+        sessions=sessions,
+        observations=observations,
+    )
+    return data, f"firmware_ref.simulate coop, {CHARGERS} chargers × {days} d"
+
+
+def synthetic(days: int) -> tuple[FakeData, str]:
+    from zapanalytics.testing.zaptec_synthetic import synthetic_account
+
+    data = synthetic_account(
+        chargers=CHARGERS, days=days, start=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), seed=1
+    )
+    return data, f"synthetic, {CHARGERS} chargers × {days} d"
+
+
+def row_counts(con) -> dict[str, int]:
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in STORED_TABLES}  # noqa: S608
+
+
+def run_sync(data: FakeData, workdir: Path, *, capped: bool, name: str) -> dict:
+    """One full sync into a fresh store; wall time, requests and rows."""
+    db = workdir / f"{name}.duckdb"
+    db.unlink(missing_ok=True)
+    with ZaptecFake(
+        data, username=USERNAME, password=PASSWORD, rate_limit=10 if capped else None
+    ) as fake:
+        con = open_store(db)
+        client = ZaptecClient(
+            USERNAME,
+            PASSWORD,
+            base_url=fake.base_url,
+            requests_per_second=10 if capped else 100_000,
+        )
+        try:
+            began = time.perf_counter()
+            result = sync_zaptec(
+                con, client, now=lambda: dt.datetime(2026, 1, 2, tzinfo=dt.UTC), pages_per_batch=10
+            )
+            wall = time.perf_counter() - began
+            counts = row_counts(con)
+        finally:
+            client.close()
+            con.close()
+        log = list(fake.log)
+    return {
+        "wall_s": wall,
+        "requests": len(log),
+        "rejected_429": sum(r.status == 429 for r in log),
+        "max_per_second": fake.max_requests_per_second(),
+        "pages": result.history_pages,
+        "quarantined": result.counts.rows_quarantined,
+        "rows": sum(counts.values()),
+        "counts": counts,
+    }
+
+
+def export_parquet(db: Path, workdir: Path) -> dict[str, Path]:
+    con = open_store(db)
+    paths = {}
+    try:
+        for table in ("sessions", "energy_details"):
+            paths[table] = workdir / f"{table}.parquet"
+            con.execute(f"COPY {table} TO '{paths[table]}' (FORMAT parquet)")  # noqa: S608
+    finally:
+        con.close()
+    return paths
+
+
+def parquet_limit(paths: dict[str, Path], workdir: Path) -> int:
+    """Load the rows from Parquet into a fresh store with no validation; rows loaded."""
+    db = workdir / "limit.duckdb"
+    db.unlink(missing_ok=True)
+    con = open_store(db)
+    try:
+        loaded = 0
+        for table, path in paths.items():
+            con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet('{path}')")  # noqa: S608
+            loaded += con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
+        return loaded
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--generator", choices=("firmware_ref", "synthetic"), default=None)
+    parser.set_defaults(repeats=3)
+    args = parser.parse_args(argv)
+    days = 14 if args.quick else 365
+    with tempfile.TemporaryDirectory(prefix="bench_zaptec_") as tmp:
+        workdir = Path(tmp)
+        began = time.perf_counter()
+        if args.generator == "synthetic":
+            data, described = synthetic(days)
+        else:
+            try:
+                data, described = simulated_account(days, workdir)
+            except ImportError:
+                data, described = synthetic(days)
+        sessions = len(data.sessions)
+        details = sum(len(s.item.get("EnergyDetails") or []) for s in data.sessions)
+        print(
+            f"{described}: {sessions:,} sessions, {details:,} EnergyDetails "
+            f"(made in {time.perf_counter() - began:.1f} s)"
+        )
+
+        reset_peak_rss()
+        capped = run_sync(data, workdir, capped=True, name="capped")
+        capped_rss = peak_rss_mb()
+        print(
+            f"capped   (10 req/s): {capped['wall_s']:.1f} s, {capped['requests']} requests "
+            f"({capped['requests'] / capped['wall_s']:.2f} req/s, at most {capped['max_per_second']} "
+            f"in any second, {capped['rejected_429']} × 429), {capped['rows'] / capped['wall_s']:,.0f} rows/s"
+        )
+        uncapped_runs: list[dict] = []
+
+        def uncapped() -> int:
+            run = run_sync(data, workdir, capped=False, name="uncapped")
+            uncapped_runs.append(run)
+            return run["rows"]
+
+        paths = export_parquet(workdir / "capped.duckdb", workdir)
+        limit_rows = sum(capped["counts"][t] for t in ("sessions", "energy_details"))
+        timings = alternate(
+            {"uncapped": uncapped, "limit": lambda: parquet_limit(paths, workdir)},
+            repeats=max(1, args.repeats),
+        )
+        fast = sorted(uncapped_runs, key=lambda r: r["wall_s"])[len(uncapped_runs) // 2]
+        ours_s = timings["uncapped"].median_s
+        limit_s = timings["limit"].median_s
+        agree = (
+            all(run["counts"] == capped["counts"] for run in uncapped_runs)
+            and timings["limit"].value == limit_rows
+            and capped["counts"]["sessions"] == sessions
+            and capped["quarantined"] == 0
+        )
+        print(
+            f"uncapped           : {ours_s:.1f} s median, {fast['requests']} requests "
+            f"({fast['requests'] / ours_s:.1f} req/s), {fast['rows'] / ours_s:,.0f} rows/s, "
+            f"peak RSS {timings['uncapped'].peak_rss_mb:,.0f} MiB"
+        )
+        print(
+            f"limit (Parquet → DuckDB, no validation): {limit_s:.2f} s, "
+            f"{limit_rows / limit_s:,.0f} rows/s; store rows {capped['counts']}; agree {agree}"
+        )
+        scale = (
+            f"{CHARGERS} chargers × {days} d ({sessions:,} sessions, {details / 1e6:.2f} M details)"
+        )
+        rows = [
+            Result(
+                workload=f"B1 Zaptec sync from the fake, Zaptec's 10 req/s cap: {scale}",
+                ours="zaptec_sync (capped)",
+                ours_value=capped["rows"] / capped["wall_s"],
+                unit="rows/s",
+                higher_is_better=True,
+                peak_rss_mb=capped_rss,
+                agree=agree,
+                notes=(
+                    f"{capped['wall_s']:.1f} s, {capped['requests']} requests = "
+                    f"{capped['requests'] / capped['wall_s']:.2f} req/s (max {capped['max_per_second']} "
+                    f"in any 1 s, {capped['rejected_429']} × 429); {capped['pages']} history pages; "
+                    f"data: {described}"
+                ),
+            ),
+            Result(
+                workload=f"B1 Zaptec sync from the fake, no rate cap: {scale}",
+                ours="zaptec_sync (uncapped)",
+                ours_value=(limit_rows) / ours_s,
+                comparator="DuckDB from Parquet, no validation (limit)",
+                comparator_value=limit_rows / limit_s,
+                unit="rows/s (sessions + details)",
+                higher_is_better=True,
+                peak_rss_mb=timings["uncapped"].peak_rss_mb,
+                agree=agree,
+                target="≥ 0.3× the limit",
+                met=(limit_rows / ours_s) >= 0.3 * (limit_rows / limit_s),
+                notes=(
+                    f"{ours_s:.1f} s median incl. HTTP, JSON, mapping, validation; "
+                    f"{fast['requests'] / ours_s:.1f} req/s; all tables {fast['rows'] / ours_s:,.0f} rows/s"
+                ),
+            ),
+        ]
+    emit(rows, args.result)
+    return 0 if agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
