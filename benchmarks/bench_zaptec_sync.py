@@ -2,7 +2,8 @@
 
 Data: ``firmware_ref``'s simulator (a 100-charger co-op, one year, 15-minute EnergyDetails),
 written as a Zaptec API dump and served by :class:`zapanalytics.testing.zaptec_fake.ZaptecFake`
-over real HTTP on 127.0.0.1. ``--generator synthetic`` uses the package's own generator
+over real HTTP on 127.0.0.1, in its own process (as the cloud is: it takes no share of the
+client's interpreter). ``--generator synthetic`` uses the package's own generator
 instead (1.1 sessions per charger and day, ≈ 40 k sessions).
 
 Runs, each into a fresh store, through the whole path (HTTP, JSON, mapping, pandera
@@ -22,26 +23,30 @@ Run: ``.venv/bin/python -m benchmarks.bench_zaptec_sync [--quick] [--repeats N] 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from benchmarks.harness import Result, alternate, argument_parser, emit, peak_rss_mb, reset_peak_rss
 from zapanalytics.ingest.zaptec_api import ZaptecClient
 from zapanalytics.ingest.zaptec_sync import sync_zaptec
 from zapanalytics.store import open_store
-from zapanalytics.testing.zaptec_fake import FakeData, ZaptecFake
 
 USERNAME, PASSWORD = "bench@example.org", "bench-password"
 CHARGERS = 100
 STORED_TABLES = ("installations", "chargers", "sessions", "energy_details", "charger_states")
 
 
-def simulated_account(days: int, workdir: Path) -> tuple[FakeData, str]:
-    """A year of a 100-charger co-op from firmware_ref, as the fake's account."""
+def simulated_dump(days: int, workdir: Path) -> str:
+    """A 100-charger co-op from firmware_ref, written as a Zaptec API dump under ``workdir``."""
     from firmware_ref.formats.zaptec_api import write_zaptec_api
     from firmware_ref.simulate import SimulationConfig, simulate
 
@@ -55,71 +60,92 @@ def simulated_account(days: int, workdir: Path) -> tuple[FakeData, str]:
     )
     result = simulate(config, 1)
     write_zaptec_api(result, workdir, page_size=100)
-    base = workdir / "zaptec"
-    observations = []
-    # /state serves the latest value per observation: the last two days are plenty.
+    # /state serves the latest value per observation: the last two days are plenty, and
+    # a year of observations would only slow the fake's start.
+    path = workdir / "zaptec" / "observations.jsonl"
     cutoff = (result.installation["end_utc"] - dt.timedelta(days=2)).strftime("%Y-%m-%dT%H")
-    with (base / "observations.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            item = json.loads(line)
-            if item["Timestamp"][:13] >= cutoff:
-                observations.append(item)
-    sessions = []
-    for page in sorted((base / "chargehistory").glob("page_*.json")):
-        sessions.extend(json.loads(page.read_text("utf-8"))["Data"])
-    data = FakeData(
-        constants=json.loads((base / "constants.json").read_text("utf-8")),
-        installations=[json.loads(p.read_text("utf-8")) for p in base.glob("installation_*.json")],
-        chargers=json.loads((base / "chargers.json").read_text("utf-8"))["Data"],
-        sessions=sessions,
-        observations=observations,
-    )
-    return data, f"firmware_ref.simulate coop, {CHARGERS} chargers × {days} d"
+    with path.open(encoding="utf-8") as handle:
+        kept = [line for line in handle if json.loads(line)["Timestamp"][:13] >= cutoff]
+    path.write_text("".join(kept), "utf-8")
+    return f"firmware_ref.simulate coop, {CHARGERS} chargers × {days} d"
 
 
-def synthetic(days: int) -> tuple[FakeData, str]:
+def synthetic_dump(days: int, workdir: Path) -> str:
     from zapanalytics.testing.zaptec_synthetic import synthetic_account
 
     data = synthetic_account(
         chargers=CHARGERS, days=days, start=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), seed=1
     )
-    return data, f"synthetic, {CHARGERS} chargers × {days} d"
+    data.write_dump(workdir)
+    return f"synthetic, {CHARGERS} chargers × {days} d"
+
+
+def dump_size(workdir: Path) -> tuple[int, int]:
+    """Sessions and EnergyDetails in the dump."""
+    sessions = details = 0
+    for page in (workdir / "zaptec" / "chargehistory").glob("page_*.json"):
+        for item in json.loads(page.read_text("utf-8"))["Data"]:
+            sessions += 1
+            details += len(item.get("EnergyDetails") or [])
+    return sessions, details
+
+
+@contextlib.contextmanager
+def fake_process(workdir: Path, *, capped: bool) -> Iterator[str]:
+    """The fake in its own process, as the real cloud would be: no share of our GIL."""
+    command = [
+        sys.executable,
+        "-m",
+        "zapanalytics.testing.zaptec_fake",
+        str(workdir),
+        "--username",
+        USERNAME,
+        "--password",
+        PASSWORD,
+        "--rate-limit",
+        "10" if capped else "0",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError("the fake did not start")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def row_counts(con) -> dict[str, int]:
     return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in STORED_TABLES}  # noqa: S608
 
 
-def run_sync(data: FakeData, workdir: Path, *, capped: bool, name: str) -> dict:
+def run_sync(base_url: str, workdir: Path, *, capped: bool, name: str) -> dict:
     """One full sync into a fresh store; wall time, requests and rows."""
     db = workdir / f"{name}.duckdb"
     db.unlink(missing_ok=True)
-    with ZaptecFake(
-        data, username=USERNAME, password=PASSWORD, rate_limit=10 if capped else None
-    ) as fake:
-        con = open_store(db)
-        client = ZaptecClient(
-            USERNAME,
-            PASSWORD,
-            base_url=fake.base_url,
-            requests_per_second=10 if capped else 100_000,
+    before = httpx.get(f"{base_url}/_fake/stats").json()
+    con = open_store(db)
+    client = ZaptecClient(
+        USERNAME, PASSWORD, base_url=base_url, requests_per_second=10 if capped else 100_000
+    )
+    try:
+        began = time.perf_counter()
+        result = sync_zaptec(
+            con, client, now=lambda: dt.datetime(2026, 1, 2, tzinfo=dt.UTC), pages_per_batch=10
         )
-        try:
-            began = time.perf_counter()
-            result = sync_zaptec(
-                con, client, now=lambda: dt.datetime(2026, 1, 2, tzinfo=dt.UTC), pages_per_batch=10
-            )
-            wall = time.perf_counter() - began
-            counts = row_counts(con)
-        finally:
-            client.close()
-            con.close()
-        log = list(fake.log)
+        wall = time.perf_counter() - began
+        counts = row_counts(con)
+    finally:
+        client.close()
+        con.close()
+    after = httpx.get(f"{base_url}/_fake/stats").json()
     return {
         "wall_s": wall,
-        "requests": len(log),
-        "rejected_429": sum(r.status == 429 for r in log),
-        "max_per_second": fake.max_requests_per_second(),
+        "requests": after["requests"] - before["requests"],
+        "rejected_429": after["statuses"].get("429", 0) - before["statuses"].get("429", 0),
+        "max_per_second": after["max_requests_per_second"],
         "pages": result.history_pages,
         "quarantined": result.counts.rows_quarantined,
         "rows": sum(counts.values()),
@@ -164,21 +190,21 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         began = time.perf_counter()
         if args.generator == "synthetic":
-            data, described = synthetic(days)
+            described = synthetic_dump(days, workdir)
         else:
             try:
-                data, described = simulated_account(days, workdir)
+                described = simulated_dump(days, workdir)
             except ImportError:
-                data, described = synthetic(days)
-        sessions = len(data.sessions)
-        details = sum(len(s.item.get("EnergyDetails") or []) for s in data.sessions)
+                described = synthetic_dump(days, workdir)
+        sessions, details = dump_size(workdir)
         print(
             f"{described}: {sessions:,} sessions, {details:,} EnergyDetails "
             f"(made in {time.perf_counter() - began:.1f} s)"
         )
 
         reset_peak_rss()
-        capped = run_sync(data, workdir, capped=True, name="capped")
+        with fake_process(workdir, capped=True) as base_url:
+            capped = run_sync(base_url, workdir, capped=True, name="capped")
         capped_rss = peak_rss_mb()
         print(
             f"capped   (10 req/s): {capped['wall_s']:.1f} s, {capped['requests']} requests "
@@ -186,18 +212,21 @@ def main(argv: list[str] | None = None) -> int:
             f"in any second, {capped['rejected_429']} × 429), {capped['rows'] / capped['wall_s']:,.0f} rows/s"
         )
         uncapped_runs: list[dict] = []
+        stack = contextlib.ExitStack()
+        uncapped_url = stack.enter_context(fake_process(workdir, capped=False))
 
         def uncapped() -> int:
-            run = run_sync(data, workdir, capped=False, name="uncapped")
+            run = run_sync(uncapped_url, workdir, capped=False, name="uncapped")
             uncapped_runs.append(run)
             return run["rows"]
 
         paths = export_parquet(workdir / "capped.duckdb", workdir)
         limit_rows = sum(capped["counts"][t] for t in ("sessions", "energy_details"))
-        timings = alternate(
-            {"uncapped": uncapped, "limit": lambda: parquet_limit(paths, workdir)},
-            repeats=max(1, args.repeats),
-        )
+        with stack:
+            timings = alternate(
+                {"uncapped": uncapped, "limit": lambda: parquet_limit(paths, workdir)},
+                repeats=max(1, args.repeats),
+            )
         fast = sorted(uncapped_runs, key=lambda r: r["wall_s"])[len(uncapped_runs) // 2]
         ours_s = timings["uncapped"].median_s
         limit_s = timings["limit"].median_s

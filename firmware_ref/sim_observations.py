@@ -144,6 +144,11 @@ def observations_frame(
     )
     order = np.lexsort((rank, mode_t, mode_c))
     mode_t, mode_c, mode_v = mode_t[order], mode_c[order], mode_v[order]
+    # One value per charger and millisecond (the last state reached), then changes only.
+    ms = np.round(mode_t * 1000.0)
+    last = np.ones(ms.size, dtype=bool)
+    last[:-1] = (mode_c[1:] != mode_c[:-1]) | (ms[1:] != ms[:-1])
+    mode_t, mode_c, mode_v = mode_t[last], mode_c[last], mode_v[last]
     keep = _keep_changes(mode_t, mode_c, mode_v)
     add(mode_t[keep], mode_c[keep], 710, [str(int(v)) for v in mode_v[keep]])
 
@@ -212,7 +217,12 @@ def observations_frame(
     }
     if not parts:
         return pl.DataFrame(schema=schema)
-    frame = pl.concat(parts).sort(["ts_utc", "charger_index", "state_id"], maintain_order=True)
+    # A charger reports one value per state and time stamp: the last one it reached.
+    frame = (
+        pl.concat(parts)
+        .sort(["ts_utc", "charger_index", "state_id"], maintain_order=True)
+        .unique(["ts_utc", "charger_index", "state_id"], keep="last", maintain_order=True)
+    )
     index = frame["charger_index"]
     frame = frame.with_columns(
         pl.Series("charger_id", charger_ids.tolist(), dtype=pl.String).gather(index),

@@ -195,6 +195,8 @@ class ReferenceReadingsSchema(_Contract):
     voltage_l1_v: float = _voltage()
     voltage_l2_v: float = _voltage()
     voltage_l3_v: float = _voltage()
+    # 0006_ocpp
+    energy_resolution_kwh: float = pa.Field(nullable=True, gt=0, le=1)
 
     plausible_time = _plausible_time_check("ts_utc")
 

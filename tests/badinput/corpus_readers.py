@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import importlib.util
 import json
 import shutil
+import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -116,14 +118,25 @@ def build_zaptec_dump(entry: dict[str, Any], target: Path, *, with_input: bool =
     return target
 
 
+@functools.cache
+def _base_counts(role: str) -> Any:
+    """Counts of the base dump without the file an input of ``role`` replaces."""
+    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+
+    with tempfile.TemporaryDirectory() as tmp:
+        without = build_zaptec_dump({"file": "zaptec/x", "role": role}, Path(tmp) / "base", with_input=False)
+        con = _store()
+        try:
+            return ingest_zaptec_dump(con, without, price_area="NO1")
+        finally:
+            con.close()
+
+
 def run_zaptec(entry: dict[str, Any], tmp: Path) -> Outcome:
     from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
     from zapanalytics.ingest.zaptec_records import RecordError
 
-    without = build_zaptec_dump(entry, tmp / "base_only", with_input=False)
-    base_con = _store()
-    base = ingest_zaptec_dump(base_con, without, price_area="NO1")
-    base_con.close()
+    base = _base_counts(zaptec_role(entry))
     dump = build_zaptec_dump(entry, tmp / "dump")
     con = _store()
     outcome = Outcome(con=con)
@@ -304,6 +317,45 @@ def run_tariff(entry: dict[str, Any], tmp: Path) -> Outcome:
     return Outcome(values={"grid_companies": list(rates.grid_companies()), "sha256": rates.sha256})
 
 
+# -- AMS HAN frames and MID sub-meter CSV ------------------------------------------------------
+
+
+def _counted(con, counts) -> Outcome:
+    return Outcome(
+        rows_in=counts.rows_in,
+        stored=counts.rows_stored,
+        quarantined=counts.rows_quarantined,
+        reasons=_quarantine_reasons(con),
+        con=con,
+        run_rows=_runs(con),
+        values=counts.as_dict(),
+    )
+
+
+def placed_copy(entry: dict[str, Any], target: Path) -> Path:
+    """The input copied alone into ``target`` (readers look at whole directories too)."""
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / Path(entry["file"]).name
+    shutil.copyfile(CORPUS / entry["file"], path)
+    return path
+
+
+def run_han(entry: dict[str, Any], tmp: Path) -> Outcome:
+    from zapanalytics.ingest.han import ingest_han
+
+    con = _store()
+    counts = ingest_han(con, [placed_copy(entry, tmp / "han")], timezone="Europe/Oslo")
+    return _counted(con, counts)
+
+
+def run_submeter(entry: dict[str, Any], tmp: Path) -> Outcome:
+    from zapanalytics.ingest.submeter import ingest_submeter
+
+    con = _store()
+    counts = ingest_submeter(con, [placed_copy(entry, tmp / "submeter")], timezone="Europe/Oslo")
+    return _counted(con, counts)
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Path], Outcome]] = {
     "zaptec": run_zaptec,
     "prices": run_prices,
@@ -312,6 +364,8 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Path], Outcome]] = {
     "ocpp_frames": run_frame,
     "ocmf": run_ocmf,
     "tariff": run_tariff,
+    "han": run_han,
+    "submeter": run_submeter,
 }
 
 #: The module each source's reader lives in; inputs of a source whose reader is not built
@@ -332,17 +386,24 @@ READER_MODULES = {
 # -- the same inputs through the console script ---------------------------------------------
 
 
-def prepare_cli_store(db: Path, tmp: Path) -> Path:
-    """A store holding the base installation and one good session (portal and bill need one)."""
+@functools.cache
+def _template_store(tmp: Path) -> Path:
     from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
     from zapanalytics.store import open_store
 
-    dump = build_zaptec_dump({"file": "zaptec/page_bom.json"}, tmp / "cli_base_dump")
+    dump = build_zaptec_dump({"file": "zaptec/page_bom.json"}, tmp / "template_dump")
+    db = tmp / "template.duckdb"
     con = open_store(db)
     try:
         ingest_zaptec_dump(con, dump, price_area="NO1")
     finally:
         con.close()
+    return db
+
+
+def prepare_cli_store(db: Path, tmp: Path) -> Path:
+    """A store holding the base installation and one good session (portal and bill need one)."""
+    shutil.copyfile(_template_store(tmp.parent), db)
     return db
 
 
@@ -371,4 +432,10 @@ def cli_invocation(entry: dict[str, Any], tmp: Path) -> list[str] | None:
         prepare_cli_store(db, tmp)
         return ["bill", "--db", str(db), "--month", "2025-03", "--method", "flat", "--price", "2.5",
                 "--tariff", str(CORPUS / entry["file"]), "--json"]
+    if source == "han":
+        path = placed_copy(entry, tmp / "cli_han")
+        return ["ingest", "han", str(path), "--db", str(db), "--timezone", "Europe/Oslo", "--json"]
+    if source == "submeter":
+        path = placed_copy(entry, tmp / "cli_submeter")
+        return ["ingest", "submeter", str(path), "--db", str(db), "--timezone", "Europe/Oslo", "--json"]
     return None

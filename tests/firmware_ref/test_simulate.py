@@ -351,3 +351,14 @@ def test_session_record_readings_match_the_interval_energies(small):
     details = small.interval_energies.filter(pl.col("session_id") == row["session_id"]).sort("ts_utc")
     assert np.allclose(np.diff(rv), details["energy_kwh"].to_numpy()[1:], atol=1e-9)
     assert rv[-1] - rv[0] == pytest.approx(row["energy_kwh"], abs=1e-9)
+
+
+def test_one_observation_per_state_and_time_stamp(faulty):
+    obs = faulty.state_observations
+    assert obs.height > 0
+    assert obs.select("charger_id", "state_id", "ts_utc").is_duplicated().sum() == 0
+    modes = obs.filter(pl.col("state_id") == 710).sort("charger_id", "ts_utc", maintain_order=True)
+    repeated = modes.select(
+        (pl.col("value") == pl.col("value").shift(1).over("charger_id")).fill_null(False)
+    ).to_series()
+    assert not repeated.any()

@@ -258,3 +258,27 @@ def test_message_logs_load_with_their_own_transaction_ids(tmp_path, store):
     assert stored.keys() == expected.keys()
     assert all(stored[k] * 1000 == pytest.approx(v) for k, v in expected.items())
     assert store.execute("SELECT count(*) FROM sessions WHERE energy_kwh IS NULL").fetchall()[0][0] == 0
+
+
+def test_hostile_lines_are_quarantined_not_fatal(tmp_path, store):
+    spool = SpoolBuilder(tmp_path / "spool")
+    spool.meter(CP, "2025-03-01T10:00:00Z", 10.0)
+    deep = '[2,"d","DataTransfer",{"vendorId":"x","data":' + "[" * 50_000 + "]" * 50_000 + "}]"
+    spool.raw(CP, deep, '[3,"d",{}]')
+    spool.raw(CP, json.dumps([2, "y", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "0001-01-01T00:00:00+01:00", "sampledValue": [{"value": "1"}]}]}]), '[3,"y",{}]')
+    spool.raw(CP, json.dumps([2, "h", "StartTransaction", {"connectorId": 1, "idTag": "A",
+                                                          "meterStart": 10**400, "timestamp": "2025-03-01T10:00:00Z"}]),
+              '[3,"h",{"idTagInfo":{"status":"Accepted"},"transactionId":5}]')
+    spool.raw(CP, json.dumps([2, "s", "Authorize", {"idTag": "\udcff"}]), '[3,"s",{}]')
+    index = spool.writer.active_index
+    spool.close()
+    with open(tmp_path / "spool" / segment_name(index, sealed=True), "ab") as handle:
+        handle.write(b'{"ts":"2025-03-01T12:00:00+00:00","charge_point_id":"CP","direction":"in",'
+                     b'"message":"[2,\\"b\\",\\"Authorize\\",{\\"idTag\\":\\"\xe6\xff\\"}]"}\n')
+    report = load_spool(store, tmp_path / "spool")
+    assert (report.counts.rows_in, report.counts.rows_stored, report.counts.rows_quarantined) == (6, 1, 5)
+    reasons = "\n".join(_quarantine(store))
+    for expected in ("nests too deeply", "outside the years 1-9999", "beyond any meter's register",
+                     "lone surrogate", "not valid UTF-8"):
+        assert expected in reasons

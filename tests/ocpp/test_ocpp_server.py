@@ -33,6 +33,8 @@ BAD_FRAMES = [
      "u5", "PropertyConstraintViolation"),
     ('[2, "u6", "Heartbeat", {"surprise": true}]', "u6", "FormationViolation"),
     ('[2, "u10", "Authorize", {"idTag": "' + "T" * 21 + '"}]', "u10", "TypeConstraintViolation"),
+    ('[2,"deep","DataTransfer",{"vendorId":"x","data":' + "[" * 20_000 + "]" * 20_000 + "}]",
+     "deep", "FormationViolation"),
 ]
 
 

@@ -53,7 +53,7 @@ def _three_single_phase(network: str, amps: float, seconds: float):
     """Three single-phase cars on rotations RST, STR, TRS: one per line on TN, one per line
     pair on IT."""
     rows = []
-    for charger, rotation in (("a", "RST"), ("b", "STR"), ("c", "TRS")):
+    for charger in "abc":
         rows += [(charger, 0, 708, amps), (charger, 0, 710, 3)]
         rows += drawing(charger, 1, amps, amps if network == "IT" else 0, 0)
         rows += drawing(charger, 1 + seconds / 60, 0, 0, 0)

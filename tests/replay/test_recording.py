@@ -10,7 +10,7 @@ import pytest
 
 from firmware_ref.grid import line_currents_a, parse_phase_rotation
 from tests.replay.builders import at, drawing, recording
-from zapanalytics.replay.recording import charger_line_phasors, set_phases_lines
+from zapanalytics.replay.wiring import charger_line_phasors, set_phases_lines
 
 SQRT3 = math.sqrt(3.0)
 

@@ -11,13 +11,8 @@ import pytest
 
 from tests.replay.conftest import recording_from_simulation
 from zapanalytics.replay.demands import LimitSeries
-from zapanalytics.replay.whatif import (
-    Scenario,
-    capacity_steps,
-    compare_scenarios,
-    hourly_energy,
-    simulate_sessions,
-)
+from zapanalytics.replay.power import capacity_steps, hourly_energy
+from zapanalytics.replay.whatif import Scenario, compare_scenarios, simulate_sessions
 
 UTC_US = pl.Datetime("us", "UTC")
 T0 = datetime(2025, 3, 29, 18, 0, tzinfo=UTC)

@@ -87,12 +87,15 @@ def _deltas(sessions: pl.DataFrame, details: pl.DataFrame, users: pl.Enum) -> pl
     # A delta starts at the previous stamp; a session's first one at the session start.
     previous = t1.shift(1).scatter(head_rows, heads["start"])
     t0 = pl.select(previous.fill_null(t1).clip(upper_bound=t1)).to_series()
+    # Only deltas that carry energy go on (most quarters of a long session are idle); void
+    # and unknown sessions' details carry no bill.
+    keep = runs["energy_kwh"] != 0
+    unknown = heads["billable"].is_null()
+    if unknown.any():
+        keep = keep & ~unknown.gather(run)
     with_details = pl.DataFrame(
         [heads["user_id"].gather(run).alias("user_id"), t0.alias("t0"), t1, runs["energy_kwh"]]
-    )
-    unknown = heads["billable"].is_null()
-    if unknown.any():  # details of void or unknown sessions carry no bill
-        with_details = with_details.filter(~unknown.gather(run))
+    ).filter(keep)
     # Sessions whose details carry no energy at all are billed as if they had none.
     positive = run.filter(runs["energy_kwh"] > 0).unique()
     detailed = heads["session_id"].filter(heads["run"].is_in(positive.implode()))
@@ -185,17 +188,20 @@ def user_interval_energy(
     details = details.lazy().collect() if isinstance(details, pl.LazyFrame) else details
     users = _user_codes(billable)
     placed = spread_deltas(_deltas(billable, details, users))
+    inside = pl.col("energy_kwh") != 0
     if start_utc is not None:
-        placed = placed.filter(pl.col("quarter") >= _quarter_of(start_utc))
+        inside = inside & (pl.col("quarter") >= _quarter_of(start_utc))
     if end_utc is not None:
-        placed = placed.filter(pl.col("quarter") < _quarter_of(end_utc))
+        inside = inside & (pl.col("quarter") < _quarter_of(end_utc))
+    placed = placed.filter(inside)
     if combine:
         placed = (
             placed.group_by("user_id", "quarter")
             .agg(pl.col("energy_kwh").sum())
+            .filter(pl.col("energy_kwh") != 0)
             .sort("user_id", "quarter", nulls_last=True)
         )
-    return placed.filter(pl.col("energy_kwh") != 0).select(
+    return placed.select(
         "user_id", quarter_start(pl.col("quarter")).alias("interval_start_utc"), "energy_kwh"
     )
 

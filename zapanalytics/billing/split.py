@@ -20,8 +20,10 @@ Strømstøtte and Norgespris are computed on the hourly price (the mean of the h
 quarter prices) and applied to each quarter's energy; their monthly cap counts each user as
 one dwelling, and kWh beyond it, in time order, get no support.
 
-Money follows :mod:`zapanalytics.billing.money`: lines are summed exactly, then rounded
-once to øre with VAT per line, so every total is the sum of its lines.
+Every line is a sum of energy × a per-quarter rate per user and month, computed on the
+users × quarters energy matrix (:mod:`zapanalytics.billing.matrix`). Money follows
+:mod:`zapanalytics.billing.money`: lines are summed in floating point, then rounded once to
+øre with VAT per line, so every total is the sum of its lines.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from zapanalytics.billing.energy import quarter_index
+from zapanalytics.billing.matrix import EnergyMatrix, vector
 from zapanalytics.billing.money import ore_expr, split_gross_ore, vat_ore_expr
 from zapanalytics.billing.rates import GridTariff
 from zapanalytics.billing.tariff import capacity_charges, capacity_peaks
@@ -181,72 +183,19 @@ def _empty_lines() -> pl.DataFrame:
     )
 
 
-def _joined(energy: pl.DataFrame, calendar: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Energy rows with the calendar columns of their quarter.
-
-    The calendar is a gap-free quarter-hour grid, so each row's calendar row is found by
-    arithmetic on the quarter index (a gather), not by a join. The month becomes an Enum so
-    the later group-by runs on small integers.
-    """
-    if calendar.height == 0:
-        raise ValueError("the rate calendar is empty")
-    first = calendar.select(quarter_index(pl.col("interval_start_utc")).first()).item()
-    offset = energy.select(quarter_index(pl.col("interval_start_utc")) - first).to_series()
-    outside = ((offset < 0) | (offset >= calendar.height)).sum()
-    if outside:
-        raise ValueError(f"{outside} energy rows fall outside the rate calendar's window")
-    months = pl.Enum(calendar["month"].unique().sort())
-    picked = calendar.select(pl.col("month").cast(months), *columns)[offset]
-    users = energy["user_id"]
-    if not isinstance(users.dtype, pl.Enum):
-        users = users.cast(pl.String).cast(
-            pl.Enum(users.cast(pl.String).drop_nulls().unique().sort())
-        )
-    return pl.concat(
-        [energy.select(users.alias("user_id"), "interval_start_utc", "energy_kwh"), picked],
-        how="horizontal",
-    )
-
-
-def _check_prices(joined: pl.DataFrame) -> None:
-    unpriced = joined.filter(pl.col("spot_nok_per_kwh").is_null() & (pl.col("energy_kwh") != 0))
-    if unpriced.height:
-        first = unpriced["interval_start_utc"].min()
+def _check_prices(matrix: EnergyMatrix, spot_price: np.ndarray, calendar: pl.DataFrame) -> None:
+    unpriced = np.flatnonzero(np.isnan(spot_price) & (matrix.quarter_totals != 0))
+    if unpriced.size:
+        first = calendar["interval_start_utc"][int(unpriced[0])]
         raise MissingPricesError(
-            f"no spot price for {unpriced.height} quarter-hours with energy "
+            f"no spot price for {unpriced.size} quarter-hours with energy "
             f"(first at {first:%Y-%m-%d %H:%M} UTC); ingest the prices of the price area"
         )
 
 
-def _per_month_user(joined: pl.DataFrame, *terms: pl.Expr) -> pl.DataFrame:
-    """Sums per (month, user) of each named row-wise expression, keys as plain strings.
-
-    Month and user are Enums, so each (month, user) pair is a small integer; every sum is
-    then one weighted bincount over the rows instead of a hash group-by. Nulls add nothing.
-    """
-    month, user = joined["month"], joined["user_id"]
-    month_names, user_names = month.dtype.categories, user.dtype.categories
-    width = user_names.len() + 1  # the last code is the null user
-    key = (
-        month.to_physical().cast(pl.Int64) * width
-        + user.to_physical().cast(pl.Int64).fill_null(width - 1)
-    ).to_numpy()
-    size = max(month_names.len() * width, 1)
-    present = np.flatnonzero(np.bincount(key, minlength=size))
-    values = joined.select([t.fill_null(0.0).cast(pl.Float64) for t in terms])
-    sums = {
-        name: np.bincount(key, weights=values[name].to_numpy(), minlength=size)[present]
-        for name in values.columns
-    }
-    months, users = month_names.to_list(), user_names.to_list()
-    return pl.DataFrame(
-        {
-            "month": [months[k // width] for k in present],
-            "user_id": [users[k % width] if k % width < len(users) else None for k in present],
-            **sums,
-        },
-        schema_overrides={"month": pl.String, "user_id": pl.String},
-    )
+def _active(matrix: EnergyMatrix) -> np.ndarray:
+    """The (user, month) cells where the user charged."""
+    return matrix.per_month(energy=np.abs(matrix.energy)) > 0
 
 
 def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float) -> Split:
@@ -269,9 +218,9 @@ def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float)
     """
     if not price_nok_per_kwh >= 0:
         raise ValueError(f"the flat price must be a non-negative number, not {price_nok_per_kwh}")
-    joined = _joined(energy, calendar, [])
+    matrix = EnergyMatrix.build(energy, calendar)
     per_user = (
-        _per_month_user(joined, pl.col("energy_kwh").alias("quantity_kwh"))
+        matrix.long(_active(matrix), quantity_kwh=matrix.per_month())
         .join(_month_vat(calendar), on="month", how="left")
         .with_columns(ore_expr(pl.col("quantity_kwh") * price_nok_per_kwh).alias("amount_ore"))
     )
@@ -286,19 +235,26 @@ def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float)
     return Split("flat", ordered_lines(lines), _empty_lines())
 
 
-def _raw_energy_lines(totals: pl.DataFrame, codes: list[str]) -> pl.DataFrame:
-    """Long form of per-(month, user) sums named ``<code>`` with quantity ``energy_kwh``."""
+def _raw_lines(
+    matrix: EnergyMatrix, active: np.ndarray, quantity: np.ndarray, amounts: dict[str, np.ndarray]
+) -> pl.DataFrame:
+    """Long form: one raw line per active (user, month) and line code."""
     parts = [
-        totals.select(
-            "month",
-            "user_id",
-            pl.lit(code).alias("line"),
-            pl.col("energy_kwh").alias("quantity_kwh"),
-            pl.col(code).alias("amount_ex_vat_nok"),
+        matrix.long(active, quantity_kwh=quantity, amount_ex_vat_nok=amount).with_columns(
+            pl.lit(code).alias("line")
         )
-        for code in codes
+        for code, amount in amounts.items()
     ]
-    return pl.concat(parts, how="vertical").cast(_RAW_SCHEMA)
+    return pl.concat(parts, how="vertical").select(list(_RAW_SCHEMA)).cast(_RAW_SCHEMA)
+
+
+def _supplier_rates(matrix: EnergyMatrix, calendar: pl.DataFrame) -> dict[str, np.ndarray]:
+    spot_price = vector(calendar, "spot_nok_per_kwh")
+    _check_prices(matrix, spot_price, calendar)
+    return {
+        "spot": np.nan_to_num(spot_price),
+        "markup": np.nan_to_num(vector(calendar, "markup_nok_per_kwh")),
+    }
 
 
 def spot(energy: pl.DataFrame, calendar: pl.DataFrame) -> Split:
@@ -321,95 +277,59 @@ def spot(energy: pl.DataFrame, calendar: pl.DataFrame) -> Split:
     MissingPricesError
         Energy fell in a quarter-hour without a price.
     """
-    joined = _joined(energy, calendar, ["spot_nok_per_kwh", "markup_nok_per_kwh"])
-    _check_prices(joined)
-    e = pl.col("energy_kwh")
-    totals = _per_month_user(
-        joined,
-        e,
-        (e * pl.col("spot_nok_per_kwh")).alias("spot"),
-        (e * pl.col("markup_nok_per_kwh").fill_null(0.0)).alias("markup"),
-    )
-    raw = _raw_energy_lines(totals, ["spot", "markup"])
+    matrix = EnergyMatrix.build(energy, calendar)
+    sums = matrix.per_month_many({"energy": None, **_supplier_rates(matrix, calendar)})
+    quantity = sums.pop("energy")
+    raw = _raw_lines(matrix, _active(matrix), quantity, sums)
     return Split("spot", round_lines(raw, calendar), _empty_lines())
 
 
-#: Per-kWh terms of the support schemes, applied to eligible energy.
-_STROMSTOTTE = -pl.col("subsidy_nok_per_kwh").fill_null(0.0)
-_NORGESPRIS = -(pl.col("hourly_spot_nok_per_kwh") - pl.col("norgespris_nok_per_kwh")).fill_null(0.0)
+def _eligible(matrix: EnergyMatrix, cap_kwh: np.ndarray) -> np.ndarray:
+    """Energy eligible for a capped scheme: per user and month, in time order, up to the cap.
 
-
-def _scheme_terms(eligible: pl.Expr) -> list[pl.Expr]:
-    """Row-wise strømstøtte and Norgespris amounts and their eligible kWh."""
-    return [
-        (eligible * _STROMSTOTTE).alias("stromstotte"),
-        (eligible * _NORGESPRIS).alias("norgespris"),
-        pl.when(pl.col("subsidy_nok_per_kwh").is_not_null())
-        .then(eligible)
-        .otherwise(0.0)
-        .alias("stromstotte_kwh"),
-        pl.when(pl.col("norgespris_nok_per_kwh").is_not_null())
-        .then(eligible)
-        .otherwise(0.0)
-        .alias("norgespris_kwh"),
-    ]
-
-
-def _capped_terms(
-    joined: pl.DataFrame, totals: pl.DataFrame, calendar: pl.DataFrame
-) -> pl.DataFrame:
-    """Strømstøtte and Norgespris per (month, user) where the monthly cap binds.
-
-    Only (month, user) groups above the cap need the running sum in time order; the others
-    were eligible in full and keep the sums already in ``totals``.
+    Only (user, month) cells above the cap need the running sum; the others are eligible in
+    full, so the common case costs one comparison.
     """
-    cap = pl.min_horizontal(
-        pl.col("subsidy_cap_kwh").fill_null(float("inf")),
-        pl.col("norgespris_cap_kwh").fill_null(float("inf")),
+    caps = np.array(
+        [np.min(cap_kwh[matrix.month_slice(m)], initial=np.inf) for m in range(len(matrix.months))]
     )
-    caps = calendar.group_by("month").agg(cap.min().alias("cap"))
-    over = (
-        totals.join(caps, on="month")
-        .filter(pl.col("energy_kwh") > pl.col("cap"))
-        .select("month", "user_id")
-    )
-    if over.height == 0:
-        return totals
-    candidates = joined.with_columns(
-        pl.col("month").cast(pl.String), pl.col("user_id").cast(pl.String)
-    ).join(over, on=["month", "user_id"], how="semi")
-    used_before = pl.col("energy_kwh").cum_sum().over(
-        "month", "user_id", order_by="interval_start_utc"
-    ) - pl.col("energy_kwh")
-    capped = (
-        candidates.with_columns(
-            pl.min_horizontal(
-                pl.col("energy_kwh"), (cap - used_before).clip(lower_bound=0.0)
-            ).alias("eligible_kwh")
+    over = np.argwhere(matrix.per_month() > caps[None, :])
+    if over.size == 0:
+        return matrix.energy
+    eligible = matrix.energy.copy()
+    for row, month in over:
+        columns = matrix.month_slice(int(month))
+        used = np.cumsum(matrix.energy[row, columns])
+        before = used - matrix.energy[row, columns]
+        eligible[row, columns] = np.minimum(
+            matrix.energy[row, columns], np.clip(caps[month] - before, 0.0, None)
         )
-        .group_by("month", "user_id")
-        .agg(term.sum() for term in _scheme_terms(pl.col("eligible_kwh")))
+    return eligible
+
+
+def _scheme_amounts(
+    matrix: EnergyMatrix, calendar: pl.DataFrame
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Strømstøtte and Norgespris: (eligible kWh, amount) per user and month."""
+    support = vector(calendar, "subsidy_nok_per_kwh")
+    fixed = vector(calendar, "norgespris_nok_per_kwh")
+    cap = np.fmin(vector(calendar, "subsidy_cap_kwh"), vector(calendar, "norgespris_cap_kwh"))
+    eligible = _eligible(matrix, np.where(np.isnan(cap), np.inf, cap))
+    settlement = vector(calendar, "hourly_spot_nok_per_kwh") - fixed
+    sums = matrix.per_month_many(
+        {
+            "stromstotte_kwh": (~np.isnan(support)).astype(float),
+            "stromstotte": -np.nan_to_num(support),
+            "norgespris_kwh": (~np.isnan(fixed)).astype(float),
+            "norgespris": -np.nan_to_num(settlement),
+        },
+        eligible,
     )
-    return totals.update(capped, on=["month", "user_id"])
-
-
-_FULL_COLUMNS = [
-    "hour_index",
-    "spot_nok_per_kwh",
-    "hourly_spot_nok_per_kwh",
-    "markup_nok_per_kwh",
-    "grid_energy_nok_per_kwh",
-    "elavgift_nok_per_kwh",
-    "enova_nok_per_kwh",
-    "subsidy_nok_per_kwh",
-    "subsidy_cap_kwh",
-    "norgespris_nok_per_kwh",
-    "norgespris_cap_kwh",
-]
+    return {code: (sums[f"{code}_kwh"], sums[code]) for code in ("stromstotte", "norgespris")}
 
 
 def _site_hourly(
-    joined: pl.DataFrame, calendar: pl.DataFrame, site_hourly_kwh: pl.DataFrame | None
+    matrix: EnergyMatrix, calendar: pl.DataFrame, site_hourly_kwh: pl.DataFrame | None
 ) -> pl.DataFrame:
     """Energy per local hour of the metering point: given, or the chargers' sum."""
     hours = calendar.group_by("hour_index", maintain_order=True).agg(
@@ -419,11 +339,8 @@ def _site_hourly(
         return hours.join(
             site_hourly_kwh.select("hour_start", "energy_kwh"), on="hour_start", how="left"
         ).with_columns(pl.col("energy_kwh").fill_null(0.0))
-    # A weighted bincount: one linear pass instead of a group-by over every energy row.
     totals = np.bincount(
-        joined["hour_index"].to_numpy(),
-        weights=joined["energy_kwh"].to_numpy(),
-        minlength=hours.height,
+        calendar["hour_index"].to_numpy(), weights=matrix.quarter_totals, minlength=hours.height
     )
     return hours.with_columns(pl.Series("energy_kwh", totals[: hours.height]))
 
@@ -431,6 +348,66 @@ def _site_hourly(
 def _capacity_method(grid: GridTariff, month: str) -> str:
     year, number = (int(p) for p in month.split("-"))
     return grid.period_on(dt.date(year, number, 1)).capacity_method
+
+
+def _capacity_shares(
+    matrix: EnergyMatrix,
+    calendar: pl.DataFrame,
+    grid: GridTariff,
+    site_hourly_kwh: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Each user's share of each month's capacity charge: charge × (their kWh in the hours
+    that set the step) / (the metering point's kWh in those hours).
+
+    Returns the raw ``capacity`` lines, the peak hours, the charge per month and each user's
+    energy per peak hour.
+    """
+    site = _site_hourly(matrix, calendar, site_hourly_kwh)
+    peaks = pl.concat(
+        [
+            capacity_peaks(site.filter(pl.col("month") == m), _capacity_method(grid, m))
+            for m in matrix.months
+        ],
+        how="vertical",
+    )
+    capacity = capacity_charges(peaks, matrix.months, grid)
+    peak_hours = peaks.join(site.select("hour_start", "hour_index"), on="hour_start", how="left")
+    hour_of_quarter = calendar["hour_index"].to_numpy()
+    peak_rows = []
+    in_peaks = np.zeros(calendar.height)
+    for peak in peak_hours.iter_rows(named=True):
+        columns = hour_of_quarter == peak["hour_index"]
+        in_peaks[columns] = 1.0
+        drawn = matrix.energy[:, columns].sum(axis=1)
+        peak_rows.extend(
+            {
+                "month": peak["month"],
+                "user_id": matrix.users[r],
+                "hour_start": peak["hour_start"],
+                "energy_kwh": float(drawn[r]),
+            }
+            for r in np.flatnonzero(drawn)
+        )
+    peak_energy = pl.DataFrame(
+        peak_rows,
+        schema={
+            "month": pl.String,
+            "user_id": pl.String,
+            "hour_start": calendar.schema["hour_start"],
+            "energy_kwh": pl.Float64,
+        },
+    )
+    in_peak_kwh = matrix.per_month(in_peaks)
+    site_kwh = peaks.group_by("month").agg(pl.col("energy_kwh").sum())
+    site_in_peaks = dict(site_kwh.iter_rows())
+    charge = dict(capacity.select("month", "capacity_nok").iter_rows())
+    share = np.array(
+        [charge[m] / site_in_peaks[m] if site_in_peaks.get(m) else 0.0 for m in matrix.months]
+    )
+    raw = _raw_lines(
+        matrix, in_peak_kwh > 0, in_peak_kwh, {"capacity": in_peak_kwh * share[None, :]}
+    )
+    return raw, peaks, capacity, peak_energy.sort("month", "hour_start", "user_id", nulls_last=True)
 
 
 def full(
@@ -467,76 +444,27 @@ def full(
     MissingPricesError
         Energy fell in a quarter-hour without a price.
     """
-    joined = _joined(energy, calendar, _FULL_COLUMNS)
-    _check_prices(joined)
-    if joined.filter(
-        pl.col("grid_energy_nok_per_kwh").is_null() & (pl.col("energy_kwh") != 0)
-    ).height:
+    matrix = EnergyMatrix.build(energy, calendar)
+    active = _active(matrix)
+    grid_price = vector(calendar, "grid_energy_nok_per_kwh")
+    if np.any(np.isnan(grid_price) & (matrix.quarter_totals != 0)):
         raise ValueError(f"the grid tariff {grid.key!r} has no period covering all the energy")
-    e = pl.col("energy_kwh")
-    totals = _per_month_user(
-        joined,
-        e,
-        (e * pl.col("spot_nok_per_kwh")).alias("spot"),
-        (e * pl.col("markup_nok_per_kwh").fill_null(0.0)).alias("markup"),
-        (e * pl.col("grid_energy_nok_per_kwh")).alias("grid_energy"),
-        (e * pl.col("elavgift_nok_per_kwh").fill_null(0.0)).alias("elavgift"),
-        (e * pl.col("enova_nok_per_kwh").fill_null(0.0)).alias("enova"),
-        *_scheme_terms(e),
-    )
-    totals = _capped_terms(joined, totals, calendar)
-    raw = _raw_energy_lines(totals, ["spot", "markup", "grid_energy", "elavgift", "enova"])
-    schemes = [
-        totals.filter(pl.col(f"{code}_kwh") > 0)
-        .select(
-            "month",
-            "user_id",
-            pl.lit(code).alias("line"),
-            pl.col(f"{code}_kwh").alias("quantity_kwh"),
-            pl.col(code).alias("amount_ex_vat_nok"),
-        )
-        .cast(_RAW_SCHEMA)
-        for code in ("stromstotte", "norgespris")
-    ]
+    rates = _supplier_rates(matrix, calendar) | {
+        "grid_energy": np.nan_to_num(grid_price),
+        "elavgift": np.nan_to_num(vector(calendar, "elavgift_nok_per_kwh")),
+        "enova": np.nan_to_num(vector(calendar, "enova_nok_per_kwh")),
+    }
+    sums = matrix.per_month_many({"energy": None, **rates})
+    quantity = sums.pop("energy")
+    parts = [_raw_lines(matrix, active, quantity, sums)]
+    for code, (eligible_kwh, amount) in _scheme_amounts(matrix, calendar).items():
+        parts.append(_raw_lines(matrix, active & (eligible_kwh > 0), eligible_kwh, {code: amount}))
 
-    site = _site_hourly(joined, calendar, site_hourly_kwh)
-    months = sorted(calendar["month"].unique().to_list())
-    peaks = pl.concat(
-        [
-            capacity_peaks(site.filter(pl.col("month") == m), _capacity_method(grid, m))
-            for m in months
-        ],
-        how="vertical",
+    capacity_raw, peaks, capacity, peak_energy = _capacity_shares(
+        matrix, calendar, grid, site_hourly_kwh
     )
-    capacity = capacity_charges(peaks, months, grid)
-    peak_hours = peaks.join(site.select("hour_start", "hour_index"), on="hour_start", how="left")
-    peak_energy = (
-        joined.filter(pl.col("hour_index").is_in(peak_hours["hour_index"].implode()))
-        .group_by("hour_index", "user_id")
-        .agg(e.sum())
-        .join(peak_hours.select("month", "hour_index", "hour_start"), on="hour_index", how="left")
-        .select("month", pl.col("user_id").cast(pl.String), "hour_start", "energy_kwh")
-        .sort("month", "hour_start", "user_id", nulls_last=True)
-    )
-    site_in_peaks = peaks.group_by("month").agg(pl.col("energy_kwh").sum().alias("site_kwh"))
-    shares = (
-        peak_energy.group_by("month", "user_id")
-        .agg(e.sum().alias("peak_kwh"))
-        .join(site_in_peaks, on="month", how="left")
-        .join(capacity.select("month", "capacity_nok"), on="month", how="left")
-        .filter(pl.col("site_kwh") > 0)
-        .select(
-            "month",
-            "user_id",
-            pl.lit("capacity").alias("line"),
-            pl.col("peak_kwh").alias("quantity_kwh"),
-            (pl.col("capacity_nok") * pl.col("peak_kwh") / pl.col("site_kwh")).alias(
-                "amount_ex_vat_nok"
-            ),
-        )
-        .cast(_RAW_SCHEMA)
-    )
-    lines = round_lines(pl.concat([raw, *schemes, shares], how="vertical"), calendar)
+    parts.append(capacity_raw)
+    lines = round_lines(pl.concat(parts, how="vertical"), calendar)
     return Split(
         "full",
         lines,

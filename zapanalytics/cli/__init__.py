@@ -34,3 +34,4 @@ from zapanalytics.cli import ocpp as _ocpp  # noqa: E402,F401
 from zapanalytics.cli import sample as _sample  # noqa: E402,F401
 from zapanalytics.cli import bill as _bill  # noqa: E402,F401
 from zapanalytics.cli import replay as _replay  # noqa: E402,F401
+from zapanalytics.cli import meters as _meters  # noqa: E402,F401

@@ -186,7 +186,7 @@ def _print(result: Any, out: Path | None) -> None:
         d = s.summary
         table.add_row(
             s.scenario.name, str(d["chargers"]), _fmt(d["main_fuse_a"]),
-            f"{d['energy_delivered_kwh']:,.1f}", f"{d['energy_not_delivered_kwh']:,.1f}",
+            f"{d['energy_delivered_kwh']:,.1f}", _kwh(d["energy_not_delivered_kwh"]),
             str(d["sessions_not_full"]), f"{d['peak_line_current_a']:.1f}",
             f"{d['peak_power_kw']:.1f}", d["worst_capacity_step"] or "–",
         )  # fmt: skip
@@ -199,6 +199,10 @@ def _print(result: Any, out: Path | None) -> None:
         console.print(text, markup=False, highlight=False)
     if out is not None:
         console.print(f"wrote {out / 'replay.json'}", markup=False, highlight=False)
+
+
+def _kwh(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.1f}"
 
 
 def _local(value: Any, zone: str) -> str:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
-from zapanalytics.ingest.reference_rows import admit_reference_rows
+from zapanalytics.ingest.reference_rows import admit_reference_rows, local_instants
 
 SOURCE = "han"
 DEFAULT_TIMEZONE = "Europe/Oslo"
@@ -110,17 +110,17 @@ def read_byte_stream(path: str | Path) -> Iterator[HanFrame]:
     with open(path, "rb") as handle:
         while chunk := handle.read(65536):
             for frame in reader.read(chunk):
-                yield HanFrame(frame.as_bytes(), None, f"{path.name}@{offset}")
+                yield HanFrame(frame.as_bytes, None, f"{path.name}@{offset}")
             offset += len(chunk)
 
 
-def decode_frame(data: bytes) -> tuple[dict[str, Any], str]:
+def decode_frame(data: bytes) -> tuple[dict[str, Any], bytes]:
     """Check and decode one HDLC frame with ``amshan``.
 
     Returns
     -------
-    (dict, str)
-        ``amshan``'s normalised fields, and the decoder that matched.
+    (dict, bytes)
+        ``amshan``'s normalised fields, and the frame's information field (the LLC PDU).
 
     Raises
     ------
@@ -137,14 +137,13 @@ def decode_frame(data: bytes) -> tuple[dict[str, Any], str]:
     frame = frames[0]
     if not (frame.is_good_ffc and frame.is_expected_length):
         raise HanError("HDLC frame check sequence or length is wrong")
-    decoder = AutoDecoder()
-    fields = decoder.decode_message(frame)
+    fields = AutoDecoder().decode_message(frame)
     if not fields:
         raise HanError("no Aidon, Kaifa or Kamstrup layout decodes this frame")
-    return fields, str(decoder.previous_success_decoder)
+    return fields, bytes(frame.payload or b"")
 
 
-def energy_resolution_wh(data: bytes, fields: dict[str, Any]) -> float | None:
+def energy_resolution_wh(payload: bytes, fields: dict[str, Any]) -> float | None:
     """Resolution of the import register 1.8.0 in this frame [Wh], None without a register."""
     if "active_power_import_total" not in fields:
         return None
@@ -156,14 +155,12 @@ def energy_resolution_wh(data: bytes, fields: dict[str, Any]) -> float | None:
     if maker == "Aidon":
         from han import aidon
 
-        framed = data if data[:1] == b"\x7e" else b"\x7e" + data + b"\x7e"
-        # LLC PDU: after flag, format (2), addresses and control (4), HCS (2); before FCS, flag.
         try:
-            parsed = aidon.LlcPdu.parse(framed[9:-3])
+            parsed = aidon.LlcPdu.parse(payload)
             for item in parsed.information.notification_body.list_items:
                 if item.obis.endswith("1.8.0.255") and hasattr(item.content, "scaler_unit"):
                     return float(item.content.scaler_unit.scaler.scale)
-        except Exception:  # noqa: BLE001 - an unusual address length: no resolution, not no reading
+        except Exception:  # noqa: BLE001 - amshan read it another way: no resolution, still a reading
             return None
     return None
 
@@ -192,19 +189,17 @@ class MeterClock:
         if clock.tzinfo is not None:
             value = clock.astimezone(dt.UTC)
         else:
-            first = clock.replace(tzinfo=self.zone, fold=0)
-            second = clock.replace(tzinfo=self.zone, fold=1)
-            if first.utcoffset() != second.utcoffset():  # the repeated hour
-                a, b = first.astimezone(dt.UTC), second.astimezone(dt.UTC)
-                if received is not None:
-                    value = min((a, b), key=lambda t: abs((t - received).total_seconds()))
-                else:
-                    previous = self.last_utc.get(meter_id)
-                    value = b if previous is not None and a <= previous else a
+            instants = local_instants(clock, self.zone)
+            if not instants:
+                raise HanError(f"meter time {clock.isoformat()} does not exist in {self.zone.key}")
+            if len(instants) == 1:
+                value = instants[0]
+            elif received is not None:  # the repeated hour: the receive time tells
+                value = min(instants, key=lambda t: abs((t - received).total_seconds()))
             else:
-                value = first.astimezone(dt.UTC)
-                if value.astimezone(self.zone).replace(tzinfo=None) != clock:
-                    raise HanError(f"meter time {clock.isoformat()} does not exist in {self.zone.key}")
+                first, second = instants
+                previous = self.last_utc.get(meter_id)
+                value = second if previous is not None and first <= previous else first
         self.last_utc[meter_id] = value
         return value
 
@@ -213,7 +208,7 @@ def reading_row(
     frame: HanFrame, clock: MeterClock, *, meter_id: str | None, installation_id: str | None
 ) -> dict[str, Any]:
     """Decode one frame into a ``reference_readings`` row (kind ``han``)."""
-    fields, _ = decode_frame(frame.data)
+    fields, payload = decode_frame(frame.data)
     meter = meter_id or fields.get("meter_id")
     if not meter:
         raise HanError("the frame names no meter (List 1) and no --meter-id was given")
@@ -240,7 +235,7 @@ def reading_row(
         row[f"voltage_l{phase}_v"] = _number(fields.get(f"voltage_l{phase}"))
     register_wh = _number(fields.get("active_power_import_total"))
     row["energy_import_kwh"] = None if register_wh is None else register_wh / 1000.0
-    resolution = energy_resolution_wh(frame.data, fields)
+    resolution = energy_resolution_wh(payload, fields)
     row["energy_resolution_kwh"] = None if resolution is None else resolution / 1000.0
     return row
 

@@ -96,6 +96,9 @@ def latest_plausible() -> dt.datetime:
 def register_rejections(
     candidates: list[tuple[int, str, dt.datetime, float]],
     stored: Mapping[str, list[tuple[dt.datetime, float]]],
+    *,
+    column: str = "meter_values.energy_register_kwh",
+    owner: str = "charger",
 ) -> dict[int, str]:
     """Find records whose energy register goes backwards (exact, per reading).
 
@@ -105,6 +108,8 @@ def register_rejections(
         Readings offered by the batch (plausible ones only).
     stored : mapping of charger_id to sorted (ts_utc, energy_register_kwh)
         Stored readings around the batch's time span.
+    column, owner : str
+        How the reason names the register and what it belongs to (a charger, a meter).
 
     Returns
     -------
@@ -142,17 +147,17 @@ def register_rejections(
                     earlier_at = max((t for t, v in history[:before] if v == earlier), default=None)
                 if value < earlier:
                     found.setdefault(record, (
-                        f"meter_values.energy_register_kwh decreased: {value:g} kWh at "
+                        f"{column} decreased: {value:g} kWh at "
                         f"{ts.isoformat()} is below {earlier:g} kWh at "
-                        f"{earlier_at.isoformat() if earlier_at else '?'} (charger {charger_id})"
+                        f"{earlier_at.isoformat() if earlier_at else '?'} ({owner} {charger_id})"
                     ))
                     continue
                 if after < len(history) and value > suffix_min[after]:
                     later_at = next(t for t, v in history[after:] if v == suffix_min[after])
                     found.setdefault(record, (
-                        f"meter_values.energy_register_kwh decreased: {value:g} kWh at "
+                        f"{column} decreased: {value:g} kWh at "
                         f"{ts.isoformat()} is above the later reading {suffix_min[after]:g} kWh at "
-                        f"{later_at.isoformat()} (charger {charger_id})"
+                        f"{later_at.isoformat()} ({owner} {charger_id})"
                     ))
                     continue
                 if value >= accepted_max:

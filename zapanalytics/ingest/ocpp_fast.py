@@ -35,6 +35,10 @@ _COMPACT_CALL = r'^\[2,"[^"\\{]{1,36}","MeterValues",\{'
 _CALL_RESULT = r'^\[3,"[^"\\]{1,36}",\{.*\}\]$'
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 _NUMBER = r"^-?\d{1,15}(\.\d{1,15})?([eE][+-]?\d{1,2})?$"
+#: A text field holding a number, null, array or object: polars would coerce or drop it,
+#: the per-record reader refuses it, so such a line goes to the per-record reader.
+_NON_TEXT_FIELD = r'"(?:value|context|format|measurand|phase|location|unit|timestamp)"\s*:\s*[^"\s]'
+
 _PHASES = {"L1": 1, "L2": 2, "L3": 3, "L1-N": 1, "L2-N": 2, "L3-N": 3}
 #: Columns whose phase values add up to a total when no total is sent (max for offered current).
 _TOTAL_COLUMNS = {
@@ -110,6 +114,9 @@ def read_meter_values(lines: list[bytes]) -> tuple[pl.DataFrame, list[int]]:
             ),
         )
     )
+    if plain.height == 0:
+        return _empty(), everything
+    plain = plain.filter(~pl.col("payload").str.contains(_NON_TEXT_FIELD))
     if plain.height == 0:
         return _empty(), everything
     try:

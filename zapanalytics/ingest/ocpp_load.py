@@ -205,6 +205,8 @@ def _frame_message(text: Any, field: str) -> list:
         frame = json.loads(text)
     except ValueError:
         raise RecordError(f"{field} is not valid JSON") from None
+    except RecursionError:
+        raise RecordError(f"{field} nests too deeply to be an OCPP frame") from None
     if not isinstance(frame, list) or not frame:
         raise RecordError(f"{field} is not an OCPP frame")
     return frame
@@ -216,6 +218,8 @@ def parse_spool_record(text: str, directory: ChargerDirectory) -> ParsedRecord:
         record = json.loads(text)
     except ValueError:
         return ParsedRecord("?", rejection="spool line is not valid JSON")
+    except RecursionError:
+        return ParsedRecord("?", rejection="spool line nests too deeply to be a spool record")
     if not isinstance(record, dict):
         return ParsedRecord("?", rejection="spool line is not a JSON object")
     charge_point_id = record.get("charge_point_id")
@@ -235,7 +239,7 @@ def parse_spool_record(text: str, directory: ChargerDirectory) -> ParsedRecord:
         code = reply[2] if len(reply) > 2 else "?"
         description = reply[3] if len(reply) > 3 else ""
         action = "?"
-        with contextlib.suppress(ValueError, TypeError, IndexError):
+        with contextlib.suppress(ValueError, TypeError, IndexError, RecursionError):
             frame = json.loads(record["message"])
             if isinstance(frame, list) and isinstance(frame[2], str):
                 action = frame[2][:60]
@@ -405,6 +409,44 @@ def _contested_records(records: Mapping[int, ParsedRecord]) -> set[int]:
     }
 
 
+def _decode_lines(lines: list[bytes]) -> tuple[list[str], dict[int, str]]:
+    """Spool lines as text, and the reasons for lines that are not clean Unicode.
+
+    A spool line is ASCII JSON by contract. A line with other bytes, or whose JSON escapes
+    spell lone surrogates, is kept (escaped) for the quarantine and never parsed further:
+    such text cannot be stored.
+    """
+    raw, unreadable = [], {}
+    for index, line in enumerate(lines):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raw.append(line.decode("utf-8", "backslashreplace"))
+            unreadable[index] = "spool line is not valid UTF-8 text"
+            continue
+        raw.append(text)
+        if "\\ud" in text.lower() and _has_lone_surrogate(text):
+            unreadable[index] = "spool line holds text that is not valid Unicode (a lone surrogate)"
+    return raw, unreadable
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+        for value in (decoded.get("message"), decoded.get("reply")) if isinstance(decoded, dict) else ():
+            if isinstance(value, str):
+                json.dumps(json.loads(value), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
 class _BatchLoader:
     """Admit batches of spool lines, in as many phases as key collisions require."""
 
@@ -420,14 +462,19 @@ class _BatchLoader:
         self.seen_charge_points: set[str] = set()
 
     def load(self, lines: list[bytes]) -> RunCounts:
-        raw = [line.decode("utf-8", "surrogateescape") for line in lines]
+        raw, unreadable = _decode_lines(lines)
         if self.fast_path:
-            fast, slow_indices = read_meter_values(lines)
+            fast, slow_indices = read_meter_values(
+                [b"{}" if i in unreadable else line for i, line in enumerate(lines)]
+            )
         else:
             fast, slow_indices = None, list(range(len(raw)))
         parsed: dict[int, ParsedRecord] = {}
         for index in slow_indices:
-            parsed[index] = parse_spool_record(raw[index], self.directory)
+            if index in unreadable:
+                parsed[index] = ParsedRecord("?", rejection=unreadable[index])
+            else:
+                parsed[index] = parse_spool_record(raw[index], self.directory)
             self.report.actions[parsed[index].action] += 1
         if fast is not None:
             if len(raw) > len(slow_indices):

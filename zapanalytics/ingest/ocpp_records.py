@@ -26,6 +26,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+#: Far beyond any register (the store caps at 10^7 kWh); larger integers are refused before
+#: converting, since a float cannot hold them.
+_MAX_REGISTER_WH = 10**15
 STATUS_STATE_ID_BASE = -1600
 ERROR_STATE_ID_BASE = -1700
 STATUS_STATE_NAME = "OcppConnectorStatus"
@@ -37,6 +40,8 @@ _POWER_W = {"W": 1.0, "kW": 1000.0}
 _CURRENT_A = {"A": 1.0}
 _VOLTAGE_V = {"V": 1.0}
 
+#: sampledValue fields that are enumerations or text in OCPP 1.6.
+_TEXT_FIELDS = ("context", "format", "measurand", "phase", "location", "unit")
 #: measurand -> (store column for the total, per-phase columns or None, unit table).
 _PHASE_INDEX = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
 _ELECTRICAL_LOCATIONS = {None: 0, "Outlet": 0, "Inlet": 1}
@@ -63,13 +68,18 @@ def parse_utc(value: Any, field: str) -> dt.datetime:
         raise RecordError(f"{field}: {value[:40]!r} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
         raise RecordError(f"{field}: timestamp {value[:40]!r} has no UTC offset")
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise RecordError(f"{field}: timestamp {value[:40]!r} is outside the years 1-9999 in UTC") from None
 
 
 def wh_to_kwh(value: Any, field: str) -> float:
     """Convert an OCPP 1.6 meterStart/meterStop (integer Wh) to kWh."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"{field}: {value!r} is not an integer number of Wh")
+        raise RecordError(f"{field}: {str(value)[:40]} is not an integer number of Wh")
+    if abs(value) > _MAX_REGISTER_WH:
+        raise RecordError(f"{field}: {str(value)[:40]} Wh is beyond any meter's register")
     return value / 1000.0
 
 
@@ -146,6 +156,9 @@ def sampled_values_row(sampled_values: list[Mapping[str, Any]]) -> dict[str, flo
     for sample in sampled_values:
         if not isinstance(sample, Mapping):
             raise RecordError("sampledValue entries must be objects")
+        for key in _TEXT_FIELDS:
+            if sample.get(key) is not None and not isinstance(sample[key], str):
+                raise RecordError(f"sampledValue {key} must be a string, not {type(sample[key]).__name__}")
         if sample.get("format") == "SignedData":
             continue
         measurand = sample.get("measurand", "Energy.Active.Import.Register")

@@ -237,6 +237,10 @@ def parse_frame(text: str) -> list:
         raise FrameError(
             OcppCallErrorCode.FORMATION_VIOLATION, "frame is not valid JSON", guess_unique_id(text)
         ) from None
+    except RecursionError:
+        raise FrameError(
+            OcppCallErrorCode.FORMATION_VIOLATION, "frame nests too deeply", guess_unique_id(text)
+        ) from None
     if not isinstance(frame, list) or not frame:
         raise FrameError(OcppCallErrorCode.FORMATION_VIOLATION, "frame is not a JSON array")
     unique_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str | int) else "-1"
@@ -479,7 +483,7 @@ class ChargePointConnection(OcppChargePoint):
 
     async def handle_frame(self, frame: str | bytes) -> None:
         """Spool one frame (with the answer to a CALL) and then send the answer."""
-        text = frame if isinstance(frame, str) else frame.decode("utf-8", "surrogateescape")
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "backslashreplace")
         self.central.frames_received += 1
         try:
             parsed = parse_frame(text)

@@ -28,6 +28,7 @@ from zapanalytics.ingest.zaptec_records import (
     state_names_from_constants,
     state_row,
 )
+from zapanalytics.ingest.zaptec_states import derive_meter_values
 
 SOURCE = "zaptec_files"
 
@@ -242,4 +243,6 @@ def ingest_zaptec_dump(
         if observations.exists():
             with observations.open("rb") as handle:
                 admit_observations(run, handle, state_names)
+            # Registers (state 554) and measurements as meter_values rows for the analyses.
+            derive_meter_values(con, run)
         return run.counts

@@ -9,6 +9,7 @@ naive timestamp is refused.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -65,6 +66,20 @@ class RecordError(ValueError):
         self.field = field
 
 
+@functools.lru_cache(maxsize=256)
+def _offset_zone(offset: str) -> dt.tzinfo | None:
+    """``Z``, ``+01:00`` or ``-0130`` as a tzinfo (UTC itself for a zero offset); None if impossible."""
+    if offset == "Z":
+        return dt.UTC
+    sign = 1 if offset[0] == "+" else -1
+    digits = offset[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if hours > 23 or minutes > 59:
+        return None
+    delta = sign * dt.timedelta(hours=hours, minutes=minutes)
+    return dt.timezone(delta) if delta else dt.UTC
+
+
 def parse_timestamp(value: object, field: str, *, naive_is_utc: bool) -> dt.datetime:
     """Parse an ISO-8601 timestamp into an aware UTC datetime.
 
@@ -89,24 +104,21 @@ def parse_timestamp(value: object, field: str, *, naive_is_utc: bool) -> dt.date
     if match is None:
         raise RecordError(field, f"not an ISO-8601 timestamp: {value!r:.60}")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
     if offset is None:
         if not naive_is_utc:
             raise RecordError(field, f"naive timestamp without a UTC offset: {value!r:.60}")
         tz = dt.UTC
-    elif offset == "Z":
-        tz = dt.UTC
     else:
-        sign = 1 if offset[0] == "+" else -1
-        digits = offset[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:])
-        if hours > 23 or minutes > 59:
+        tz = _offset_zone(offset)
+        if tz is None:
             raise RecordError(field, f"impossible UTC offset {offset!r} in {value!r:.60}")
-        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
     try:
         stamp = dt.datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros, tz
         )
+        if tz is dt.UTC:  # the common case; astimezone would only copy
+            return stamp
         # Year 1 or 9999 with an offset leaves datetime's range once moved to UTC.
         return stamp.astimezone(dt.UTC)
     except (ValueError, OverflowError) as exc:
@@ -168,8 +180,8 @@ def installation_row(item: Mapping[str, Any], *, price_area: str | None = None) 
     if not isinstance(item, Mapping):
         raise RecordError("installation", "expected a JSON object")
     network = item.get("NetworkType", 0)
-    if network not in NETWORK_TYPES:
-        raise RecordError("NetworkType", f"unknown value {network!r}")
+    if isinstance(network, bool) or not isinstance(network, int) or network not in NETWORK_TYPES:
+        raise RecordError("NetworkType", f"unknown value {network!r:.40}")
     network_type, phase_count = NETWORK_TYPES[network]
     fuse = _number(item, "PropertyMainFuseCurrent")
     max_current = _number(item, "MaxCurrent")

@@ -40,7 +40,8 @@ import polars as pl
 
 from firmware_ref.allocator import PhaseSwitchConfig
 from zapanalytics.replay.intervals import combine_steps, epoch_s, merge_runs, runs
-from zapanalytics.replay.recording import ACTIVE_CURRENT_A, MODE_CHARGING, Recording
+from zapanalytics.replay.recording import MODE_CHARGING, Recording
+from zapanalytics.replay.wiring import ACTIVE_CURRENT_A
 
 KINDS = ("phase_overload", "over_draw", "below_minimum", "allocation_mismatch", "phase_switching")
 _LINE_NAMES = ("L1", "L2", "L3")

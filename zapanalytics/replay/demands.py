@@ -27,7 +27,8 @@ import polars as pl
 from firmware_ref.allocator import ChargerDemand, PhaseSwitchConfig
 from firmware_ref.grid import is_neutral_network
 from zapanalytics.replay.intervals import epoch_s
-from zapanalytics.replay.recording import ACTIVE_CURRENT_A, Recording
+from zapanalytics.replay.recording import Recording
+from zapanalytics.replay.wiring import ACTIVE_CURRENT_A
 
 #: Household estimates are rounded to this step [A] so HAN noise does not trigger
 #: reallocations that change nothing.
@@ -47,6 +48,9 @@ def session_demands(recording: Recording) -> pl.DataFrame:
         ``phase_rotation``, ``circuit_id``, ``energy_kwh`` (delivered),
         ``first_current_utc``, sorted by arrival.
     """
+    cached = recording.cache.get("session_demands")
+    if cached is not None:
+        return cached
     it = not is_neutral_network(recording.installation.network_type)
     terminals = pl.col("max_active_terminals").fill_null(0)
     phases = (

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from zapanalytics.replay.demands import session_demands
+from firmware_ref.allocator import SiteLimits, equal_share
+from zapanalytics.replay.demands import LimitSeries, demand_of, session_demands, site_limits
 from zapanalytics.replay.intervals import UTC_DTYPE, epoch_s
 from zapanalytics.replay.recording import Recording
-from zapanalytics.replay.reference import AllocationReplay, replay_allocations
 
 #: Below this Jain's index an interval counts as unfair in the summary.
 UNFAIR_JAIN = 0.9
@@ -85,8 +85,9 @@ def fairness_report(
     recording: Recording,
     *,
     demands: pl.DataFrame | None = None,
-    fair: AllocationReplay | None = None,
+    limits: LimitSeries | None = None,
     requested: pl.DataFrame | None = None,
+    dynamic_phase_selection: bool = True,
     shortfall_tolerance_a: float = 0.5,
 ) -> FairnessReport:
     """Fairness of the recorded allocations.
@@ -97,10 +98,12 @@ def fairness_report(
         The recording.
     demands : polars.DataFrame, optional
         :func:`~zapanalytics.replay.demands.session_demands` (built when not given).
-    fair : AllocationReplay, optional
-        The max-min fair replay (``equal_share``) of the same demands.
+    limits : LimitSeries, optional
+        Available current over time (default: the recorded site).
     requested : polars.DataFrame, optional
         ``session_id, energy_requested_kwh`` when the energy asked for is known.
+    dynamic_phase_selection : bool
+        Chargers choose the terminal of a single-phase charge (max-min fair reference).
     shortfall_tolerance_a : float
         Shortfalls up to this count as none in the summary [A].
 
@@ -114,17 +117,44 @@ def fairness_report(
         statistics and session counts.
     """
     demands = session_demands(recording) if demands is None else demands
-    if fair is None:
-        fair = replay_allocations(recording, policy="equal_share", demands=demands)
-    intervals = _interval_fairness(recording, demands, fair)
+    limits = site_limits(recording) if limits is None else limits
+    intervals = _interval_fairness(recording, demands, limits, dynamic_phase_selection)
     waits = _waits(demands)
     users = _users(demands, waits, requested)
     summary = _summary(intervals, waits, demands, shortfall_tolerance_a)
     return FairnessReport(intervals=intervals, users=users, waits=waits, summary=summary)
 
 
+def allocation_moments(demands: pl.DataFrame, limits: LimitSeries) -> np.ndarray:
+    """Times the allocation may change: arrivals, releases and limit changes [s]."""
+    arrival = epoch_s(demands["arrival_utc"])
+    release = epoch_s(demands["release_utc"])
+    keep = release > arrival
+    return np.unique(np.concatenate([arrival[keep], release[keep], limits.t_s[1:]]))
+
+
+def max_min_fair_at(
+    rows: list[dict],
+    network_type: str,
+    available: tuple[float, float, float],
+    t_s: float,
+    *,
+    dynamic_phase_selection: bool = True,
+) -> list[float]:
+    """Max-min fair (water-filling) currents of sessions at one moment [A]
+    (:func:`firmware_ref.allocator.equal_share`), in the order given.
+
+    ``rows`` are rows of :func:`~zapanalytics.replay.demands.session_demands` with
+    ``arrival_s`` [s since epoch] added.
+    """
+    wanted = [demand_of(r, dynamic_phase_selection=dynamic_phase_selection) for r in rows]
+    site = SiteLimits(available_current_a=available, network_type=network_type)
+    result = equal_share(site, wanted, None, t_s)
+    return [float(result.allocations[r["charger_id"]].current_a) for r in rows]
+
+
 def _interval_fairness(
-    recording: Recording, demands: pl.DataFrame, fair: AllocationReplay
+    recording: Recording, demands: pl.DataFrame, limits: LimitSeries, dynamic: bool
 ) -> pl.DataFrame:
     empty = pl.DataFrame(
         schema={
@@ -137,40 +167,64 @@ def _interval_fairness(
             "total_shortfall_a": pl.Float64,
         }
     )
-    if fair.runs.is_empty() or demands.is_empty():
+    if demands.is_empty():
         return empty
-    epochs = np.unique(epoch_s(fair.runs["ts_utc"]))
-    ends = np.append(epochs[1:], epoch_s(pl.Series([recording.end_utc]))[0])
-    middle = 0.5 * (epochs + ends)
+    moments = allocation_moments(demands, limits)
+    ends = np.append(moments[1:], epoch_s(pl.Series([recording.end_utc]))[0])
     arrival = epoch_s(demands["arrival_utc"])
     release = epoch_s(demands["release_utc"])
-    first = np.searchsorted(epochs, arrival, side="left")
-    last = np.searchsorted(epochs, release, side="left")
+    first = np.searchsorted(moments, arrival, side="left")
+    last = np.searchsorted(moments, release, side="left")
     counts = np.clip(last - first, 0, None)
-    session_index = np.repeat(np.arange(demands.height), counts)
-    epoch_index = np.concatenate(
-        [np.arange(a, b) for a, b in zip(first, last, strict=True) if b > a] or [np.zeros(0, int)]
-    ).astype(np.int64)
-    micros = np.round(middle[epoch_index] * 1e6).astype(np.int64)
+    session = np.repeat(np.arange(demands.height), counts)
+    epoch = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) + np.repeat(
+        first, counts
+    )
+    if epoch.size == 0:
+        return empty
+    # The recorded allocation in the middle of each interval, past any pilot-change lag.
+    middle = 0.5 * (moments + ends)
     points = pl.DataFrame(
         {
-            "epoch": epoch_index,
-            "charger_id": demands["charger_id"].gather(session_index),
-            "cap_a": demands["car_max_current_a"].gather(session_index),
-            "ts_utc": pl.Series(micros, dtype=pl.Int64).cast(UTC_DTYPE),
+            "epoch": epoch.astype(np.int64),
+            "session": session.astype(np.int64),
+            "charger_id": demands["charger_id"].gather(session),
+            "cap_a": demands["car_max_current_a"].gather(session),
+            "ts_utc": pl.Series(np.round(middle[epoch] * 1e6).astype(np.int64)).cast(UTC_DTYPE),
         }
     ).sort("charger_id", "ts_utc")
     recorded = recording.charger_steps.select(
         "charger_id", pl.col("start_utc").alias("ts_utc"),
         pl.col("allocated_current_a").fill_null(0.0).alias("recorded_a"),
     ).sort("charger_id", "ts_utc")  # fmt: skip
-    fair_steps = fair.allocations.select(
-        "charger_id", pl.col("start_utc").alias("ts_utc"), pl.col("current_a").alias("fair_a")
-    ).sort("charger_id", "ts_utc")
-    joined = (
-        points.join_asof(recorded, on="ts_utc", by="charger_id", check_sortedness=False)
-        .join_asof(fair_steps, on="ts_utc", by="charger_id", check_sortedness=False)
-        .with_columns(pl.col("recorded_a").fill_null(0.0), pl.col("fair_a").fill_null(0.0))
+    joined = points.join_asof(
+        recorded, on="ts_utc", by="charger_id", check_sortedness=False
+    ).with_columns(pl.col("recorded_a").fill_null(0.0))
+    # Where every car got its maximum nothing fairer exists; elsewhere water-fill.
+    short = (
+        joined.filter(pl.col("recorded_a") < pl.col("cap_a") - 0.01)
+        .select("epoch").unique()
+        .join(joined.select("epoch", "session"), on="epoch")
+        .group_by("epoch").agg(pl.col("session").sort())
+    )  # fmt: skip
+    fixes_epoch: list[int] = []
+    fixes_session: list[int] = []
+    fixes_fair: list[float] = []
+    rows = demands.with_columns(pl.Series("arrival_s", arrival)).to_dicts() if short.height else []
+    network = recording.installation.network_type
+    for e, sessions in short.iter_rows():
+        t = float(moments[e])
+        fair = max_min_fair_at([rows[k] for k in sessions], network, limits.at(t), t,
+                               dynamic_phase_selection=dynamic)  # fmt: skip
+        fixes_epoch.extend([e] * len(sessions))
+        fixes_session.extend(sessions)
+        fixes_fair.extend(fair)
+    fixes = pl.DataFrame(
+        {"epoch": fixes_epoch, "session": fixes_session, "_fair": fixes_fair},
+        schema={"epoch": pl.Int64, "session": pl.Int64, "_fair": pl.Float64},
+    )
+    joined = joined.join(fixes, on=["epoch", "session"], how="left").with_columns(
+        pl.coalesce("_fair", "cap_a").alias("fair_a")
     )
     share = pl.col("recorded_a") / pl.col("cap_a")
     fair_share = pl.col("fair_a") / pl.col("cap_a")
@@ -192,7 +246,7 @@ def _interval_fairness(
     ).sort("epoch")  # fmt: skip
     index = out["epoch"].to_numpy()
     return out.with_columns(
-        pl.Series("start_utc", np.round(epochs[index] * 1e6).astype(np.int64)).cast(UTC_DTYPE),
+        pl.Series("start_utc", np.round(moments[index] * 1e6).astype(np.int64)).cast(UTC_DTYPE),
         pl.Series("end_utc", np.round(ends[index] * 1e6).astype(np.int64)).cast(UTC_DTYPE),
     ).select(empty.columns)
 

@@ -19,28 +19,28 @@ fuse, the available current (``max_current_a``) and the network type.
 
 A value holds from its observation until the next observation of the same quantity. A
 charger's terminal currents are turned into supply-line current phasors with its phase
-rotation (:func:`charger_line_phasors`); the installation's per-line load is the sum over
+rotation (:func:`zapanalytics.replay.wiring.charger_line_phasors`); the installation's per-line load is the sum over
 chargers: plain sums on TN, phasor sums on IT (a single-phase charge on IT sits between two
 lines, see :mod:`firmware_ref.grid`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from firmware_ref.grid import (
-    CYCLIC_ROTATIONS,
-    LINE_VOLTAGE_UNIT,
-    is_neutral_network,
-    parse_phase_rotation,
-)
 from zapanalytics.replay.intervals import UTC_DTYPE, combine_steps, hold_steps, sum_over_keys
+from zapanalytics.replay.wiring import (
+    ACTIVE_CURRENT_A,
+    allocated_terminals,
+    charger_line_phasors,
+    rotation_lines,
+    with_inferred_rotations,
+)
 from zapanalytics.store import queries
 
 #: Zaptec state ids read by the replay.
@@ -55,10 +55,6 @@ MODE_REQUESTING = 2
 MODE_CHARGING = 3
 MODE_FINISHED = 5
 
-#: A terminal carrying more than this is in use [A] (evcc counts a phase active from 1 A;
-#: half of that keeps a 6 A soft start on a weak phase visible).
-ACTIVE_CURRENT_A = 0.5
-
 #: Nominal line-to-neutral voltage [V] for power and energy estimates.
 NOMINAL_VOLTAGE_V = 230.0
 
@@ -72,7 +68,6 @@ _STATE_COLUMNS = {
 }
 _TERMINALS = ("current_t1_a", "current_t2_a", "current_t3_a")
 _LINES = ("l1", "l2", "l3")
-_SQRT3 = math.sqrt(3.0)
 
 
 @dataclass(frozen=True)
@@ -143,6 +138,8 @@ class Recording:
         Raw HAN samples ``ts_utc, current_l{1,2,3}_a`` (may be empty).
     start_utc, end_utc : datetime
         Span of the recording.
+    cache : dict
+        Frames derived from the recording, computed once (session demands, power).
     """
 
     installation: InstallationInfo
@@ -153,85 +150,12 @@ class Recording:
     han: pl.DataFrame
     start_utc: datetime
     end_utc: datetime
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rotations(self) -> dict[str, str]:
         """Phase rotation per charger id."""
         return dict(zip(self.chargers["charger_id"], self.chargers["phase_rotation"], strict=True))
-
-
-# --------------------------------------------------------------------------------------------
-# Grid maths on arrays
-# --------------------------------------------------------------------------------------------
-
-
-def charger_line_phasors(
-    terminal_currents_a: np.ndarray, rotation_lines: np.ndarray, network_type: str
-) -> np.ndarray:
-    """Supply-line current phasors of chargers from their terminal currents.
-
-    Parameters
-    ----------
-    terminal_currents_a : numpy.ndarray
-        Currents on terminals L1, L2, L3 [A], shape ``(n, 3)``.
-    rotation_lines : numpy.ndarray
-        Supply line (0-based) of each terminal, shape ``(n, 3)``
-        (:func:`firmware_ref.grid.parse_phase_rotation` per row).
-    network_type : str
-        ``"TN"``, ``"TT"`` or ``"IT"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Complex phasors on supply lines L1, L2, L3 [A], shape ``(n, 3)``, with ``V_L1`` at
-        0°. On TN every terminal's current is in phase with its own line. On IT a row with
-        exactly two terminals in use is one line-to-line load (its current, the mean of
-        the two readings, in phase with the voltage between the two lines); any other row
-        is a star load, each line in phase with its own voltage.
-    """
-    currents = np.asarray(terminal_currents_a, dtype=float)
-    lines = np.asarray(rotation_lines, dtype=np.int64)
-    n = currents.shape[0]
-    unit = np.asarray(LINE_VOLTAGE_UNIT, dtype=complex)
-    out = np.zeros((n, 3), dtype=complex)
-    rows = np.arange(n)[:, None]
-    out[rows, lines] = currents * unit[lines]
-    if is_neutral_network(network_type) or n == 0:
-        return out
-    active = currents > ACTIVE_CURRENT_A
-    pair = active.sum(axis=1) == 2
-    if not pair.any():
-        return out
-    idx = np.flatnonzero(pair)
-    act = active[idx]
-    # The two terminals in use, in terminal order.
-    first = np.argmax(act, axis=1)
-    second = 2 - np.argmax(act[:, ::-1], axis=1)
-    amps = 0.5 * (currents[idx, first] + currents[idx, second])
-    p = lines[idx, first]
-    q = lines[idx, second]
-    along = (unit[p] - unit[q]) / _SQRT3
-    out[idx] = 0.0
-    out[idx, p] = amps * along
-    out[idx, q] = -amps * along
-    return out
-
-
-def set_phases_lines(value: float | None, network_type: str) -> tuple[int, ...]:
-    """Supply lines (0-based) named by a ``SetPhases`` (519) value; () when unknown.
-
-    TN: 1/2/3 = single phase on L1/L2/L3, 4 = three phases. IT: 8/6/5 = the line pair
-    starting at L1/L2/L3 (L1-L2, L2-L3, L3-L1), 4 = three phases.
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ()
-    code = int(value)
-    if code == 4:
-        return (0, 1, 2)
-    if is_neutral_network(network_type):
-        return (code - 1,) if code in (1, 2, 3) else ()
-    start = {8: 0, 6: 1, 5: 2}.get(code)
-    return () if start is None else (start, (start + 1) % 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,13 +307,11 @@ def build_recording(
     steps = steps.join(
         chargers.select("charger_id", "phase_rotation"), on="charger_id", how="left"
     ).with_columns(pl.col("phase_rotation").fill_null("RST"))
-    rotation_lines = _rotation_lines(steps["phase_rotation"])
+    wired = rotation_lines(steps["phase_rotation"])
 
-    measured = _phasor_columns(steps, _TERMINALS, rotation_lines, network, "m")
-    alloc_terminals = _allocated_terminals(steps, rotation_lines, network)
-    allocated = _phasor_columns(
-        alloc_terminals, ("a_t1", "a_t2", "a_t3"), rotation_lines, network, "a"
-    )
+    measured = _phasor_columns(steps, _TERMINALS, wired, network, "m")
+    alloc_terminals = allocated_terminals(steps, wired, network)
+    allocated = _phasor_columns(alloc_terminals, ("a_t1", "a_t2", "a_t3"), wired, network, "a")
     steps = steps.with_columns([pl.Series(k, v) for k, v in (measured | allocated).items()])
     steps = steps.with_columns(
         [
@@ -424,117 +346,6 @@ def build_recording(
         start_utc=span_start,
         end_utc=span_end,
     )
-
-
-def with_inferred_rotations(
-    chargers: pl.DataFrame, steps: pl.DataFrame, network_type: str
-) -> pl.DataFrame:
-    """Fill unknown phase rotations from what the chargers reported.
-
-    The cloud API does not report a charger's phase rotation, but a single-phase charge
-    shows it: the terminal carrying the current (507-509) and the supply line the allocation
-    names (519 SetPhases) must be wired together. Installers rotate chargers cyclically
-    (``RST``, ``STR``, ``TRS``) so three-phase loads stay in positive sequence, and one step
-    per charge point so single-phase loads spread (DEFA, Zaptec); so:
-
-    1. ``observed``: the cyclic rotation wiring that terminal to that line (the one seen
-       longest when charges disagree);
-    2. ``pattern``: for chargers never seen charging on one phase, the one-step-per-charger
-       sequence in the order of their names (per circuit), when it explains every observed
-       rotation (at least three);
-    3. ``default``: ``RST`` otherwise (exact for three-phase charges on any cyclic rotation).
-
-    Adds ``phase_rotation_source`` (``store``, ``observed``, ``pattern``, ``default``).
-    """
-    chargers = chargers.with_columns(
-        pl.when(pl.col("phase_rotation").is_not_null()).then(pl.lit("store"))
-        .otherwise(pl.lit(None, dtype=pl.String)).alias("phase_rotation_source")
-    )  # fmt: skip
-    unknown = chargers.filter(pl.col("phase_rotation").is_null())["charger_id"].to_list()
-    if not unknown:
-        return chargers
-    neutral = is_neutral_network(network_type)
-    evidence = steps.filter(
-        pl.col("charger_id").is_in(unknown)
-        & pl.col("set_phases").is_not_null()
-        & (pl.col("active_terminals") == (1 if neutral else 2))
-    )
-    votes: dict[str, dict[str, float]] = {}
-    for row in evidence.iter_rows(named=True):
-        lines = set_phases_lines(float(row["set_phases"]), network_type)
-        active = [row[c] > ACTIVE_CURRENT_A for c in _TERMINALS]
-        if not lines or len(lines) != sum(active) or len(lines) == 3:
-            continue
-        terminal = active.index(True)
-        if not neutral and not active[(terminal + 1) % 3]:
-            terminal = 2  # the pair L3-L1 starts at terminal L3
-        rotation = CYCLIC_ROTATIONS[(lines[0] - terminal) % 3]
-        seconds = (row["end_utc"] - row["start_utc"]).total_seconds()
-        tally = votes.setdefault(row["charger_id"], {})
-        tally[rotation] = tally.get(rotation, 0.0) + seconds
-    observed = {cid: max(tally, key=tally.get) for cid, tally in votes.items()}
-    patterned = _rotation_pattern(chargers, observed)
-    chosen = {**patterned, **observed}
-    source = {cid: ("observed" if cid in observed else "pattern") for cid in chosen}
-    return chargers.with_columns(
-        pl.coalesce(
-            pl.col("phase_rotation"),
-            pl.col("charger_id").replace_strict(chosen, default=None, return_dtype=pl.String),
-            pl.lit("RST"),
-        ).alias("phase_rotation"),
-        pl.coalesce(
-            pl.col("phase_rotation_source"),
-            pl.col("charger_id").replace_strict(source, default=None, return_dtype=pl.String),
-            pl.lit("default"),
-        ).alias("phase_rotation_source"),
-    )
-
-
-def _rotation_pattern(chargers: pl.DataFrame, observed: dict[str, str]) -> dict[str, str]:
-    """Rotations one step apart per charger in name order, if they explain what was seen."""
-    known = {**observed, **dict(zip(chargers["charger_id"], chargers["phase_rotation"],
-                                    strict=True))}  # fmt: skip
-    known = {k: v for k, v in known.items() if v is not None}
-    ordered = chargers.sort(
-        pl.col("circuit_id").fill_null(""), pl.col("name").fill_null(""), "charger_id"
-    )["charger_id"].to_list()
-    seen = [(i, known[c]) for i, c in enumerate(ordered) if known.get(c) in CYCLIC_ROTATIONS]
-    if len(seen) < 3:
-        return {}
-    for offset in range(3):
-        if all(CYCLIC_ROTATIONS[(i + offset) % 3] == r for i, r in seen):
-            return {c: CYCLIC_ROTATIONS[(i + offset) % 3] for i, c in enumerate(ordered)
-                    if c not in known}  # fmt: skip
-    return {}
-
-
-def _rotation_lines(rotations: pl.Series) -> np.ndarray:
-    distinct = rotations.unique().to_list()
-    table = {r: parse_phase_rotation(r) for r in distinct}
-    codes = {r: i for i, r in enumerate(distinct)}
-    lookup = np.array([table[r] for r in distinct], dtype=np.int64).reshape(-1, 3)
-    index = rotations.replace_strict(codes, return_dtype=pl.Int64).to_numpy()
-    return lookup[index] if len(distinct) else np.zeros((0, 3), dtype=np.int64)
-
-
-def _allocated_terminals(
-    steps: pl.DataFrame, rotation_lines: np.ndarray, network_type: str
-) -> pl.DataFrame:
-    """Terminal currents the allocation implies: on the terminals in use while drawing,
-    else on the lines ``SetPhases`` names, else on all three."""
-    drawn = steps.select(_TERMINALS).to_numpy().astype(float) > ACTIVE_CURRENT_A
-    set_phases = steps["set_phases"].cast(pl.Float64).fill_null(-1.0).to_numpy()
-    mask = np.ones(drawn.shape, dtype=bool)
-    for code in np.unique(set_phases):
-        lines = set_phases_lines(float(code), network_type) if code >= 0 else ()
-        if lines:
-            rows = set_phases == code
-            mask[rows] = np.isin(rotation_lines[rows], lines)
-    using = drawn.any(axis=1)
-    mask[using] = drawn[using]
-    amps = steps["allocated_current_a"].fill_null(0.0).to_numpy().astype(float)
-    currents = mask * amps[:, None]
-    return pl.DataFrame({f"a_t{k + 1}": currents[:, k] for k in range(3)})
 
 
 def _normalise_chargers(

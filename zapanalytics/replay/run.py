@@ -15,13 +15,13 @@ from zapanalytics.replay.acn import PeerComparison, compare_with_acnsim
 from zapanalytics.replay.conformance import ConformanceConfig, Finding, check_conformance
 from zapanalytics.replay.demands import session_demands, site_limits
 from zapanalytics.replay.fairness import FairnessReport, fairness_report
+from zapanalytics.replay.power import effective_voltage
 from zapanalytics.replay.recording import Recording
 from zapanalytics.replay.reference import AllocationReplay, replay_allocations
 from zapanalytics.replay.whatif import (
     Scenario,
     ScenarioResult,
     compare_scenarios,
-    effective_voltage,
     scenario_sessions,
 )
 
@@ -130,7 +130,12 @@ def run_replay(
     timings["conformance"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    fairness = fairness_report(recording, demands=demands)
+    fairness = fairness_report(
+        recording,
+        demands=demands,
+        limits=site_limits(recording, apm_margin_a=config.apm_margin_a),
+        dynamic_phase_selection=config.dynamic_phase_selection,
+    )
     timings["fairness"] = time.perf_counter() - began
 
     began = time.perf_counter()

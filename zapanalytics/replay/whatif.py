@@ -40,10 +40,15 @@ from zapanalytics.replay.demands import (
     site_limits,
 )
 from zapanalytics.replay.intervals import UTC_DTYPE, epoch_s, from_epoch_s
+from zapanalytics.replay.power import (
+    CAPACITY_STEPS_KW,
+    capacity_steps,
+    effective_voltage,
+    household_power,
+    recorded_power,
+    site_hourly,
+)
 from zapanalytics.replay.recording import NOMINAL_VOLTAGE_V, Recording
-
-#: Lower bounds [kW] of the usual capacity steps of Norwegian grid tariffs since 2022.
-CAPACITY_STEPS_KW: tuple[float, ...] = (0, 2, 5, 10, 15, 20, 25, 50, 75, 100)
 
 #: A session counts as not full when it misses more than this [kWh] and more than
 #: :data:`REQUEST_TOLERANCE` of its request: recorded energies come from meters at the real
@@ -361,9 +366,14 @@ def _session_outcome(
     need_wh: np.ndarray,
 ) -> pl.DataFrame:
     def times(name: str, values: np.ndarray) -> pl.Series:
-        micros = np.where(np.isnan(values), 0, np.round(np.nan_to_num(values) * 1e6))
-        series = pl.Series(name, micros.astype(np.int64)).cast(UTC_DTYPE)
-        return series.set(pl.Series(np.isnan(values)), None) if np.isnan(values).any() else series
+        micros = pl.Series(name, np.round(np.nan_to_num(values) * 1e6).astype(np.int64))
+        missing = pl.Series(np.isnan(values))
+        return (
+            pl.select(pl.when(missing).then(None).otherwise(micros))
+            .to_series()
+            .cast(UTC_DTYPE)
+            .alias(name)
+        )
 
     delivered = np.minimum(delivered_wh, need_wh) / 1000.0
     requested = need_wh / 1000.0
@@ -410,107 +420,6 @@ def _load_frame(
     )
     # Several allocations at one instant: the last holds.
     return frame.filter(pl.col("end_utc") > pl.col("start_utc"))
-
-
-# --------------------------------------------------------------------------------------------
-# Capacity charge step
-# --------------------------------------------------------------------------------------------
-
-
-def hourly_energy(load: pl.DataFrame, power: str = "power_w") -> pl.DataFrame:
-    """Energy per clock hour (UTC hours; Norwegian offsets are whole hours) of a power step
-    frame [kWh], computed exactly from the steps.
-
-    Returns
-    -------
-    polars.DataFrame
-        ``hour_utc`` (start of the hour), ``energy_kwh``.
-    """
-    if load.is_empty():
-        return pl.DataFrame(schema={"hour_utc": UTC_DTYPE, "energy_kwh": pl.Float64})
-    start = epoch_s(load["start_utc"])
-    end = epoch_s(load["end_utc"])
-    watts = load[power].fill_null(0.0).to_numpy().astype(float)
-    knots = np.concatenate([start, end[-1:]])
-    cumulative = np.concatenate([[0.0], np.cumsum(watts * (end - start) / 3.6e6)])
-    first = math.floor(start[0] / 3600.0) * 3600.0
-    last = math.ceil(end[-1] / 3600.0) * 3600.0
-    hours = np.arange(first, last + 1.0, 3600.0)
-    at = np.interp(hours, knots, cumulative, left=0.0, right=float(cumulative[-1]))
-    return pl.DataFrame(
-        {"hour_utc": from_epoch_s("hour_utc", hours[:-1]), "energy_kwh": np.diff(at)}
-    )
-
-
-def capacity_steps(
-    hourly: pl.DataFrame,
-    timezone: str,
-    *,
-    steps_kw: Sequence[float] = CAPACITY_STEPS_KW,
-    prices_nok_per_month: Sequence[float] | None = None,
-) -> pl.DataFrame:
-    """Capacity step per local month: mean of the three highest hourly energies on three
-    different days (the billing's rule, :func:`zapanalytics.billing.tariff.capacity_peaks`),
-    placed in a step table.
-
-    Parameters
-    ----------
-    hourly : polars.DataFrame
-        ``hour_utc, energy_kwh`` (an hour's kWh is its mean kW).
-    timezone : str
-        IANA zone of the installation (days and months are local).
-    steps_kw : sequence of float
-        Lower bounds of the steps [kW], ascending from 0.
-    prices_nok_per_month : sequence of float, optional
-        Price of each step [NOK/month]; adds ``charge_nok``.
-
-    Returns
-    -------
-    polars.DataFrame
-        ``month, top3_mean_kw, step_index, step_label`` (+ ``charge_nok``).
-    """
-    from zapanalytics.billing.tariff import capacity_peaks
-
-    bounds = [float(b) for b in steps_kw]
-    if prices_nok_per_month is not None and len(prices_nok_per_month) != len(bounds):
-        raise ValueError("give one price per capacity step")
-    labels = [f"{lo:g}-{hi:g} kW" for lo, hi in zip(bounds, bounds[1:], strict=False)] + [
-        f">{bounds[-1]:g} kW"
-    ]
-    schema = {"month": pl.String, "top3_mean_kw": pl.Float64, "step_index": pl.Int32,
-              "step_label": pl.String}  # fmt: skip
-    if hourly.is_empty():
-        return pl.DataFrame(schema=schema)
-    local = pl.col("hour_utc").dt.convert_time_zone(timezone)
-    load = hourly.select(
-        local.dt.strftime("%Y-%m").alias("month"),
-        local.dt.date().alias("day"),
-        local.alias("hour_start"),
-        "energy_kwh",
-    )
-    peaks = capacity_peaks(load, "three_daily_peaks")
-    # A month with fewer than three days counts the missing ones as zero, as the bills do.
-    monthly = (
-        load.select("month").unique()
-        .join(peaks.group_by("month").agg((pl.col("energy_kwh").sum() / 3.0).alias("top3_mean_kw")),
-              on="month", how="left")
-        .with_columns(pl.col("top3_mean_kw").fill_null(0.0))
-        .sort("month")
-    )  # fmt: skip
-    index = (
-        np.searchsorted(np.asarray(bounds), monthly["top3_mean_kw"].to_numpy(), side="right") - 1
-    )
-    index = np.clip(index, 0, len(bounds) - 1)
-    out = monthly.with_columns(
-        pl.col("top3_mean_kw").round(3),
-        pl.Series("step_index", index, dtype=pl.Int32),
-        pl.Series("step_label", [labels[i] for i in index], dtype=pl.String),
-    )
-    if prices_nok_per_month is not None:
-        out = out.with_columns(
-            pl.Series("charge_nok", [float(prices_nok_per_month[i]) for i in index])
-        )
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,9 +486,9 @@ def run_scenario(
         Household power step frame (``start_utc, end_utc, power_w``) added to the
         chargers' load for the capacity step (default: estimated from HAN when present).
     steps_kw, prices_nok_per_month
-        Capacity step table (see :func:`capacity_steps`).
+        Capacity step table (see :func:`zapanalytics.replay.power.capacity_steps`).
     voltage_v : float, optional
-        Supply voltage [V]; default :func:`effective_voltage` of the recording.
+        Supply voltage [V]; default :func:`zapanalytics.replay.power.effective_voltage`.
 
     Returns
     -------
@@ -609,7 +518,7 @@ def run_scenario(
     )
     household = household_power(recording) if household is None else household
     capacity = capacity_steps(
-        _site_hourly(load, household),
+        site_hourly(load, household),
         recording.installation.timezone,
         steps_kw=steps_kw,
         prices_nok_per_month=prices_nok_per_month,
@@ -624,37 +533,6 @@ def _fuse(recording: Recording, scenario: Scenario) -> float | None:
         scenario.main_fuse_a
         if scenario.main_fuse_a is not None
         else (recording.installation.main_fuse_a)
-    )
-
-
-def household_power(recording: Recording) -> pl.DataFrame | None:
-    """The household's power behind the same meter, from HAN minus chargers [W] (unity
-    power factor at nominal voltage); None without HAN readings."""
-    steps = recording.line_steps
-    if steps["han_l1_a"].null_count() == steps.height:
-        return None
-    per_line = (
-        NOMINAL_VOLTAGE_V
-        if is_neutral_network(recording.installation.network_type)
-        else (NOMINAL_VOLTAGE_V / math.sqrt(3.0))
-    )
-    return steps.select(
-        "start_utc", "end_utc",
-        (pl.sum_horizontal([pl.col(f"household_l{k}_a").fill_null(0.0) for k in (1, 2, 3)])
-         * per_line).alias("power_w"),
-    )  # fmt: skip
-
-
-def _site_hourly(load: pl.DataFrame, household: pl.DataFrame | None) -> pl.DataFrame:
-    chargers = hourly_energy(load)
-    if household is None or household.is_empty():
-        return chargers
-    house = hourly_energy(household)
-    return (
-        pl.concat([chargers, house])
-        .group_by("hour_utc")
-        .agg(pl.col("energy_kwh").sum())
-        .sort("hour_utc")
     )
 
 
@@ -715,7 +593,11 @@ def recorded_result(
     steps_kw: Sequence[float] = CAPACITY_STEPS_KW,
     prices_nok_per_month: Sequence[float] | None = None,
 ) -> ScenarioResult:
-    """The recording itself in the shape of a scenario result (for side-by-side tables)."""
+    """The recording itself in the shape of a scenario result (for side-by-side tables).
+
+    ``sessions_not_full`` counts the cars that left still charging; how much more they
+    wanted is unknown, so ``energy_not_delivered_kwh`` is None.
+    """
     sessions = scenario_sessions(recording) if sessions is None else sessions
     outcome = sessions.select(
         "session_id", "user_id", "charger_id", "arrival_utc",
@@ -732,58 +614,22 @@ def recorded_result(
         recording.line_steps.select(
             "start_utc", "end_utc", "chargers_l1_a", "chargers_l2_a", "chargers_l3_a"
         )
-        .join_asof(_recorded_power(recording), on="start_utc", strategy="backward")
+        .join_asof(recorded_power(recording), on="start_utc", strategy="backward")
         .with_columns(pl.col("power_w").fill_null(0.0))
     )
     capacity = capacity_steps(
-        _site_hourly(load, household_power(recording)),
+        site_hourly(load, household_power(recording)),
         recording.installation.timezone,
         steps_kw=steps_kw,
         prices_nok_per_month=prices_nok_per_month,
     )
     summary = summarise(outcome, load, capacity, n_chargers=recording.chargers.height,
                         main_fuse_a=recording.installation.main_fuse_a)  # fmt: skip
+    # What the cars that left still charging wanted is unknown: count them, leave the energy.
+    summary["sessions_not_full"] = int((~sessions["full"]).sum())
+    summary["energy_not_delivered_kwh"] = None
     return ScenarioResult(Scenario("recorded", policy="recorded"), outcome, load, summary,
                           capacity)  # fmt: skip
-
-
-def effective_voltage(recording: Recording) -> float:
-    """Voltage that turns the recorded currents into the recorded session energies [V].
-
-    The sessions' metered energy divided by the energy the measured currents give at
-    nominal voltage, times the nominal voltage; the nominal 230 V when the recording has
-    no currents or the ratio is implausible (beyond ±10 %).
-    """
-    recorded_kwh = float(recording.sessions["energy_kwh"].fill_null(0.0).sum())
-    power = _recorded_power(recording)
-    if power.is_empty() or recorded_kwh <= 0.0:
-        return NOMINAL_VOLTAGE_V
-    ends = power["start_utc"].shift(-1).fill_null(pl.lit(recording.end_utc, dtype=UTC_DTYPE))
-    hours = (ends - power["start_utc"]).dt.total_microseconds().to_numpy() / 3.6e9
-    estimate_kwh = float(np.sum(power["power_w"].to_numpy() * hours)) / 1000.0
-    if estimate_kwh <= 0.0:
-        return NOMINAL_VOLTAGE_V
-    ratio = recorded_kwh / estimate_kwh
-    return NOMINAL_VOLTAGE_V * ratio if 0.9 <= ratio <= 1.1 else NOMINAL_VOLTAGE_V
-
-
-def _recorded_power(recording: Recording) -> pl.DataFrame:
-    """Chargers' power per line-step interval from the measured terminal currents [W]."""
-    from zapanalytics.replay.intervals import sum_over_keys
-
-    network = recording.installation.network_type
-    steps = recording.charger_steps
-    terminals = pl.sum_horizontal("current_t1_a", "current_t2_a", "current_t3_a")
-    if is_neutral_network(network):
-        power = terminals * NOMINAL_VOLTAGE_V
-    else:
-        # Star: 230/√3 V per terminal; a line-to-line pair: 230 V on the pair (115 V each).
-        per_terminal = pl.when(pl.col("active_terminals") == 2).then(NOMINAL_VOLTAGE_V / 2.0)
-        power = terminals * per_terminal.otherwise(NOMINAL_VOLTAGE_V / math.sqrt(3.0))
-    frame = steps.with_columns(power.alias("power_w"))
-    summed = sum_over_keys(frame, ["power_w"], by=["charger_id"], start_utc=recording.start_utc,
-                           end_utc=recording.end_utc)  # fmt: skip
-    return summed.select("start_utc", "power_w")
 
 
 def compare_scenarios(

@@ -223,6 +223,28 @@ class FakeData:
             observations=observations,
         )
 
+    def write_dump(self, root: str | Path, page_size: int = MAX_PAGE_SIZE) -> Path:
+        """Write the account in the dump layout (what :meth:`from_dump` reads)."""
+        base = Path(root) / "zaptec"
+        (base / "chargehistory").mkdir(parents=True, exist_ok=True)
+        (base / "constants.json").write_text(json.dumps(self.constants), "utf-8")
+        for installation_id, detail in self.installations.items():
+            (base / f"installation_{installation_id}.json").write_text(json.dumps(detail), "utf-8")
+        chargers = {"Pages": 1, "Data": self.chargers, "Message": None}
+        (base / "chargers.json").write_text(json.dumps(chargers), "utf-8")
+        pages = max(1, -(-len(self.sessions) // page_size))
+        for index in range(pages):
+            window = self.sessions[index * page_size : (index + 1) * page_size]
+            text = ",".join(s.json_full for s in window)
+            (base / "chargehistory" / f"page_{index:04d}.json").write_text(
+                f'{{"Pages":{pages},"Data":[{text}],"Message":null}}', "utf-8"
+            )
+        with (base / "observations.jsonl").open("w", encoding="utf-8") as handle:
+            for values in self.observations.values():
+                for item in values:
+                    handle.write(json.dumps(item) + "\n")
+        return Path(root)
+
     def add_sessions(self, items: Iterable[Mapping[str, Any]]) -> None:
         """Add (or replace, by ``Id``) charge-history items."""
         by_id = {s.item.get("Id"): s for s in self.sessions}
@@ -376,9 +398,24 @@ class ZaptecFake:
 
     # -- request handling (called from server threads) -------------------------------------
 
+    def stats(self) -> dict[str, Any]:
+        """Counts of the request log (served at ``GET /_fake/stats``, outside the API)."""
+        with self._lock:
+            statuses: dict[str, int] = defaultdict(int)
+            for r in self.log:
+                statuses[str(r.status)] += 1
+            return {
+                "requests": len(self.log),
+                "statuses": dict(statuses),
+                "max_requests_per_second": max_requests_in_window(r.t_s for r in self.log),
+                "tokens_granted": self.tokens_granted,
+            }
+
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], str]:
+        if path == "/_fake/stats":
+            return _json(200, self.stats())
         arrived = time.monotonic()
         status, extra, text = self._dispatch(method, path, query, headers, body, arrived)
         with self._lock:
@@ -707,6 +744,9 @@ def _query_time(query: Mapping[str, str], key: str) -> dt.datetime | None:
 class _Handler(BaseHTTPRequestHandler):
     fake: ZaptecFake
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm and delayed ACKs the
+    # second one would wait ~40 ms on every response.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         """Silence the default stderr access log; the fake keeps its own."""
@@ -740,3 +780,36 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _PHRASES = {s.value for s in HTTPStatus}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a dump until interrupted: ``python -m zapanalytics.testing.zaptec_fake DIR``.
+
+    Prints the base URL on the first line of stdout, e.g. for
+    ``ZAPTEC_BASE_URL=<url> zapanalytics ingest zaptec --db out/zap.duckdb``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve a Zaptec API dump on 127.0.0.1.")
+    parser.add_argument("dump", type=Path, help="dump directory (holding zaptec/)")
+    parser.add_argument("--username", default="user@example.com")
+    parser.add_argument("--password", default="password")
+    parser.add_argument("--rate-limit", type=int, default=10, help="requests/s; 0 disables")
+    args = parser.parse_args(argv)
+    fake = ZaptecFake.from_dump(
+        args.dump,
+        username=args.username,
+        password=args.password,
+        rate_limit=args.rate_limit or None,
+    )
+    with fake:
+        print(fake.base_url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,3 +17,8 @@ CREATE TABLE ocpp_spool_progress (
     updated_at   TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (spool_id, segment)
 );
+
+-- Reference meters (AMS/HAN, MID sub-meters): the register's step [kWh], e.g. 0.01 for an
+-- Aidon or Kamstrup 1.8.0 in 10 Wh or a MID meter showing two decimals. The accuracy
+-- audit needs it for the quantisation bound.
+ALTER TABLE reference_readings ADD COLUMN energy_resolution_kwh DOUBLE;
