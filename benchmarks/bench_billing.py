@@ -357,6 +357,18 @@ def agree(ours: pl.DataFrame, theirs: pd.DataFrame) -> tuple[bool, str]:
     return True, f"{ours.height} lines, {int(ours['amount_ore'].sum()) / 100:,.2f} NOK in total"
 
 
+def _rss_mb() -> float:
+    """Current resident set size of this process [MiB] (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _runs(timing) -> str:
     return ", ".join(f"{r:.2f}" for r in timing.runs_s)
 
@@ -375,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{details.height:,} detail rows, {sessions.height:,} sessions, {users} users, {days} days"
     )
+    baseline_mb = _rss_mb()  # the inputs, held in both polars and pandas form
     cpu: dict[str, list[float]] = {"zapanalytics": [], "pandas": []}
 
     def cpu_timed(name, function):
@@ -411,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pandas                median {theirs.median_s:.2f} s {_runs(theirs)}, peak RSS {theirs.peak_rss_mb:,.0f} MiB"
     )
     print(f"ratio {ratio:.1f}x; agree to the øre: {ok} ({detail})")
+    print(f"resident before the runs (inputs in both forms): {baseline_mb:,.0f} MiB")
     print(
         f"CPU time median: zapanalytics {ours_cpu:.2f} s, pandas {theirs_cpu:.2f} s "
         f"(ratio {theirs_cpu / ours_cpu:.1f}x); load average {load:.1f} on {os.cpu_count()} cores"
@@ -427,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         target=f"< {TARGET_S:g} s and ≥ {TARGET_RATIO:g}× pandas",
         met=None if args.quick else bool(ok and ours.median_s < TARGET_S and ratio >= TARGET_RATIO),
         notes=(
-            f"pandas peak RSS {theirs.peak_rss_mb:,.0f} MiB; CPU {ours_cpu:.2f} s vs "
+            f"pandas peak RSS {theirs.peak_rss_mb:,.0f} MiB (inputs alone {baseline_mb:,.0f} MiB); "
+            f"CPU {ours_cpu:.2f} s vs "
             f"{theirs_cpu:.2f} s; load {load:.1f}; {detail}"
         ),
     )

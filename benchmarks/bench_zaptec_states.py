@@ -38,7 +38,7 @@ def fill_states(con, chargers: int, days: int) -> int:
         f"""
         CREATE TEMP TABLE fleet AS
         SELECT 'c' || lpad(i::VARCHAR, 4, '0') AS charger_id, i FROM range({chargers}) t(i)
-        """
+        """  # noqa: S608 - numbers only
     )
     start = "TIMESTAMPTZ '2025-01-01 00:00:00+00'"
     # Signed register every hour; the register grows by 11 kWh per charging hour.
@@ -53,7 +53,7 @@ def fill_states(con, chargers: int, days: int) -> int:
             || ',"RI":"1-0:1.8.0","RU":"kWh","ST":"G"}}]}}|{_SIGNATURE}'
         FROM fleet, (SELECT h, {start} + h * INTERVAL 1 HOUR AS ts
                      FROM range({days * 24}) t(h))
-        """
+        """  # noqa: S608 - numbers only
     )
     # While charging (17:00-20:00), currents, power and offered current every 5 minutes.
     for state_id, expression in (
@@ -70,7 +70,7 @@ def fill_states(con, chargers: int, days: int) -> int:
                    + m * INTERVAL 5 MINUTE + i * INTERVAL 1 SECOND,
                    {state_id}, NULL, printf('%.3f', ({expression})::DOUBLE)
             FROM fleet, range({days}) a(d), range(36) b(m)
-            """
+            """  # noqa: S608 - numbers only
         )
     for state_id in (501, 502, 503):
         con.execute(
@@ -79,7 +79,7 @@ def fill_states(con, chargers: int, days: int) -> int:
             SELECT charger_id, {start} + s * INTERVAL 30 MINUTE + i * INTERVAL 1 SECOND,
                    {state_id}, NULL, printf('%.3f', 230 + (s % 7) / 3)
             FROM fleet, range({days * 48}) a(s)
-            """
+            """  # noqa: S608 - numbers only
         )
     return con.execute("SELECT count(*) FROM charger_states").fetchall()[0][0]
 

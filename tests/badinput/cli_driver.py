@@ -2,7 +2,8 @@
 
     python tests/badinput/cli_driver.py < cases.json > results.json
 
-``cases.json`` is a list of ``{"id": ..., "argv": [...]}``. The driver imports the console
+``cases.json`` is a list of ``{"id": ..., "argv": [...], "env": {...}}`` (``env`` optional:
+variables set, or removed when null, for that case only). The driver imports the console
 script's modules once, then forks one child per case: the child points its stdout and stderr
 (file descriptors 1 and 2) at files, sets ``sys.argv`` and calls
 :func:`zapanalytics.cli.main` exactly as the installed console script does, and exits with the
@@ -32,14 +33,21 @@ def _preload() -> None:
     import zapanalytics.billing.monthly  # noqa: F401
     import zapanalytics.billing.statements  # noqa: F401
     import zapanalytics.cli  # noqa: F401
+    import zapanalytics.export  # noqa: F401
     import zapanalytics.ingest.ocpp_load  # noqa: F401
     import zapanalytics.ingest.portal_export  # noqa: F401
     import zapanalytics.ingest.prices  # noqa: F401
     import zapanalytics.ingest.zaptec_files  # noqa: F401
+    import zapanalytics.ingest.zaptec_sync  # noqa: F401
     import zapanalytics.store  # noqa: F401
 
 
-def _child(argv: list[str], out_path: str, err_path: str) -> None:
+def _child(argv: list[str], env: dict[str, str | None], out_path: str, err_path: str) -> None:
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(out_fd, 1)
@@ -71,7 +79,7 @@ def run_cases(cases: list[dict]) -> list[dict]:
             err_path = str(Path(scratch) / f"{number}.err")
             pid = os.fork()
             if pid == 0:
-                _child(case["argv"], out_path, err_path)
+                _child(case["argv"], case.get("env") or {}, out_path, err_path)
             _, status = os.waitpid(pid, 0)
             if os.WIFSIGNALED(status):
                 code = -os.WTERMSIG(status)

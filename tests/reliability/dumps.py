@@ -31,8 +31,8 @@ class GeneratedDump:
     user_names: list[str]
 
 
-def charger_id(number: int) -> str:
-    return f"c0de0000-0000-4000-8000-{number:012d}"
+def charger_id(number: int, template: str = "c0de0000-0000-4000-8000-{number:012d}") -> str:
+    return template.format(number=number)
 
 
 def write_dump(
@@ -47,6 +47,10 @@ def write_dump(
     user_names: list[str] | None = None,
     charger_names: list[str] | None = None,
     installation_name: str = "Borettslaget Pålitelig",
+    installation_id: str = INSTALLATION_ID,
+    session_id_template: str = "5e550000-0000-4000-8000-{number:012d}",
+    charger_id_template: str = "c0de0000-0000-4000-8000-{number:012d}",
+    device_ids: list[str] | None = None,
 ) -> GeneratedDump:
     """Write ``root/zaptec/...`` with ``n_sessions`` sessions of 15-minute EnergyDetails.
 
@@ -56,19 +60,24 @@ def write_dump(
         Every ``bad_every``-th item gets a negative Energy (quarantined).
     user_names, charger_names : list of str, optional
         Names to cycle through (e.g. hostile ones).
+    installation_id, session_id_template, charger_id_template : str, optional
+        Ids (templates take ``{number}``), e.g. hostile ones.
+    device_ids : list of str, optional
+        Serials to cycle through (default ``ZPR500000`` and up).
     """
     rng = random.Random(seed)
     base = root / "zaptec"
     (base / "chargehistory").mkdir(parents=True, exist_ok=True)
     (base / "constants.json").write_text(json.dumps({"Observations": {"ChargeCurrentSet": 708}}))
-    (base / f"installation_{INSTALLATION_ID}.json").write_text(json.dumps({
-        "Id": INSTALLATION_ID, "Name": installation_name, "NetworkType": 4, "MaxCurrent": 125.0,
+    (base / "installation_0.json").write_text(json.dumps({
+        "Id": installation_id, "Name": installation_name, "NetworkType": 4, "MaxCurrent": 125.0,
         "PropertyMainFuseCurrent": 125.0, "TimeZoneIanaName": "Europe/Oslo",
     }, ensure_ascii=False))
     names = charger_names or [f"Plass {n + 1}" for n in range(n_chargers)]
     chargers = [
-        {"Id": charger_id(n), "DeviceId": f"ZPR{500000 + n}", "Name": names[n % len(names)],
-         "InstallationId": INSTALLATION_ID, "MaxChargeCurrent": 32.0}
+        {"Id": charger_id(n, charger_id_template),
+         "DeviceId": device_ids[n % len(device_ids)] if device_ids else f"ZPR{500000 + n}", "Name": names[n % len(names)],
+         "InstallationId": installation_id, "MaxChargeCurrent": 32.0}
         for n in range(n_chargers)
     ]
     (base / "chargers.json").write_text(json.dumps({"Pages": 1, "Data": chargers, "Message": None}, ensure_ascii=False))
@@ -81,7 +90,7 @@ def write_dump(
     page_ids: list[str] = []
     all_pages_items: list[list[dict]] = []
     for number in range(n_sessions):
-        session_id = f"5e550000-0000-4000-8000-{number:012d}"
+        session_id = session_id_template.format(number=number)
         start = start0 + dt.timedelta(minutes=37 * number + rng.randint(0, 20))
         deltas = [round(rng.uniform(0.5, 2.8), 3) for _ in range(details_per_session)]
         points = [

@@ -16,6 +16,7 @@ killed twice before the final run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -55,21 +56,13 @@ def snapshot(con) -> dict[str, list[tuple]]:
     return content
 
 
-@pytest.fixture(scope="module")
-def dump(tmp_path_factory) -> GeneratedDump:
-    return write_dump(tmp_path_factory.mktemp("crash") / "dump", n_sessions=1500, page_size=100, bad_every=97)
+@dataclasses.dataclass
+class Prepared:
+    """A dump, the store one clean run makes of it, and how long the CLI works on it."""
 
-
-@pytest.fixture(scope="module")
-def uninterrupted(dump, tmp_path_factory) -> dict[str, list[tuple]]:
-    """The store one clean run produces."""
-    con = open_store(tmp_path_factory.mktemp("clean") / "clean.duckdb")
-    try:
-        counts = ingest_zaptec_dump(con, dump.root)
-        assert counts.rows_quarantined == dump.bad_items
-        return snapshot(con)
-    finally:
-        con.close()
+    dump: GeneratedDump
+    uninterrupted: dict[str, list[tuple]]
+    span_s: float
 
 
 def _start(dump: GeneratedDump, db: Path) -> subprocess.Popen:
@@ -90,15 +83,33 @@ def _wait_for_store(process: subprocess.Popen, db: Path, timeout_s: float = 120)
         time.sleep(0.002)
 
 
-@pytest.fixture(scope="module")
-def run_span_s(dump, tmp_path_factory) -> float:
-    """How long the CLI works on the store, from its creation to exit [s]."""
-    db = tmp_path_factory.mktemp("timing") / "timed.duckdb"
+def prepare(work: Path, n_sessions: int, page_size: int) -> Prepared:
+    dump = write_dump(work / "dump", n_sessions=n_sessions, page_size=page_size, bad_every=97)
+    con = open_store(work / "clean.duckdb")
+    try:
+        counts = ingest_zaptec_dump(con, dump.root)
+        assert counts.rows_quarantined == dump.bad_items
+        uninterrupted = snapshot(con)
+    finally:
+        con.close()
+    # How long the CLI works on the store, from its creation to its exit.
+    db = work / "timed.duckdb"
     process = _start(dump, db)
     _wait_for_store(process, db)
     began = time.monotonic()
     assert process.wait(timeout=600) == 0, process.stderr.read()
-    return time.monotonic() - began
+    process.stderr.close()
+    return Prepared(dump, uninterrupted, time.monotonic() - began)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Prepared:
+    return prepare(tmp_path_factory.mktemp("crash_small"), n_sessions=500, page_size=50)
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> Prepared:
+    return prepare(tmp_path_factory.mktemp("crash_large"), n_sessions=1500, page_size=100)
 
 
 def kill_at_random(dump: GeneratedDump, db: Path, delay_s: float) -> bool:
@@ -143,7 +154,8 @@ def assert_whole_batches(con, dump: GeneratedDump) -> int:
     return pages_held
 
 
-def run_trials(dump, uninterrupted, span_s, tmp_path, trials: int, seed: int, double_kill_every: int = 0):
+def run_trials(prepared: Prepared, tmp_path: Path, trials: int, seed: int, double_kill_every: int = 0):
+    dump = prepared.dump
     rng = random.Random(seed)
     killed = 0
     held = []
@@ -151,7 +163,7 @@ def run_trials(dump, uninterrupted, span_s, tmp_path, trials: int, seed: int, do
         db = tmp_path / f"trial{trial}.duckdb"
         kills = 2 if double_kill_every and trial % double_kill_every == double_kill_every - 1 else 1
         for _ in range(kills):
-            killed += kill_at_random(dump, db, rng.uniform(0.0, span_s * 1.05))
+            killed += kill_at_random(dump, db, rng.uniform(0.0, prepared.span_s * 1.05))
             con = open_store(db)  # must open: WAL replayed or dropped, migrations completed
             try:
                 held.append(assert_whole_batches(con, dump))
@@ -162,7 +174,7 @@ def run_trials(dump, uninterrupted, span_s, tmp_path, trials: int, seed: int, do
         con = open_store(db)
         try:
             ingest_zaptec_dump(con, dump.root)
-            assert snapshot(con) == uninterrupted, f"trial {trial}: the rerun differs from a clean run"
+            assert snapshot(con) == prepared.uninterrupted, f"trial {trial}: the rerun differs from a clean run"
         finally:
             con.close()
         for leftover in tmp_path.glob(f"trial{trial}.duckdb*"):
@@ -170,16 +182,15 @@ def run_trials(dump, uninterrupted, span_s, tmp_path, trials: int, seed: int, do
     return killed, held
 
 
-def test_three_random_kills_leave_a_whole_store_that_a_rerun_completes(dump, uninterrupted, run_span_s, tmp_path):
-    killed, held = run_trials(dump, uninterrupted, run_span_s, tmp_path, trials=3, seed=11)
+def test_three_random_kills_leave_a_whole_store_that_a_rerun_completes(small, tmp_path):
+    killed, held = run_trials(small, tmp_path, trials=3, seed=11)
     assert killed >= 1, "no trial was killed before it finished"
 
 
 @pytest.mark.slow
-def test_twenty_four_random_kills(dump, uninterrupted, run_span_s, tmp_path):
-    killed, held = run_trials(dump, uninterrupted, run_span_s, tmp_path, trials=24, seed=20251026,
-                              double_kill_every=3)
+def test_twenty_four_random_kills(large, tmp_path):
+    killed, held = run_trials(large, tmp_path, trials=24, seed=20251026, double_kill_every=3)
     # The kills must land across the run, not all before or after the writes.
     assert killed >= 20
-    assert len({h for h in held}) >= 4, f"kill points too clustered: pages held {sorted(held)}"
+    assert len(set(held)) >= 4, f"kill points too clustered: pages held {sorted(held)}"
     print(f"crash trials: {killed} kills survived; pages held at kill: {sorted(held)}")

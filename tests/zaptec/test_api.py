@@ -272,3 +272,12 @@ def test_limiter_counts_requests_still_in_flight():
     limiter.release(slots[0])
     thread.join(2)
     assert started and started[0] - released >= 0.2
+
+
+def test_token_endpoint_503_is_retried(fake, make_client):
+    """Zaptec's token endpoint has answered nginx 503 without Retry-After while overloaded."""
+    fake.inject("/oauth/token", 503, times=2, body="<html>503 Service Temporarily Unavailable</html>")
+    client = make_client(fake)
+    assert client.installations()
+    assert [r.status for r in fake.requests("/oauth/token")] == [503, 503, 200]
+    assert client.logins == 1

@@ -530,7 +530,7 @@ def load_rates(user_files: Iterable[str | Path] = (), *, shipped: bool = True) -
     )
     for path in user_files:
         try:
-            texts.append((str(path), Path(path).read_text("utf-8")))
+            texts.append((str(path), Path(path).read_text("utf-8-sig")))
         except FileNotFoundError:
             raise RateTableError(f"no such tariff file: {path}") from None
         except UnicodeDecodeError:

@@ -193,11 +193,6 @@ def _check_prices(matrix: EnergyMatrix, spot_price: np.ndarray, calendar: pl.Dat
         )
 
 
-def _active(matrix: EnergyMatrix) -> np.ndarray:
-    """The (user, month) cells where the user charged."""
-    return matrix.per_month(energy=np.abs(matrix.energy)) > 0
-
-
 def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float) -> Split:
     """Every kWh at one price including VAT.
 
@@ -219,8 +214,9 @@ def flat(energy: pl.DataFrame, calendar: pl.DataFrame, price_nok_per_kwh: float)
     if not price_nok_per_kwh >= 0:
         raise ValueError(f"the flat price must be a non-negative number, not {price_nok_per_kwh}")
     matrix = EnergyMatrix.build(energy, calendar)
+    quantity = matrix.per_month()  # energy is never negative: > 0 means the user charged
     per_user = (
-        matrix.long(_active(matrix), quantity_kwh=matrix.per_month())
+        matrix.long(quantity > 0, quantity_kwh=quantity)
         .join(_month_vat(calendar), on="month", how="left")
         .with_columns(ore_expr(pl.col("quantity_kwh") * price_nok_per_kwh).alias("amount_ore"))
     )
@@ -280,52 +276,48 @@ def spot(energy: pl.DataFrame, calendar: pl.DataFrame) -> Split:
     matrix = EnergyMatrix.build(energy, calendar)
     sums = matrix.per_month_many({"energy": None, **_supplier_rates(matrix, calendar)})
     quantity = sums.pop("energy")
-    raw = _raw_lines(matrix, _active(matrix), quantity, sums)
+    raw = _raw_lines(matrix, quantity > 0, quantity, sums)
     return Split("spot", round_lines(raw, calendar), _empty_lines())
 
 
-def _eligible(matrix: EnergyMatrix, cap_kwh: np.ndarray) -> np.ndarray:
-    """Energy eligible for a capped scheme: per user and month, in time order, up to the cap.
-
-    Only (user, month) cells above the cap need the running sum; the others are eligible in
-    full, so the common case costs one comparison.
-    """
-    caps = np.array(
-        [np.min(cap_kwh[matrix.month_slice(m)], initial=np.inf) for m in range(len(matrix.months))]
-    )
-    over = np.argwhere(matrix.per_month() > caps[None, :])
-    if over.size == 0:
-        return matrix.energy
-    eligible = matrix.energy.copy()
-    for row, month in over:
-        columns = matrix.month_slice(int(month))
-        used = np.cumsum(matrix.energy[row, columns])
-        before = used - matrix.energy[row, columns]
-        eligible[row, columns] = np.minimum(
-            matrix.energy[row, columns], np.clip(caps[month] - before, 0.0, None)
-        )
-    return eligible
-
-
-def _scheme_amounts(
-    matrix: EnergyMatrix, calendar: pl.DataFrame
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Strømstøtte and Norgespris: (eligible kWh, amount) per user and month."""
+def _scheme_rates(calendar: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per-quarter terms of strømstøtte and Norgespris, and flags of where each applies."""
     support = vector(calendar, "subsidy_nok_per_kwh")
     fixed = vector(calendar, "norgespris_nok_per_kwh")
-    cap = np.fmin(vector(calendar, "subsidy_cap_kwh"), vector(calendar, "norgespris_cap_kwh"))
-    eligible = _eligible(matrix, np.where(np.isnan(cap), np.inf, cap))
     settlement = vector(calendar, "hourly_spot_nok_per_kwh") - fixed
-    sums = matrix.per_month_many(
-        {
-            "stromstotte_kwh": (~np.isnan(support)).astype(float),
-            "stromstotte": -np.nan_to_num(support),
-            "norgespris_kwh": (~np.isnan(fixed)).astype(float),
-            "norgespris": -np.nan_to_num(settlement),
-        },
-        eligible,
+    return {
+        "stromstotte_kwh": (~np.isnan(support)).astype(float),
+        "stromstotte": -np.nan_to_num(support),
+        "norgespris_kwh": (~np.isnan(fixed)).astype(float),
+        "norgespris": -np.nan_to_num(settlement),
+    }
+
+
+def _apply_cap(
+    matrix: EnergyMatrix,
+    calendar: pl.DataFrame,
+    quantity: np.ndarray,
+    sums: dict[str, np.ndarray],
+    rates: dict[str, np.ndarray],
+) -> None:
+    """Redo the scheme sums of the (user, month) cells above the monthly cap, in place.
+
+    The sums were made as if every kWh were eligible. Where a user's month exceeds the cap
+    (strømstøtte's or Norgespris' kWh per dwelling), only the first kWh up to the cap, in
+    time order, are eligible; cells under the cap keep their sums.
+    """
+    cap = np.fmin(vector(calendar, "subsidy_cap_kwh"), vector(calendar, "norgespris_cap_kwh"))
+    cap = np.where(np.isnan(cap), np.inf, cap)
+    caps = np.array(
+        [np.min(cap[matrix.month_slice(m)], initial=np.inf) for m in range(len(matrix.months))]
     )
-    return {code: (sums[f"{code}_kwh"], sums[code]) for code in ("stromstotte", "norgespris")}
+    for row, month in np.argwhere(quantity > caps[None, :]):
+        columns = matrix.month_slice(int(month))
+        drawn = matrix.energy[row, columns]
+        before = np.cumsum(drawn) - drawn
+        eligible = np.minimum(drawn, np.clip(caps[month] - before, 0.0, None))
+        for name, rate in rates.items():
+            sums[name][row, month] = eligible @ rate[columns]
 
 
 def _site_hourly(
@@ -374,11 +366,12 @@ def _capacity_shares(
     peak_hours = peaks.join(site.select("hour_start", "hour_index"), on="hour_start", how="left")
     hour_of_quarter = calendar["hour_index"].to_numpy()
     peak_rows = []
-    in_peaks = np.zeros(calendar.height)
+    month_index = {m: i for i, m in enumerate(matrix.months)}
+    in_peak_kwh = np.zeros((len(matrix.users), len(matrix.months)))
     for peak in peak_hours.iter_rows(named=True):
         columns = hour_of_quarter == peak["hour_index"]
-        in_peaks[columns] = 1.0
         drawn = matrix.energy[:, columns].sum(axis=1)
+        in_peak_kwh[:, month_index[peak["month"]]] += drawn
         peak_rows.extend(
             {
                 "month": peak["month"],
@@ -397,7 +390,6 @@ def _capacity_shares(
             "energy_kwh": pl.Float64,
         },
     )
-    in_peak_kwh = matrix.per_month(in_peaks)
     site_kwh = peaks.group_by("month").agg(pl.col("energy_kwh").sum())
     site_in_peaks = dict(site_kwh.iter_rows())
     charge = dict(capacity.select("month", "capacity_nok").iter_rows())
@@ -445,21 +437,31 @@ def full(
         Energy fell in a quarter-hour without a price.
     """
     matrix = EnergyMatrix.build(energy, calendar)
-    active = _active(matrix)
     grid_price = vector(calendar, "grid_energy_nok_per_kwh")
     if np.any(np.isnan(grid_price) & (matrix.quarter_totals != 0)):
         raise ValueError(f"the grid tariff {grid.key!r} has no period covering all the energy")
-    rates = _supplier_rates(matrix, calendar) | {
-        "grid_energy": np.nan_to_num(grid_price),
-        "elavgift": np.nan_to_num(vector(calendar, "elavgift_nok_per_kwh")),
-        "enova": np.nan_to_num(vector(calendar, "enova_nok_per_kwh")),
-    }
+    schemes = _scheme_rates(calendar)
+    rates = (
+        _supplier_rates(matrix, calendar)
+        | {
+            "grid_energy": np.nan_to_num(grid_price),
+            "elavgift": np.nan_to_num(vector(calendar, "elavgift_nok_per_kwh")),
+            "enova": np.nan_to_num(vector(calendar, "enova_nok_per_kwh")),
+        }
+        | schemes
+    )
+    # One pass over the energy matrix for every line; the monthly cap is fixed up after.
     sums = matrix.per_month_many({"energy": None, **rates})
     quantity = sums.pop("energy")
-    parts = [_raw_lines(matrix, active, quantity, sums)]
-    for code, (eligible_kwh, amount) in _scheme_amounts(matrix, calendar).items():
-        parts.append(_raw_lines(matrix, active & (eligible_kwh > 0), eligible_kwh, {code: amount}))
-
+    _apply_cap(matrix, calendar, quantity, sums, schemes)
+    active = quantity > 0  # energy is never negative
+    energy_lines = ("spot", "markup", "grid_energy", "elavgift", "enova")
+    parts = [_raw_lines(matrix, active, quantity, {code: sums[code] for code in energy_lines})]
+    for code in ("stromstotte", "norgespris"):
+        eligible_kwh = sums[f"{code}_kwh"]
+        parts.append(
+            _raw_lines(matrix, active & (eligible_kwh > 0), eligible_kwh, {code: sums[code]})
+        )
     capacity_raw, peaks, capacity, peak_energy = _capacity_shares(
         matrix, calendar, grid, site_hourly_kwh
     )

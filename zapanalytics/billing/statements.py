@@ -546,7 +546,7 @@ def issue(
                 stamp,
                 document["rates"]["sha256"],
                 Decimal(str(document["total_cost_nok"])),
-                json.dumps(stored, ensure_ascii=False, sort_keys=True),
+                json.dumps(stored, ensure_ascii=False),
             ],
         ).fetchall()
         con.execute("COMMIT")

@@ -225,6 +225,8 @@ def bill(
             files = write_statements(document, out, plotlyjs="directory" if shared_js else True)
     except (BillingError, MissingPricesError, RateTableError, InvoiceError) as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:  # the split's own checks: VAT, tariff periods, window
+        raise UserError(f"cannot bill {month}: {exc}") from None
     except OSError as exc:
         raise UserError(f"cannot write statements: {exc.strerror or exc}") from None
     finally:

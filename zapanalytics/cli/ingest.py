@@ -117,7 +117,8 @@ def _page_progress(enabled: bool) -> Iterator[Any]:
                     f"charge history {installation_id[:8]}", total=total
                 )
             task = tasks[installation_id]
-            progress.update(task, completed=page_index + 1, total=total or None)
+            done = page_index + 1 if total is None else min(page_index + 1, total)
+            progress.update(task, completed=done, total=total)
 
         yield on_page
 
@@ -157,6 +158,13 @@ def ingest_zaptec(
             help="Days before the last sync asked again, for late offline sessions.",
         ),
     ] = 7.0,
+    states: Annotated[
+        bool,
+        typer.Option(
+            "--states/--no-states",
+            help="Also read each charger's current state (one request per charger).",
+        ),
+    ] = True,
     retries: Annotated[
         int,
         typer.Option(
@@ -167,8 +175,9 @@ def ingest_zaptec(
 ) -> None:
     """Sync installations, chargers, charge history and charger state from the Zaptec cloud.
 
-    Credentials come from ZAPTEC_USERNAME / ZAPTEC_PASSWORD or a prompt. A second run fetches
-    only what is new; a run that was interrupted resumes where it stopped.
+    Credentials come from ZAPTEC_USERNAME / ZAPTEC_PASSWORD or a prompt.
+
+    A second run fetches only what is new; an interrupted run resumes where it stopped.
 
     Example: zapanalytics ingest zaptec --db out/zap.duckdb --price-area NO1
     """
@@ -199,6 +208,7 @@ def ingest_zaptec(
                 price_area=price_area,
                 overlap=dt.timedelta(days=overlap_days),
                 save_dir=save,
+                with_states=states,
                 on_page=on_page,
             )
     finally:
@@ -212,9 +222,14 @@ def ingest_zaptec(
         f"stored {counts.rows_stored}, quarantined {counts.rows_quarantined}; "
         f"{result.history_pages} charge-history page(s), {result.requests} request(s)",
         highlight=False,
+        soft_wrap=True,
     )
     if result.pages_quarantined:
-        console.print(f"{result.pages_quarantined} unreadable page(s) quarantined", highlight=False)
+        console.print(
+            f"{result.pages_quarantined} unreadable page(s) quarantined",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.sessions_flagged:
         console.print(
             f"{result.sessions_flagged} session(s) whose EnergyDetails do not add up to Energy "
@@ -300,13 +315,14 @@ def ingest_prices(
         f"records in {counts.rows_in}, stored {counts.rows_stored}, "
         f"quarantined {counts.rows_quarantined}",
         highlight=False,
+        soft_wrap=True,
     )
     if result.missing_days:
         shown = ", ".join(d.isoformat() for d in result.missing_days[:10])
         more = " …" if len(result.missing_days) > 10 else ""
-        console.print(f"missing: {shown}{more}", highlight=False)
+        console.print(f"missing: {shown}{more}", highlight=False, soft_wrap=True)
     for problem in result.problems[:20]:
-        console.print(f"problem: {problem}", markup=False, highlight=False)
+        console.print(f"problem: {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 @ingest_app.command("portal")
@@ -342,8 +358,9 @@ def ingest_portal(
 ) -> None:
     """Reconcile a portal report against the stored sessions and list the differences.
 
-    With --file, the consumption export is matched session by session; without it, the
-    installation report is fetched from the API (--from and --to needed) and compared per group.
+    With --file, the consumption export is matched session by session.
+
+    Without it, the installation report is fetched from the API (needs --from and --to) and compared per group.
 
     Example: zapanalytics ingest portal --db out/zap.duckdb --file UsageReport.xlsx
     """
@@ -424,9 +441,10 @@ def _print_differences(table: Any, summary: dict[str, int]) -> None:
     console.print(
         ", ".join(f"{status} {count}" for status, count in summary.items()) or "nothing to compare",
         highlight=False,
+        soft_wrap=True,
     )
     if differences.height == 0:
-        console.print("the report agrees with the stored sessions", highlight=False)
+        console.print("the report agrees with the stored sessions", highlight=False, soft_wrap=True)
         return
     view = Table(title="Differences (portal − store)")
     for column in differences.columns:
@@ -436,4 +454,8 @@ def _print_differences(table: Any, summary: dict[str, int]) -> None:
         view.add_row(*(Text("" if value is None else str(value)) for value in row))
     console.print(view)
     if differences.height > 200:
-        console.print(f"… {differences.height - 200} more; use --json for all", highlight=False)
+        console.print(
+            f"… {differences.height - 200} more; use --json for all",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -62,7 +62,7 @@ def replay(
     peer: Annotated[
         bool,
         typer.Option(
-            "--peer", help="Also run the sessions through ACN-Sim (slow: minutes per month)."
+            "--peer", help="Also run the first week of sessions through ACN-Sim (slow: minutes)."
         ),
     ] = False,
     out: Annotated[

@@ -9,18 +9,12 @@ store rows later. What a charge point was told is therefore always on disk.
 Handled charge-point actions: BootNotification, Heartbeat, StatusNotification, Authorize
 (against an optional local allow-list of id tags), StartTransaction, StopTransaction,
 MeterValues, plus DataTransfer, DiagnosticsStatusNotification and FirmwareStatusNotification
-so that every 1.6 charge-point action gets a valid answer. Errors follow OCPP-J 1.6 §4.2.3:
-a frame that is not JSON or not a CALL/CALLRESULT/CALLERROR array gets
-``FormationViolation``; an action 1.6 does not define gets ``NotImplemented`` ("not known
-by receiver"); a 1.6 action a central system does not accept gets ``NotSupported``;
-payloads that break the action's JSON schema get ``ProtocolError`` (missing field),
-``TypeConstraintViolation``, ``PropertyConstraintViolation``,
-``OccurenceConstraintViolation`` or ``FormationViolation`` (unexpected field). The
-connection stays up in every case. (The ``ocpp`` package's own router swaps the meaning of
-NotImplemented and NotSupported and names the 2.0 code ``FormatViolation``; it also spends
-about 0.3 ms per MeterValues on key conversion and ``jsonschema``. This module therefore
-validates with the package's own 1.6 schemas compiled by ``fastjsonschema`` and routes
-frames itself, and keeps the package's ``ChargePoint`` for calls *to* the charge point.)
+so that every 1.6 charge-point action gets a valid answer. Frames and payloads that fail
+get the CALLERROR :mod:`~zapanalytics.ingest.ocpp_frames` names; an action 1.6 does not
+define gets ``NotImplemented`` ("not known by receiver"), a 1.6 action a central system
+does not accept gets ``NotSupported``. The connection stays up in every case. The server
+routes frames itself and keeps the ``ocpp`` package's ``ChargePoint`` for calls *to* the
+charge point (ChangeConfiguration, SetChargingProfile).
 
 Security (OCPP security profile 1): HTTP Basic auth with the charge point id as user name
 and a per-charge-point password from a JSON file; unknown ids and wrong passwords get
@@ -38,21 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import collections
 import contextlib
 import dataclasses
 import datetime as dt
 import hmac
-import ipaddress
 import json
 import logging
-import re
 import signal
-import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -66,6 +55,23 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 
+from zapanalytics.ingest.ocpp_auth import (
+    CHARGE_POINT_ID_PATTERN,
+    LoginThrottle,
+    basic_credentials,
+    is_loopback,
+    load_credentials,
+    load_id_tags,
+)
+from zapanalytics.ingest.ocpp_frames import (
+    FrameError,
+    OcppCallErrorCode,
+    PayloadValidator,
+    call_error_text,
+    call_result_text,
+    parse_frame,
+    utc_now_text,
+)
 from zapanalytics.ingest.spool import (
     DEFAULT_SEGMENT_BYTES,
     GroupCommitSpool,
@@ -73,15 +79,18 @@ from zapanalytics.ingest.spool import (
     list_segments,
 )
 
+#: Names other modules import from here (the pieces moved to ocpp_frames and ocpp_auth).
+__all__ = [
+    "ADMIN_ACTIONS", "CHARGE_POINT_ACTIONS", "CentralSystem", "ChargePointConnection", "FrameError",
+    "LoginThrottle", "OcppCallErrorCode", "ServerSettings", "call_error_text", "load_credentials",
+    "load_id_tags", "parse_frame", "recover_transactions", "run_server", "send_admin_command",
+]
+
 LOG = logging.getLogger(__name__)
 
 OCPP_SUBPROTOCOL = "ocpp1.6"
 OCPP_PATH_PREFIX = "/ocpp/"
 ADMIN_PATH = "/admin"
-#: OCPP-J 1.6 §4.1.4: unique ids are at most 36 characters.
-MAX_UNIQUE_ID_CHARS = 36
-#: Charge point identity: the OCPP 2.0.1 identifierString alphabet, up to 48 characters.
-CHARGE_POINT_ID_PATTERN = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$")
 #: Transaction ids are at least the seconds since this instant, so a fresh spool never
 #: reissues an id an earlier spool handed out.
 TRANSACTION_EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
@@ -97,220 +106,10 @@ ADMIN_ACTIONS = {
     "SetChargingProfile": ocpp_call.SetChargingProfile,
 }
 _KNOWN_ACTIONS = frozenset(action.value for action in Action)
-_UNIQUE_ID_GUESS = re.compile(r'^\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
-
-
-class OcppCallErrorCode:
-    """The CALLERROR codes of OCPP-J 1.6 §4.2.3 (spelling as in the specification)."""
-
-    NOT_IMPLEMENTED = "NotImplemented"
-    NOT_SUPPORTED = "NotSupported"
-    INTERNAL_ERROR = "InternalError"
-    PROTOCOL_ERROR = "ProtocolError"
-    SECURITY_ERROR = "SecurityError"
-    FORMATION_VIOLATION = "FormationViolation"
-    PROPERTY_CONSTRAINT_VIOLATION = "PropertyConstraintViolation"
-    OCCURENCE_CONSTRAINT_VIOLATION = "OccurenceConstraintViolation"
-    TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
-    GENERIC_ERROR = "GenericError"
-
-
-class FrameError(Exception):
-    """A frame or payload that gets a CALLERROR instead of an answer."""
-
-    def __init__(self, code: str, description: str, unique_id: Any = "-1"):
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.unique_id = unique_id
-
-
-# --------------------------------------------------------------------------- validation
-
-#: Schema keywords mapped to the 1.6 error code their violation earns.
-_RULE_CODES = {
-    "required": OcppCallErrorCode.PROTOCOL_ERROR,
-    "type": OcppCallErrorCode.TYPE_CONSTRAINT_VIOLATION,
-    "maxLength": OcppCallErrorCode.TYPE_CONSTRAINT_VIOLATION,
-    "additionalProperties": OcppCallErrorCode.FORMATION_VIOLATION,
-    "minItems": OcppCallErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
-    "maxItems": OcppCallErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
-}
-
-
-def _schema_text(action: str) -> str:
-    return (resources.files("ocpp") / "v16" / "schemas" / f"{action}.json").read_text("utf-8-sig")
-
-
-class PayloadValidator:
-    """Validate CALL payloads against the ``ocpp`` package's OCPP 1.6 JSON schemas.
-
-    Uses ``fastjsonschema`` when installed (about 20× faster than ``jsonschema``), else
-    ``jsonschema``. Formats (``date-time``) are not enforced here, exactly as in the ``ocpp``
-    package: a bad timestamp is spooled and quarantined at load with a precise reason,
-    instead of making the charge point retry a message it cannot change.
-    """
-
-    def __init__(self) -> None:
-        self._validators: dict[str, Callable[[Any], None]] = {}
-
-    def _compile(self, action: str) -> Callable[[Any], None]:
-        schema = json.loads(_schema_text(action))
-        try:
-            import fastjsonschema
-        except ImportError:  # pragma: no cover - depends on the environment
-            from jsonschema import Draft4Validator
-
-            validator = Draft4Validator(schema)
-
-            def check(payload: Any) -> None:
-                error = next(iter(validator.iter_errors(payload)), None)
-                if error is not None:
-                    where = "/".join(str(p) for p in error.absolute_path) or "payload"
-                    raise _schema_error(str(error.validator), f"{where}: {error.message}")
-
-            return check
-
-        compiled = fastjsonschema.compile(schema, use_default=False, use_formats=False)
-
-        def check(payload: Any) -> None:
-            try:
-                compiled(payload)
-            except fastjsonschema.JsonSchemaValueException as exc:
-                raise _schema_error(str(exc.rule), str(exc.message)) from None
-
-        return check
-
-    def validate(self, action: str, payload: Any) -> None:
-        """Raise :class:`FrameError` when ``payload`` breaks the schema of ``action``."""
-        check = self._validators.get(action)
-        if check is None:
-            check = self._validators[action] = self._compile(action)
-        check(payload)
-
-
-def _schema_error(rule: str, message: str) -> FrameError:
-    code = _RULE_CODES.get(rule, OcppCallErrorCode.PROPERTY_CONSTRAINT_VIOLATION)
-    return FrameError(code, f"payload violates the schema ({rule}): {message}"[:500])
-
-
-# --------------------------------------------------------------------------- frames
-
-
-def utc_now_text() -> str:
-    """Current UTC time as OCPP writes it: ``2025-01-31T12:00:00.000Z``."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def call_result_text(unique_id: str, payload: Mapping[str, Any]) -> str:
-    """Serialise a CALLRESULT frame."""
-    return json.dumps([3, unique_id, payload], separators=(",", ":"))
-
-
-def call_error_text(unique_id: Any, code: str, description: str, details: Mapping | None = None) -> str:
-    """Serialise a CALLERROR frame."""
-    return json.dumps([4, unique_id, code, description, dict(details or {})], separators=(",", ":"))
-
-
-def guess_unique_id(text: str) -> str:
-    """Best-effort unique id of a frame that is not valid JSON (``"-1"`` when none)."""
-    match = _UNIQUE_ID_GUESS.match(text)
-    return match.group(1) if match else "-1"
-
-
-def parse_frame(text: str) -> list:
-    """Parse an OCPP-J frame and check its envelope (not the payload).
-
-    Returns
-    -------
-    list
-        ``[2, id, action, payload]``, ``[3, id, payload]`` or ``[4, id, code, description, details]``.
-
-    Raises
-    ------
-    FrameError
-        ``FormationViolation`` for anything that is not a well-formed envelope.
-    """
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise FrameError(
-            OcppCallErrorCode.FORMATION_VIOLATION, "frame is not valid JSON", guess_unique_id(text)
-        ) from None
-    except RecursionError:
-        raise FrameError(
-            OcppCallErrorCode.FORMATION_VIOLATION, "frame nests too deeply", guess_unique_id(text)
-        ) from None
-    if not isinstance(frame, list) or not frame:
-        raise FrameError(OcppCallErrorCode.FORMATION_VIOLATION, "frame is not a JSON array")
-    unique_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str | int) else "-1"
-    kind = frame[0]
-    expected = {2: 4, 3: 3, 4: 5}.get(kind) if type(kind) is int else None
-    if expected is None:
-        raise FrameError(
-            OcppCallErrorCode.FORMATION_VIOLATION, f"MessageTypeId {kind!r} is not 2, 3 or 4", unique_id
-        )
-    if len(frame) != expected:
-        raise FrameError(
-            OcppCallErrorCode.FORMATION_VIOLATION,
-            f"a message of type {kind} has {expected} elements, not {len(frame)}",
-            unique_id,
-        )
-    if not isinstance(frame[1], str) or not 0 < len(frame[1]) <= MAX_UNIQUE_ID_CHARS:
-        raise FrameError(
-            OcppCallErrorCode.FORMATION_VIOLATION,
-            f"UniqueId must be a string of 1 to {MAX_UNIQUE_ID_CHARS} characters",
-            unique_id,
-        )
-    if kind == 2:
-        if not isinstance(frame[2], str):
-            raise FrameError(OcppCallErrorCode.FORMATION_VIOLATION, "Action must be a string", unique_id)
-        if not isinstance(frame[3], dict):
-            raise FrameError(
-                OcppCallErrorCode.FORMATION_VIOLATION, "the payload must be a JSON object", unique_id
-            )
-    return frame
 
 
 # --------------------------------------------------------------------------- configuration
 
-
-def load_credentials(path: str | Path) -> dict[str, str]:
-    """Read a credentials file mapping charge point id to password.
-
-    Parameters
-    ----------
-    path : str or Path
-        JSON object ``{"ZPR100001": "password", ...}``.
-
-    Raises
-    ------
-    ValueError
-        When the file is not such an object (the message never contains a password).
-    """
-    try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the credentials file {path}: {type(exc).__name__}") from None
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path} must hold a JSON object mapping charge point id to password")
-    for key, value in data.items():
-        if not CHARGE_POINT_ID_PATTERN.match(str(key)):
-            raise ValueError(f"{path}: {key!r} is not a valid charge point id")
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{path}: the password for {key!r} must be a non-empty string")
-    return dict(data)
-
-
-def load_id_tags(path: str | Path) -> frozenset[str]:
-    """Read a local allow-list of id tags: a JSON array of strings."""
-    try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the id-tag list {path}: {type(exc).__name__}") from None
-    if not isinstance(data, list) or not all(isinstance(t, str) and 0 < len(t) <= 20 for t in data):
-        raise ValueError(f"{path} must hold a JSON array of id tags (1 to 20 characters each)")
-    return frozenset(data)
 
 
 @dataclasses.dataclass(slots=True)
@@ -359,82 +158,6 @@ class ServerSettings:
     auth_max_delay_s: float = 30.0
     auth_window_s: float = 900.0
     fsync: bool = True
-
-
-class LoginThrottle:
-    """Delay answers to failed logins, doubling with each recent failure.
-
-    Failures are counted per key (the peer address and the charge point id); the delay is
-    the larger of the two, so neither spreading attempts over ids nor over addresses helps.
-    """
-
-    def __init__(
-        self,
-        *,
-        free_failures: int = 3,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 30.0,
-        window_s: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.free_failures = free_failures
-        self.base_delay_s = base_delay_s
-        self.max_delay_s = max_delay_s
-        self.window_s = window_s
-        self._clock = clock
-        self._failures: dict[str, collections.deque[float]] = {}
-
-    def _recent(self, key: str) -> int:
-        times = self._failures.get(key)
-        if not times:
-            return 0
-        horizon = self._clock() - self.window_s
-        while times and times[0] < horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return 0
-        return len(times)
-
-    def failed(self, *keys: str) -> float:
-        """Record a failure for ``keys`` and return the delay to impose now [s]."""
-        now = self._clock()
-        if len(self._failures) > 10_000:
-            for key in list(self._failures):
-                self._recent(key)
-        for key in keys:
-            self._failures.setdefault(key, collections.deque(maxlen=64)).append(now)
-        return self.delay_s(*keys)
-
-    def delay_s(self, *keys: str) -> float:
-        """The delay the recent failures of ``keys`` earn [s]."""
-        count = max((self._recent(k) for k in keys), default=0)
-        if count <= self.free_failures:
-            return 0.0
-        return min(self.max_delay_s, self.base_delay_s * 2 ** (count - self.free_failures - 1))
-
-    def succeeded(self, key: str) -> None:
-        """Forget the failures of ``key`` (a charge point that logged in correctly)."""
-        self._failures.pop(key, None)
-
-
-def _basic_credentials(header: str) -> tuple[str, str] | None:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic" or not token:
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
-def _is_loopback(address: Any) -> bool:
-    try:
-        return ipaddress.ip_address(address[0]).is_loopback
-    except (TypeError, ValueError, IndexError):
-        return False
 
 
 # --------------------------------------------------------------------------- connections
@@ -557,6 +280,7 @@ class CentralSystem:
     async def start(self) -> int:
         """Open the spool, recover transaction ids and start listening; return the port."""
         await self.spool.open()
+        self.validator.warm(sorted(CHARGE_POINT_ACTIONS))
         last_id, starts = recover_transactions(self.settings.spool_dir)
         floor = int((dt.datetime.now(dt.UTC) - TRANSACTION_EPOCH).total_seconds())
         self._next_transaction_id = max(last_id + 1, floor, 1)
@@ -570,6 +294,8 @@ class CentralSystem:
             process_request=self._process_request,
             max_size=self.settings.max_frame_bytes,
             compression=None,
+            # A throttled login waits before its 401; the handshake must outlive that wait.
+            open_timeout=self.settings.auth_max_delay_s + 10,
             ping_interval=60,
             ping_timeout=60,
             server_header=None,
@@ -614,7 +340,7 @@ class CentralSystem:
         if self.settings.credentials is None:
             return None
         headers = request.headers.get_all("Authorization")
-        given = _basic_credentials(headers[0]) if len(headers) == 1 else None
+        given = basic_credentials(headers[0]) if len(headers) == 1 else None
         expected = self.settings.credentials.get(charge_point_id)
         # Compare even for unknown ids so timing tells nothing about which ids exist.
         password_ok = hmac.compare_digest(
@@ -635,10 +361,10 @@ class CentralSystem:
 
     async def _check_admin(self, connection: ServerConnection, request):
         token = self.settings.admin_token
-        if token is None or not _is_loopback(connection.remote_address):
+        if token is None or not is_loopback(connection.remote_address):
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         headers = request.headers.get_all("Authorization")
-        given = _basic_credentials(headers[0]) if len(headers) == 1 else None
+        given = basic_credentials(headers[0]) if len(headers) == 1 else None
         supplied = given[1] if given and given[0] == "admin" else ""
         if hmac.compare_digest(supplied.encode("utf-8", "surrogatepass"), token.encode("utf-8")):
             return None

@@ -277,14 +277,23 @@ def _read_table(path: Path) -> list[list[Any]]:
             return [list(row) for row in sheet.iter_rows(values_only=True)]
         finally:
             book.close()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_bytes().decode("cp1252")
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):  # Excel on Windows saves CSV as cp1252
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise PortalReportError(f"{path.name}: neither UTF-8 nor Windows-1252 text")
     # The header decides the delimiter: Norwegian exports use ';' with decimal commas.
-    header = text.split("\n", 1)[0]
+    header = text.replace("\r", "\n").split("\n", 1)[0]
     delimiter = max(";,\t", key=header.count)
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # newline="" lets the csv module take \r, \n and \r\n as line ends, as it expects.
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise PortalReportError(f"{path.name}: not a readable CSV ({exc})") from None
     return [row for row in rows if any(c.strip() for c in row)]
 
 

@@ -147,6 +147,11 @@ def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> f
     return number
 
 
+def _int_text(value: int) -> str:
+    """An integer for a message; a huge one by its size (``str`` refuses > 4300 digits)."""
+    return str(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+
+
 def _storable(value: str, field: str) -> str:
     """``value`` unless it holds an unpaired surrogate (a JSON ``\\udc80`` escape), which no
     UTF-8 store column can hold."""
@@ -252,7 +257,7 @@ def session_rows(
     if metadata is not None and (isinstance(metadata, bool) or not isinstance(metadata, int)):
         raise RecordError("CommitMetadata", f"expected an integer bitmask, got {metadata!r:.40}")
     if metadata is not None and not 0 <= metadata <= _INT32_MAX:
-        raise RecordError("CommitMetadata", f"bitmask out of range: {metadata:.3g}")
+        raise RecordError("CommitMetadata", f"bitmask out of range: {_int_text(metadata)}")
     signed = item.get("SignedSession")
     if signed is not None and not isinstance(signed, str):
         raise RecordError("SignedSession", "expected a string")
@@ -387,7 +392,7 @@ def state_row(item: Mapping[str, Any], state_names: Mapping[int, str]) -> dict[s
     if isinstance(state_id, bool) or not isinstance(state_id, int):
         raise RecordError("StateId", f"expected an integer, got {state_id!r:.40}")
     if not -_INT32_MAX <= state_id <= _INT32_MAX:
-        raise RecordError("StateId", f"out of range: {state_id:.3g}")
+        raise RecordError("StateId", f"out of range: {_int_text(state_id)}")
     value = item.get("ValueAsString")
     if value is not None and not isinstance(value, str):
         raise RecordError("ValueAsString", f"expected a string, got {type(value).__name__}")

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import duckdb
@@ -49,7 +47,9 @@ __all__ = [
     "OCMF_SOURCE",
     "SIGNED_METER_VALUE_STATE_ID",
     "STATE_SOURCE",
+    "carry_states_forward",
     "derive_meter_values",
+    "read_signed_meter_values",
     "signed_reading",
 ]
 
@@ -71,11 +71,26 @@ NUMERIC_STATES: dict[int, tuple[str, float, float]] = {
 }
 
 #: Signed records per batch (each holds ~600 bytes of text).
-OCMF_BATCH = 50_000
-#: Pivoted rows per batch.
-STATE_BATCH = 250_000
-#: From this many signed records on, they are parsed in worker processes.
-PARALLEL_FROM = 40_000
+OCMF_BATCH = 100_000
+#: Numeric observations per batch (whole chargers per batch).
+STATE_BATCH = 1_000_000
+
+# Zaptec's periodic fiscal record exactly as the chargers write it: fixed key order, one
+# reading, plain strings, a base64 signature. Every text this matches is one that
+# parse() reads without complaint and signed_reading() accepts, with the same TM and RV
+# (a test holds the two to that); anything else goes through parse().
+_TEXT = r'[^"\\\x00-\x1f|]*'
+_CANONICAL_FISCAL = (
+    r"^OCMF\|\{"
+    + ",".join(f'"{key}":"{_TEXT}"' for key in ("FV", "GI", "GS", "GV"))
+    + r',"PG":"F[0-9]+","MF":"' + _TEXT + r'","RD":\[\{"TM":"'
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]{3})"
+    r"([+-](?:[01][0-9]|2[0-3]):[0-5][0-9]) [UISR]"
+    r'","RV":((?:0|[1-9][0-9]{0,6})(?:\.[0-9]{1,6})?),'
+    r'"RI":"1-0:1\.8\.0","RU":"kWh","ST":"G"\}\]\}\|'
+    r'\{"SA":"' + _TEXT + r'","SE":"base64","SD":"'
+    r'(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"\}$'
+)
 
 
 def _filters(
@@ -177,17 +192,62 @@ def signed_reading(value: str | None) -> tuple[dt.datetime, float] | str:
     return reading.time_utc, energy
 
 
-def _signed_readings(values: list[str | None]) -> list[tuple[dt.datetime, float] | str]:
-    if len(values) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        return [signed_reading(v) for v in values]
-    # Parsing is pure Python; worker processes use the other cores. Spawned, not
-    # forked: the parent holds a DuckDB connection and its threads.
-    import multiprocessing
+def read_signed_meter_values(values: pl.Series) -> pl.DataFrame:
+    """The register readings of many periodic signed records at once.
 
-    workers = min(os.cpu_count() or 2, 8)
-    chunk = max(len(values) // (workers * 4), 1000)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(signed_reading, values, chunksize=chunk))
+    Records in Zaptec's canonical fiscal form are read column-wise; every other record
+    goes through :func:`signed_reading` (and so :func:`zapanalytics.audit.ocmf.parse`).
+    Both give the same result for a canonical record.
+
+    Parameters
+    ----------
+    values : polars.Series of str
+        OCMF records (state 554 values).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per value: ``ts_utc`` (TM in UTC), ``energy_register_kwh`` [kWh] and
+        ``reason`` (null when read; else why the record gives no reading).
+    """
+    groups = values.cast(pl.String).str.extract_groups(_CANONICAL_FISCAL)
+    fast = pl.DataFrame({"g": groups}).select(
+        ts_utc=pl.concat_str(
+            pl.col("g").struct.field("1"),
+            pl.lit("."),
+            pl.col("g").struct.field("2"),
+            pl.col("g").struct.field("3"),
+        ).str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.3f%:z", strict=False, time_zone="UTC", time_unit="us"
+        ),
+        energy_register_kwh=pl.col("g").struct.field("4").cast(pl.Float64),
+        reason=pl.lit(None, pl.String),
+    )
+    slow = fast["ts_utc"].is_null().arg_true().to_list()
+    if not slow:
+        return fast
+    texts = values.gather(slow).to_list()
+    times, energies, reasons = [], [], []
+    for text in texts:
+        reading = signed_reading(text)
+        if isinstance(reading, str):
+            times.append(None)
+            energies.append(None)
+            reasons.append(reading)
+        else:
+            times.append(reading[0])
+            energies.append(reading[1])
+            reasons.append(None)
+    read = pl.DataFrame(
+        {
+            "ts_utc": pl.Series(times, dtype=pl.Datetime("us", "UTC")),
+            "energy_register_kwh": pl.Series(energies, dtype=pl.Float64),
+            "reason": pl.Series(reasons, dtype=pl.String),
+        }
+    )
+    return fast.with_row_index("i").update(
+        read.with_columns(i=pl.Series(slow, dtype=pl.UInt32)), on="i", include_nulls=True
+    ).drop("i")
 
 
 def _derive_signed(
@@ -195,10 +255,10 @@ def _derive_signed(
 ) -> RunCounts:
     counts = RunCounts()
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _signed_states AS "
+        "CREATE OR REPLACE TEMP TABLE _signed_states AS "  # noqa: S608 - constants, placeholders
         "SELECT row_number() OVER (ORDER BY charger_id, ts_utc) - 1 AS n, charger_id, ts_utc, "
         "state_name, value FROM charger_states "
-        f"WHERE state_id = {SIGNED_METER_VALUE_STATE_ID}{where}",  # noqa: S608 - fixed text
+        f"WHERE state_id = {SIGNED_METER_VALUE_STATE_ID}{where}",
         params,
     )
     try:
@@ -216,25 +276,26 @@ def _derive_signed(
 
 
 def _admit_signed(run: IngestRun, batch: pl.DataFrame) -> RunCounts:
+    readings = read_signed_meter_values(batch["value"])
+    rejected = [
+        Rejection(index, "meter_values", f"state 554: {reason}")
+        for index, reason in enumerate(readings["reason"].to_list())
+        if reason is not None
+    ]
+    columns = _empty_meter_frame(batch.height)
+    columns["charger_id"] = batch["charger_id"]
+    columns["ts_utc"] = readings["ts_utc"]
+    columns["source"] = pl.Series("source", [OCMF_SOURCE] * batch.height, pl.String)
+    columns["energy_register_kwh"] = readings["energy_register_kwh"]
+    frame = (
+        pl.DataFrame(columns)
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(RECORD_COLUMN))
+        .filter(readings["reason"].is_null())
+    )
     charger_ids = batch["charger_id"].to_list()
     observed = batch["ts_utc"].to_list()
     names = batch["state_name"].to_list()
-    values = batch["value"].to_list()
-    readings = _signed_readings(values)
-    keep, times, registers, rejected = [], [], [], []
-    for index, reading in enumerate(readings):
-        if isinstance(reading, str):
-            rejected.append(Rejection(index, "meter_values", f"state 554: {reading}"))
-            continue
-        keep.append(index)
-        times.append(reading[0])
-        registers.append(reading[1])
-    columns = _empty_meter_frame(len(keep))
-    columns["charger_id"] = pl.Series("charger_id", [charger_ids[i] for i in keep], pl.String)
-    columns["ts_utc"] = pl.Series("ts_utc", times, pl.Datetime("us", "UTC"))
-    columns["source"] = pl.Series("source", [OCMF_SOURCE] * len(keep), pl.String)
-    columns["energy_register_kwh"] = pl.Series("energy_register_kwh", registers, pl.Float64)
-    frame = pl.DataFrame(columns).with_columns(pl.Series(RECORD_COLUMN, keep, pl.Int64))
+    values = batch["value"]
 
     def raw(index: int) -> str:
         return _observation_json(
@@ -244,30 +305,25 @@ def _admit_signed(run: IngestRun, batch: pl.DataFrame) -> RunCounts:
         )
 
     return run.admit(
-        _LazyRaw(len(values), raw), {"meter_values": frame}, rejected, record_table="meter_values"
+        _LazyRaw(batch.height, raw), {"meter_values": frame}, rejected, record_table="meter_values"
     )
 
 
 # -- numeric states, pivoted ----------------------------------------------------------------
 
 
-def _pivot_sql(where: str, seed_where: str) -> str:
-    """Observations -> one row per (charger, time) with each state's latest value.
+def _observations_sql(where: str, seed_where: str) -> str:
+    """Numeric observations with their value read (``number``) and judged (``bad``).
 
-    ``seed`` rows (the last observation of each state before the selected span) feed
-    the carry-forward but are not emitted.
+    ``seed`` rows (the last observation of each state before the selected span) give
+    the states' values at its start but are not emitted.
     """
     ids = ", ".join(str(i) for i in NUMERIC_STATES)
     bounds = " ".join(
         f"WHEN {state_id} THEN number < {low!r} OR number > {high!r}"
         for state_id, (_, low, high) in NUMERIC_STATES.items()
     )
-    carried = ",\n".join(
-        f"last_value(CASE WHEN bool_or(state_id = {state_id}) THEN "
-        f"{{'v': max(number) FILTER (WHERE state_id = {state_id} AND NOT bad)}} END "
-        f"IGNORE NULLS) OVER w AS s{state_id}"
-        for state_id in NUMERIC_STATES
-    )
+    # Built from this module's constants and placeholders only.
     return f"""
         WITH selected AS (
             SELECT charger_id, ts_utc, state_id, value, false AS seed
@@ -280,24 +336,64 @@ def _pivot_sql(where: str, seed_where: str) -> str:
         parsed AS (
             SELECT *, TRY_CAST(replace(trim(value), ',', '.') AS DOUBLE) AS number
             FROM selected
-        ),
-        judged AS (
-            SELECT *,
-                value IS NOT NULL AND (
-                    number IS NULL OR NOT isfinite(number) OR CASE state_id {bounds} END
-                ) AS bad
-            FROM parsed
         )
-        SELECT charger_id, ts_utc, bool_and(seed) AS seed, bool_or(bad) AS bad,
-            string_agg(
-                CASE WHEN bad THEN 'state ' || state_id || ' value ' || left(value, 40) END,
-                '; ' ORDER BY state_id
-            ) AS bad_values,
-            {carried}
-        FROM judged
-        GROUP BY charger_id, ts_utc
-        WINDOW w AS (PARTITION BY charger_id ORDER BY ts_utc ROWS UNBOUNDED PRECEDING)
+        SELECT charger_id, ts_utc, state_id, value, seed,
+            value IS NOT NULL AND (
+                number IS NULL OR NOT isfinite(number) OR CASE state_id {bounds} END
+            ) AS bad,
+            number
+        FROM parsed
+    """  # noqa: S608
+
+
+def carry_states_forward(observations: pl.DataFrame) -> pl.DataFrame:
+    """One row per (charger, observation time) with every state's latest value.
+
+    Parameters
+    ----------
+    observations : polars.DataFrame
+        ``charger_id``, ``ts_utc``, ``state_id``, ``value`` (text), ``seed`` (bool: only
+        carries a value into the span), ``bad`` (bool: the value did not parse) and
+        ``number`` (the value read).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``charger_id``, ``ts_utc``, ``bad``, ``bad_values`` and one column per
+        :data:`NUMERIC_STATES` entry: the value of the state's latest observation at or
+        before the row's time, null when that observation was bad or there is none.
     """
+    observations = observations.with_columns(
+        pl.col("ts_utc").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+        number=pl.when(pl.col("bad")).then(None).otherwise(pl.col("number")),
+    ).sort("ts_utc")
+    emitted = observations.filter(~pl.col("seed"))
+    problems = (
+        emitted.filter("bad")
+        .sort("state_id")
+        .group_by("charger_id", "ts_utc")
+        .agg(
+            bad_values=pl.format(
+                "state {} value {}", pl.col("state_id"), pl.col("value").str.slice(0, 40)
+            ).str.join("; ")
+        )
+    )
+    rows = (
+        emitted.select("charger_id", "ts_utc")
+        .unique()
+        .join(problems, on=["charger_id", "ts_utc"], how="left")
+        .with_columns(bad=pl.col("bad_values").is_not_null())
+        .sort("ts_utc")
+    )
+    for state_id, (column, _, _) in NUMERIC_STATES.items():
+        latest = observations.filter(pl.col("state_id") == state_id).select(
+            "charger_id", "ts_utc", pl.col("number").alias(column)
+        )
+        # Both sides are sorted by time; one state has one observation per instant.
+        rows = rows.join_asof(
+            latest, on="ts_utc", by="charger_id", strategy="backward", check_sortedness=False
+        )
+    return rows.sort("charger_id", "ts_utc")
 
 
 def _derive_numeric(
@@ -307,36 +403,41 @@ def _derive_numeric(
     since_utc: dt.datetime | None,
 ) -> RunCounts:
     where, params = _filters(charger_ids, since_utc)
-    if since_utc is None:
-        seed_where, seed_params = " AND false", []
-    else:
-        seed_where, seed_params = _filters(charger_ids, None)
-        seed_where += " AND ts_utc < ?"
-        seed_params.append(since_utc)
+    ids = ", ".join(str(i) for i in NUMERIC_STATES)
+    sizes = con.execute(
+        f"SELECT charger_id, count(*) FROM charger_states WHERE state_id IN ({ids}){where} "  # noqa: S608
+        "GROUP BY 1 ORDER BY 1",
+        params,
+    ).fetchall()
+    # Batches hold whole chargers, so a state carries forward within its batch.
+    batches: list[list[str]] = [[]]
+    observations = 0
+    for charger_id, size in sizes:
+        if batches[-1] and observations + size > STATE_BATCH:
+            batches.append([])
+            observations = 0
+        batches[-1].append(charger_id)
+        observations += size
     columns = [column for column, _, _ in NUMERIC_STATES.values()]
-    values = ", ".join(
-        f"s{state_id}.v AS {column}" for state_id, (column, _, _) in NUMERIC_STATES.items()
-    )
-    any_value = " OR ".join(f"{column} IS NOT NULL" for column in columns)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _state_rows AS "
-        "SELECT row_number() OVER (ORDER BY charger_id, ts_utc) - 1 AS n, * FROM ("
-        f"SELECT charger_id, ts_utc, bad, bad_values, {values} "
-        f"FROM ({_pivot_sql(where, seed_where)}) WHERE NOT seed"
-        f") WHERE bad OR {any_value}",
-        [*params, *seed_params],
-    )
     counts = RunCounts()
-    try:
-        total = con.execute("SELECT count(*) FROM _state_rows").fetchall()[0][0]
-        for start in range(0, total, STATE_BATCH):
-            batch = con.sql(
-                "SELECT * EXCLUDE (n) FROM _state_rows WHERE n >= ? AND n < ? ORDER BY n",
-                params=[start, start + STATE_BATCH],
-            ).pl()
+    for members in batches:
+        if not members:
+            continue
+        own_where, own_params = _filters(members, since_utc)
+        if since_utc is None:
+            seed_where, seed_params = " AND false", []
+        else:
+            seed_where, seed_params = _filters(members, None)
+            seed_where += " AND ts_utc < ?"
+            seed_params.append(since_utc)
+        observed = con.sql(
+            _observations_sql(own_where, seed_where), params=[*own_params, *seed_params]
+        ).pl()
+        batch = carry_states_forward(observed).filter(
+            pl.col("bad") | pl.any_horizontal(pl.col(columns).is_not_null())
+        )
+        if batch.height:
             counts += _admit_numeric(con, run, batch)
-    finally:
-        con.execute("DROP TABLE IF EXISTS _state_rows")
     return counts
 
 
@@ -347,14 +448,12 @@ def _admit_numeric(
     frame = batch.with_columns(
         pl.col("ts_utc").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
         source=pl.lit(STATE_SOURCE),
-        **{
-            name: pl.lit(None, dtype)
-            for name, dtype in schema.items()
-            if name not in batch.columns and name != "source"
-        },
     )
     frame = frame.select(
-        [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
         + [pl.int_range(pl.len(), dtype=pl.Int64).alias(RECORD_COLUMN)]
     )
     bad = batch.with_row_index("record").filter("bad")
@@ -367,7 +466,7 @@ def _admit_numeric(
         )
         for row in bad.iter_rows(named=True)
     ]
-    charger_ids = batch["charger_id"]
+    charger_ids = frame["charger_id"]
     times = frame["ts_utc"]
     ids = list(NUMERIC_STATES)
 
@@ -382,7 +481,7 @@ def _admit_numeric(
         return _observation_json(charger_id, ts_utc, rows)
 
     return run.admit(
-        _LazyRaw(batch.height, raw), {"meter_values": frame}, rejected, record_table="meter_values"
+        _LazyRaw(frame.height, raw), {"meter_values": frame}, rejected, record_table="meter_values"
     )
 
 

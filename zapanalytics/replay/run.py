@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+import polars as pl
 
 from zapanalytics.replay.acn import PeerComparison, compare_with_acnsim
 from zapanalytics.replay.conformance import ConformanceConfig, Finding, check_conformance
@@ -88,6 +91,7 @@ def run_replay(
     config: ConformanceConfig | None = None,
     include_baseline: bool = True,
     peer: bool = False,
+    peer_days: float = 7.0,
     prices_nok_per_month: Sequence[float] | None = None,
 ) -> ReplayResult:
     """Check conformance, measure fairness and run what-if scenarios on a recording.
@@ -104,6 +108,9 @@ def run_replay(
         Also run the reference allocator on the recorded site as a scenario.
     peer : bool
         Also run ACN-Sim on the recorded sessions (equal share and first come).
+    peer_days : float
+        ACN-Sim steps every minute and is slow: it gets the sessions that arrive in the
+        first ``peer_days`` days [d].
     prices_nok_per_month : sequence of float, optional
         Capacity-step prices for the scenarios' capacity charge.
 
@@ -151,8 +158,9 @@ def run_replay(
     comparisons: list[PeerComparison] = []
     if peer:
         began = time.perf_counter()
+        window_end = recording.start_utc + timedelta(days=peer_days)
         comparisons = compare_with_acnsim(
-            scenario_sessions(recording, demands),
+            scenario_sessions(recording, demands).filter(pl.col("arrival_utc") < window_end),
             recording.chargers,
             site_limits(recording, apm_margin_a=config.apm_margin_a),
             network_type=recording.installation.network_type,

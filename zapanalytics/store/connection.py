@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -58,9 +59,19 @@ def _connect(path: str | Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(target, read_only=read_only)
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
+        text = str(exc)
+        if "lock" in text.lower():
+            pid = re.search(r"\(PID (\d+)\)", text)
+            holder = f"another process (PID {pid.group(1)})" if pid else "another process"
+            if not read_only and "read-only mode" in text:
+                # DuckDB says the holder only reads (e.g. a notebook): a writer must wait for it.
+                raise StoreLockedError(
+                    f"the store {target} is open for reading in {holder}, e.g. a notebook; "
+                    "DuckDB lets no process write while another has the file open. "
+                    "Close that connection and retry."
+                ) from exc
             raise StoreLockedError(
-                f"the store {target} is open for writing in another process; "
+                f"the store {target} is open for writing in {holder}; "
                 "DuckDB allows one writer. Close that process (or read a copy) and retry."
             ) from exc
         raise

@@ -19,7 +19,7 @@ import random
 import uuid
 from typing import Any
 
-from zapanalytics.testing.zaptec_fake import DEFAULT_CONSTANTS, FakeData
+from zapanalytics.testing.zaptec_account import DEFAULT_CONSTANTS, FakeData
 
 QUARTER = dt.timedelta(minutes=15)
 
