@@ -1,22 +1,31 @@
-"""The main job: sample (or dump) → store → billing → report."""
+"""The main job: a dataset directory → store → billing · audit · replay → report.
+
+A *dataset directory* holds sources in their real formats, laid out as ``firmware_ref``
+writes them and as ``data/sample`` ships: ``zaptec/`` (a Zaptec API dump), ``prices/<AREA>/``
+(hvakosterstrommen.no days), ``han/`` (AMS HAN frames), ``submeter/`` (MID sub-meter CSV),
+``ocpp/`` (OCPP 1.6J message logs) and ``keys/`` (OCMF public keys). Every part but
+``zaptec/`` is optional.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import tempfile
 from pathlib import Path
 
-import polars as pl
+import duckdb
 
 import zapanalytics
-from zapanalytics.billing.flat import flat_split
 from zapanalytics.ingest.door import RunCounts
 from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
-from zapanalytics.report import write_document
-from zapanalytics.report.sections import flat_billing_section, overview_section, usage_section
-from zapanalytics.store import open_store, queries
+from zapanalytics.report.build import ReportResult, build_report
+from zapanalytics.store import open_store
 
-#: Default flat price for the demo [NOK/kWh incl. VAT]; owners pass their own.
+#: Default flat price when a month cannot be billed at spot [NOK/kWh incl. VAT].
 DEMO_FLAT_PRICE_NOK_PER_KWH = 2.50
+#: Grid company of the bundled sample's area (Oslo, NO1).
+DEMO_GRID_COMPANY = "elvia"
 
 
 def bundled_sample_dir() -> Path:
@@ -24,14 +33,61 @@ def bundled_sample_dir() -> Path:
     return Path(zapanalytics.__file__).resolve().parent.parent / "data" / "sample"
 
 
+def _price_days(directory: Path) -> list[dt.date]:
+    days = []
+    for path in directory.glob("*.json"):
+        try:
+            days.append(dt.date.fromisoformat(path.stem))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def ingest_dataset(
+    con: duckdb.DuckDBPyConnection, root: str | Path, *, price_area: str | None = "NO1"
+) -> dict[str, RunCounts]:
+    """Load every source found in a dataset directory; return the counts per source.
+
+    Each source enters through its own reader and the door, so re-running changes nothing.
+    """
+    from zapanalytics.ingest.han import ingest_han
+    from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
+    from zapanalytics.ingest.prices import load_prices
+    from zapanalytics.ingest.submeter import ingest_submeter
+
+    root = Path(root)
+    counts: dict[str, RunCounts] = {"zaptec": ingest_zaptec_dump(con, root, price_area=price_area)}
+    prices = root / "prices"
+    if prices.is_dir():
+        total = RunCounts()
+        for area_dir in sorted(p for p in prices.iterdir() if p.is_dir()):
+            days = _price_days(area_dir)
+            if days:
+                total += load_prices(
+                    con, area=area_dir.name, first_day=days[0], last_day=days[-1], source=prices
+                ).counts
+        counts["prices"] = total
+    han_files = sorted((root / "han").glob("*.hex"))
+    if han_files:
+        counts["han"] = ingest_han(con, han_files)
+    submeter_files = sorted((root / "submeter").glob("*.csv"))
+    if submeter_files:
+        counts["submeter"] = ingest_submeter(con, submeter_files)
+    ocpp_logs = sorted((root / "ocpp").glob("*.jsonl"))
+    if ocpp_logs:
+        with tempfile.TemporaryDirectory(prefix="zap-ocpp-") as spool:
+            spool_from_message_logs(ocpp_logs, spool)
+            counts["ocpp"] = load_spool(con, spool).counts
+    return counts
+
+
 @dataclasses.dataclass
 class DemoResult:
     """What :func:`run_demo` produced."""
 
     database: Path
-    report: Path
-    ingest: RunCounts
-    per_user: pl.DataFrame
+    ingest: dict[str, RunCounts]
+    report: ReportResult
 
 
 def run_demo(
@@ -40,10 +96,10 @@ def run_demo(
     *,
     price_nok_per_kwh: float = DEMO_FLAT_PRICE_NOK_PER_KWH,
     price_area: str | None = "NO1",
+    grid_company: str | None = DEMO_GRID_COMPANY,
 ) -> DemoResult:
-    """Ingest the sample into ``out_dir/zap.duckdb``, bill it, and write ``out_dir/report.html``.
-
-    Running it twice leaves the store unchanged (ingestion is idempotent).
+    """Ingest a dataset into ``out_dir/zap.duckdb``, bill, audit and replay it, and write
+    ``out_dir/report.html``. Running it twice leaves the store unchanged.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,17 +107,15 @@ def run_demo(
     database = out / "zap.duckdb"
     con = open_store(database)
     try:
-        counts = ingest_zaptec_dump(con, sample, price_area=price_area)
-        sessions = queries.table(con, "sessions")
-        per_user = flat_split(sessions, price_nok_per_kwh)
-        installation = con.execute("SELECT name FROM installations ORDER BY installation_id LIMIT 1").fetchall()
-        title = installation[0][0] if installation and installation[0][0] else "zapanalytics report"
-        sections = [
-            overview_section(con),
-            flat_billing_section(per_user, price_nok_per_kwh),
-            usage_section(con),
-        ]
-        report = write_document(out / "report.html", title, "Charging report", sections)
+        counts = ingest_dataset(con, sample, price_area=price_area)
+        keys = sample / "keys"
+        report = build_report(
+            con,
+            out / "report.html",
+            flat_price_nok_per_kwh=price_nok_per_kwh,
+            grid_company=grid_company,
+            public_keys=keys if keys.is_dir() else None,
+        )
     finally:
         con.close()
-    return DemoResult(database, report, counts, per_user)
+    return DemoResult(database, counts, report)

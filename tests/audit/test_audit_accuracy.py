@@ -83,7 +83,7 @@ def test_a_reference_lag_is_corrected_not_mistaken_for_meter_error():
         data["meter_values"],
         data["reference_readings"],
         data["chargers"],
-        window_options={"match_tolerance_s": 40},
+        window_options={},
     ).bands
 
     assert bands["error_pct"].abs().max() < 0.15

@@ -47,6 +47,28 @@ def _kinds(findings: pl.DataFrame) -> set[tuple]:
     return set(findings.select("kind", "charger_id", "session_id").iter_rows())
 
 
+def test_the_same_sessions_recorded_by_a_second_system_are_not_overlaps(faulty_fleet):
+    # An OCPP central system records the same charging as the cloud, under its own ids
+    # (its meterStop is the meter's, not the tampered record's).
+    twins = faulty_fleet["sessions"].with_columns(
+        session_id="ocpp:" + pl.col("session_id"),
+        source=pl.lit("ocpp"),
+        signed_session=None,
+        commit_metadata=None,
+        meter_stop_kwh=pl.col("meter_start_kwh") + pl.col("energy_kwh"),
+    )
+    sessions = pl.concat([faulty_fleet["sessions"], twins])
+    both = {**faulty_fleet, "sessions": sessions}
+
+    findings = _audit(both)
+
+    assert not findings["kind"].is_in(["overlapping_sessions", "register_decrease"]).any()
+    assert _kinds(_audit(faulty_fleet)) <= _kinds(findings)
+    # Within one system an overlap is still one.
+    overlapping = pl.concat([faulty_fleet["sessions"], twins.with_columns(source=pl.lit("test"))])
+    assert "overlapping_sessions" in set(_audit({**faulty_fleet, "sessions": overlapping})["kind"])
+
+
 def test_the_audit_finds_exactly_the_injected_reset_and_tampered_record(faulty_fleet):
     findings = _audit(faulty_fleet)
     tampered_session = faulty_fleet["truth"]["tampered_session"]

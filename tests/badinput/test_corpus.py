@@ -355,3 +355,13 @@ def test_real_console_script_agrees_with_the_driver(name, tmp_path, cli_results)
 def test_every_input_through_python_m_zapanalytics(entry, tmp_path):
     _skip_unless_ready(entry)
     assert_cli_result(entry, _real_cli(cli_invocation(entry, tmp_path)))
+
+
+def test_the_driver_shows_a_traceback_that_escapes_the_cli(tmp_path):
+    """The no-traceback check can fail: with --debug the CLI lets the exception through."""
+    argv = ["ingest", "zaptec", "--dump", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")]
+    results = _run_driver([{"id": "plain", "argv": argv}, {"id": "debug", "argv": ["--debug", *argv]}], 300)
+    assert results["plain"]["exit_code"] == 2
+    assert results["plain"]["stderr"].strip() == f"error: no such directory: {tmp_path / 'missing'}"
+    assert "Traceback (most recent call last)" in results["debug"]["stderr"]
+    assert results["debug"]["exit_code"] == 1

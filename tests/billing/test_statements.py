@@ -367,3 +367,43 @@ def test_issue_function_versions(tmp_path):
         assert pl.DataFrame(stored["users"])["cost_nok"].sum() == 45.0
     finally:
         con.close()
+
+
+def test_summary_prints_names_as_written_not_as_markup(tmp_path):
+    sessions = sessions_frame(
+        [
+            {
+                "session_id": "a",
+                "user_id": "u1",
+                "user_name": "[/x]",
+                "start_utc": utc(2025, 10, 6, 10),
+                "end_utc": utc(2025, 10, 6, 11),
+                "energy_kwh": 1.0,
+            },
+            {
+                "session_id": "b",
+                "user_id": "u2",
+                "user_name": "[bold red]Kari[/bold red]",
+                "start_utc": utc(2025, 10, 7, 10),
+                "end_utc": utc(2025, 10, 7, 11),
+                "energy_kwh": 1.0,
+            },
+        ]
+    )
+    build_store(tmp_path / "z.duckdb", sessions, details_frame([])).close()
+    result = CliRunner().invoke(
+        app,
+        [
+            "bill",
+            "--db",
+            str(tmp_path / "z.duckdb"),
+            "--month",
+            "2025-10",
+            "--method",
+            "flat",
+            "--price",
+            "2.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "[/x]" in result.output and "[bold red]Kari[/bold red]" in result.output

@@ -30,12 +30,17 @@ def test_demo_writes_store_and_offline_report(tmp_path, zaptec_dump):
     result = _run("demo", "--out", str(out), "--sample", str(zaptec_dump), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["ingest"]["rows_in"] == summary["ingest"]["rows_stored"] + summary["ingest"]["rows_quarantined"]
-    users = {u["user_name"]: u for u in summary["users"]}
+    for counts in summary["ingest"].values():
+        assert counts["rows_in"] == counts["rows_stored"] + counts["rows_quarantined"]
+    billing = summary["billing"]
+    # The built dump has no prices, so the month is billed at the flat price.
+    assert billing["method"] == "flat" and billing["month"] == "2025-10"
+    users = {u["user_name"]: u for u in billing["users"]}
     # Kari: sessions 1 (14.75 kWh) and 3 (23.5 kWh); Ola: session 2 (11 kWh); session 4 is void.
     assert users["Kari Nordmann"]["energy_kwh"] == 38.25
     assert users["Ola Nordmann"]["energy_kwh"] == 11.0
     assert users["Ola Nordmann"]["cost_nok"] == 27.5
+    assert any("no spot prices" in note for note in summary["notes"])
 
     con = duckdb.connect(str(out / "zap.duckdb"), read_only=True)
     for table, columns in CONTRACT.items():

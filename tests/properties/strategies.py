@@ -7,11 +7,8 @@ from one property.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import re
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,29 +30,6 @@ def fast_and_slow(*strategies, fast: int = 60, slow: int = 2000):
         return fast_test, slow_test
 
     return decorate
-
-
-#: Defects found in other components, each with the exception it raises today: a property
-#: tolerates exactly these (so it keeps hunting for new ones), and ``test_known_defects.py``
-#: pins each with a minimal input as a strict xfail. Remove an entry once its defect is fixed.
-KNOWN_DEFECTS: dict[str, tuple[type[BaseException], str]] = {
-    "portal-undecodable": (UnicodeDecodeError, r"'charmap' codec can't decode"),
-    "portal-bare-cr": (Exception, r"new-line character seen in unquoted field"),
-    "submeter-bare-cr": (Exception, r"new-line character seen in unquoted field"),
-}
-
-
-@contextlib.contextmanager
-def tolerating(*names: str) -> Iterator[None]:
-    """Let the named known defects pass; anything else propagates."""
-    try:
-        yield
-    except BaseException as exc:
-        for name in names:
-            kind, pattern = KNOWN_DEFECTS[name]
-            if isinstance(exc, kind) and re.search(pattern, str(exc)):
-                return
-        raise
 
 
 # -- building blocks ------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from .strategies import (
     json_values,
     mangled,
     timestamp_like,
-    tolerating,
     zaptec_items,
 )
 
@@ -493,13 +492,9 @@ def _check_portal(tmp_path_factory_dir, data) -> None:
 
     path = tmp_path_factory_dir / "export.csv"
     path.write_bytes(data)
-    export = None
     try:
-        with tolerating("portal-undecodable", "portal-bare-cr"):
-            export = read_consumption_export(path)
+        export = read_consumption_export(path)
     except PortalReportError:
-        return
-    if export is None:  # a known defect, tolerated here and pinned in test_known_defects.py
         return
     readable = export.filter(export["problem"].is_null())
     assert readable["energy_kwh"].is_finite().all()
@@ -528,11 +523,8 @@ def _check_submeter(data) -> None:
         path.write_bytes(data)
         con = open_store(":memory:")
         try:
-            counts = None
-            with tolerating("submeter-bare-cr"):
-                counts = ingest_submeter(con, [path], timezone="Europe/Oslo")
-            if counts is not None:
-                assert counts.rows_in == counts.rows_stored + counts.rows_quarantined
+            counts = ingest_submeter(con, [path], timezone="Europe/Oslo")
+            assert counts.rows_in == counts.rows_stored + counts.rows_quarantined
         finally:
             con.close()
 

@@ -4,7 +4,9 @@ Per charger and current band: the energy-weighted error, its expanded uncertaint
 (k = 2) from the larger of the windows' scatter and their resolution-and-timing
 uncertainty plus the reference meter's own, and a verdict against each criterion of
 :mod:`zapanalytics.audit.limits`. A charger fails when any band fails and passes when
-every measured band passes.
+every band measured with enough windows (``min_windows``) passes; a band with fewer
+windows is shown with its numbers and an inconclusive verdict but does not decide the
+charger's (a meter is judged at the currents it was seen at, and says which those are).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def accuracy_bands(
     -------
     polars.DataFrame
         Per ``charger_id`` and ``band``: ``windows``, energies [kWh], ``error_pct``,
-        ``u_windows_pct`` (scatter of the window errors), ``u_resolution_timing_pct``,
+        ``u_windows_pct`` (scatter of the window errors), ``u_resolution_timing_pct``
+        (resolution, interpolation and timing together), ``sufficient`` (enough windows),
         ``u_reference_pct``, ``expanded_uncertainty_pct``, current range [A], and per
         criterion ``limit_<c>_pct`` and ``verdict_<c>``.
     """
@@ -81,7 +84,11 @@ def accuracy_bands(
     grouped = (
         windows.with_columns(
             u_abs_sq=(
-                (pl.col("u_resolution_pct") ** 2 + pl.col("u_timing_pct") ** 2)
+                (
+                    pl.col("u_resolution_pct") ** 2
+                    + pl.col("u_interpolation_pct").fill_null(0.0) ** 2
+                    + pl.col("u_timing_pct") ** 2
+                )
                 * (pl.col("reference_energy_kwh") / 100) ** 2
             ),
         )
@@ -122,10 +129,11 @@ def accuracy_bands(
                 itr_a=itr_a,
                 temperature_band=temperature_band,
             )
+            row["sufficient"] = row["windows"] >= min_windows
             verdict = (
-                "inconclusive"
-                if row["windows"] < min_windows
-                else judge(row["error_pct"], row["expanded_uncertainty_pct"], limit)
+                judge(row["error_pct"], row["expanded_uncertainty_pct"], limit)
+                if row["sufficient"]
+                else "inconclusive"
             )
             row[f"limit_{criterion}_pct"] = limit
             row[f"verdict_{criterion}"] = verdict
@@ -133,6 +141,7 @@ def accuracy_bands(
     order = {band: index for index, band in enumerate(CURRENT_BANDS)}
     schema = {
         **grouped.schema,
+        "sufficient": pl.Boolean,
         **{f"limit_{c}_pct": pl.Float64 for c in CRITERIA},
         **{f"verdict_{c}": pl.String for c in CRITERIA},
     }
@@ -152,10 +161,13 @@ def _evidence(bands: pl.DataFrame, criterion: str) -> str:
     return "; ".join(parts)
 
 
-def _combine(verdicts: list[str]) -> str:
-    if "fail" in verdicts:
+def _combine(verdicts: list[str], sufficient: list[bool]) -> str:
+    """Fail if a band fails; pass if every band with enough windows passes (and there is
+    one); a band with too few windows is reported but not judged."""
+    judged = [v for v, enough in zip(verdicts, sufficient, strict=True) if enough]
+    if "fail" in judged:
         return "fail"
-    if verdicts and all(v == "pass" for v in verdicts):
+    if judged and all(v == "pass" for v in judged):
         return "pass"
     return "inconclusive"
 
@@ -166,7 +178,8 @@ def accuracy_verdicts(
     *,
     criterion: str = "claim",
 ) -> pl.DataFrame:
-    """A verdict per charger: fail if any band fails, pass if every measured band passes.
+    """A verdict per charger: fail if any band fails, pass if every band measured with
+    enough windows passes.
 
     Parameters
     ----------
@@ -191,7 +204,9 @@ def accuracy_verdicts(
     for (charger_id,), group in bands.group_by("charger_id", maintain_order=True):
         row = {"charger_id": charger_id}
         for c in CRITERIA:
-            row[f"verdict_{c}"] = _combine(group[f"verdict_{c}"].to_list())
+            row[f"verdict_{c}"] = _combine(
+                group[f"verdict_{c}"].to_list(), group["sufficient"].to_list()
+            )
         row["verdict"] = row[f"verdict_{criterion}"]
         energy = group["reference_energy_kwh"].sum()
         row["error_pct"] = (group["charger_energy_kwh"].sum() / energy - 1) * 100

@@ -11,9 +11,20 @@ import numpy as np
 import polars as pl
 
 from zapanalytics.audit.findings import finding, findings_frame, utc_frame
-from zapanalytics.audit.signed import COMMIT_SIGNED, active_sessions, session_records
+from zapanalytics.audit.signed import (
+    COMMIT_SIGNED,
+    active_sessions,
+    session_chain,
+    session_records,
+)
 
-__all__ = ["clock_findings", "duplicate_findings", "signature_findings"]
+__all__ = [
+    "clock_findings",
+    "clock_offsets",
+    "duplicate_findings",
+    "on_cloud_time",
+    "signature_findings",
+]
 
 
 def _offsets(sessions: pl.DataFrame, signed: pl.DataFrame) -> pl.DataFrame:
@@ -130,6 +141,72 @@ def clock_findings(
     return findings_frame(rows)
 
 
+#: An offset this far from its neighbours' median is a delayed message, not the clock [s].
+_OFFSET_OUTLIER_S = 30.0
+
+
+def clock_offsets(
+    sessions: pl.DataFrame, signed: pl.DataFrame, *, tolerance_s: float = 60.0
+) -> pl.DataFrame:
+    """The measured offsets of each charger whose clock differs from the cloud's.
+
+    The same comparison :func:`clock_findings` reports (the one showing the largest
+    offset), for the chargers it reports: ``charger_id``, ``ts_utc`` (cloud time) and
+    ``offset_s`` (charger ahead is positive), sorted by time.
+    """
+    offsets = _offsets(utc_frame(sessions), signed)
+    worst = (
+        offsets.sort(pl.col("offset_s").abs(), descending=True)
+        .unique("charger_id", keep="first")
+        .filter(pl.col("offset_s").abs() > tolerance_s)
+        .select("charger_id", "comparison")
+    )
+    return (
+        offsets.join(worst, on=["charger_id", "comparison"])
+        .select("charger_id", "ts_utc", "offset_s")
+        .sort("charger_id", "ts_utc")
+    )
+
+
+def on_cloud_time(frame: pl.DataFrame, offsets: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the ``ts_utc`` of chargers whose clock is off moved to the cloud's
+    time: less the charger's offset, interpolated between its measurements and held
+    beyond them (a measurement more than 30 s from the running median of five around it
+    is a late delivery and left out).
+
+    Every time a charger stamps (signed readings, OCPP meter values, its states) is on
+    its own clock; registers compared with other meters by the hour or the quarter must
+    be on a common one.
+    """
+    if offsets.is_empty() or frame.is_empty():
+        return frame
+    parts = []
+    for (charger_id,), rows in frame.group_by("charger_id", maintain_order=True):
+        own = offsets.filter(pl.col("charger_id") == charger_id)
+        if own.is_empty():
+            parts.append(rows)
+            continue
+        # A measurement far from its neighbours' median is a late delivery, not the clock.
+        measured = own.filter(
+            (
+                pl.col("offset_s")
+                - pl.col("offset_s").rolling_median(5, min_samples=1, center=True)
+            ).abs()
+            <= _OFFSET_OUTLIER_S
+        )
+        when = measured["ts_utc"].dt.epoch("us").to_numpy() / 1e6
+        shift_s = np.interp(
+            rows["ts_utc"].dt.epoch("us").to_numpy() / 1e6, when, measured["offset_s"].to_numpy()
+        )
+        parts.append(
+            rows.with_columns(
+                ts_utc=pl.col("ts_utc")
+                - pl.duration(microseconds=pl.Series(np.round(shift_s * 1e6).astype(np.int64)))
+            )
+        )
+    return pl.concat(parts)
+
+
 def duplicate_findings(sessions: pl.DataFrame, signed: pl.DataFrame | None = None) -> pl.DataFrame:
     """Duplicated evidence: one signed record on two sessions, records on the wrong
     session, and sessions overlapping on one charger.
@@ -186,10 +263,11 @@ def duplicate_findings(sessions: pl.DataFrame, signed: pl.DataFrame | None = Non
         )
     overlaps = (
         active.filter(pl.col("end_utc").is_not_null())
-        .sort("charger_id", "start_utc")
+        .with_columns(chain=session_chain(active))
+        .sort("chain", "start_utc")
         .with_columns(
-            previous_session=pl.col("session_id").shift(1).over("charger_id"),
-            previous_end=pl.col("end_utc").shift(1).over("charger_id"),
+            previous_session=pl.col("session_id").shift(1).over("chain"),
+            previous_end=pl.col("end_utc").shift(1).over("chain"),
         )
         .filter(pl.col("previous_end") > pl.col("start_utc"))
     )

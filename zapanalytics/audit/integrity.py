@@ -39,7 +39,12 @@ import polars as pl
 
 from zapanalytics.audit.evidence import clock_findings, duplicate_findings, signature_findings
 from zapanalytics.audit.findings import finding, findings_frame, utc_frame
-from zapanalytics.audit.signed import active_sessions, session_records, signed_records
+from zapanalytics.audit.signed import (
+    active_sessions,
+    session_chain,
+    session_records,
+    signed_records,
+)
 
 __all__ = [
     "UINT32_WH_ROLLOVER_KWH",
@@ -305,8 +310,16 @@ def _session_registers(sessions: pl.DataFrame, signed: pl.DataFrame | None) -> p
             begin_kwh=pl.when("trusted").then(pl.coalesce("ocmf_begin_kwh", "meter_start_kwh")),
             end_kwh=pl.when("trusted").then(pl.coalesce("ocmf_end_kwh", "meter_stop_kwh")),
         )
-        .select("session_id", "charger_id", "start_utc", "end_utc", "begin_kwh", "end_kwh")
-        .sort("charger_id", "start_utc")
+        .select(
+            "session_id",
+            "charger_id",
+            "start_utc",
+            "end_utc",
+            "begin_kwh",
+            "end_kwh",
+            chain=session_chain(sessions),
+        )
+        .sort("chain", "start_utc")
     )
 
 
@@ -343,9 +356,9 @@ def session_gap_findings(
     frame = (
         _session_registers(sessions, signed)
         .with_columns(
-            previous_session=pl.col("session_id").shift(1).over("charger_id"),
-            previous_end_kwh=pl.col("end_kwh").shift(1).over("charger_id"),
-            previous_end_utc=pl.col("end_utc").shift(1).over("charger_id"),
+            previous_session=pl.col("session_id").shift(1).over("chain"),
+            previous_end_kwh=pl.col("end_kwh").shift(1).over("chain"),
+            previous_end_utc=pl.col("end_utc").shift(1).over("chain"),
         )
         .filter(pl.col("previous_session").is_not_null())
     )
@@ -420,7 +433,7 @@ def _drop_echoed_resets(findings: pl.DataFrame, sessions: pl.DataFrame) -> pl.Da
         return findings
     spans = sessions.select(
         "session_id",
-        previous_end=pl.col("end_utc").shift(1).over("charger_id", order_by="start_utc"),
+        previous_end=pl.col("end_utc").shift(1).over(session_chain(sessions), order_by="start_utc"),
         own_end=pl.coalesce("end_utc", "start_utc"),
     )
     between = (

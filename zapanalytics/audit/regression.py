@@ -39,7 +39,6 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from zapanalytics.audit.accuracy import pick_register_source
 from zapanalytics.audit.findings import utc_frame
 
 __all__ = [
@@ -134,7 +133,8 @@ def hourly_energies(
     chargers : polars.DataFrame
         The ``chargers`` table (``charger_id``, ``installation_id``, ``max_current_a``).
     source : str, optional
-        The ``meter_values`` source; default: each charger's most complete.
+        The ``meter_values`` source; default: for each charger the register series that
+        knows the most hours.
     max_gap_s : float
         See :func:`interpolate_register`.
     exclude_limited_hours : bool
@@ -154,7 +154,10 @@ def hourly_energies(
         & pl.col("energy_import_kwh").is_not_null()
         & pl.col("installation_id").is_not_null()
     ).sort("ts_utc")
-    registers = pick_register_source(meter_values, source).sort("ts_utc")
+    registers = meter_values.filter(pl.col("energy_register_kwh").is_not_null())
+    if source is not None:
+        registers = registers.filter(pl.col("source") == source)
+    registers = registers.sort("ts_utc")
     frames = []
     for (installation_id, meter_id), readings in han.group_by(
         "installation_id", "meter_id", maintain_order=True
@@ -172,13 +175,7 @@ def hourly_energies(
         columns = {"hour_start_utc": grid[:-1], "han_kwh": np.diff(han_at)}
         for charger_id in members.to_list():
             own = registers.filter(pl.col("charger_id") == charger_id)
-            at = interpolate_register(
-                _epoch_s(own["ts_utc"]),
-                own["energy_register_kwh"].to_numpy(),
-                grid,
-                max_gap_s=max_gap_s,
-            )
-            columns[charger_id] = np.diff(at)
+            columns[charger_id] = _hourly_register_energy(own, grid, max_gap_s)
         wide = pl.DataFrame(columns).with_columns(
             hour_start_utc=pl.from_epoch(pl.col("hour_start_utc").cast(pl.Int64), time_unit="s")
             .dt.replace_time_zone("UTC")
@@ -201,6 +198,28 @@ def hourly_energies(
     if not frames:
         return pl.DataFrame(schema=HOURLY_SCHEMA)
     return pl.concat(frames).select(HOURLY_SCHEMA.names()).cast(HOURLY_SCHEMA)
+
+
+def _hourly_register_energy(
+    registers: pl.DataFrame, grid: np.ndarray, max_gap_s: float
+) -> np.ndarray:
+    """A charger's energy per hour of ``grid`` from the register series (source) that
+    knows the most hours; sources stamp with different clocks, so they are not mixed."""
+    best = np.full(grid.size - 1, np.nan)
+    best_known = -1
+    for _, series in registers.group_by("source", maintain_order=True):
+        series = series.unique("ts_utc", keep="first", maintain_order=True)
+        at = interpolate_register(
+            _epoch_s(series["ts_utc"]),
+            series["energy_register_kwh"].to_numpy(),
+            grid,
+            max_gap_s=max_gap_s,
+        )
+        energy = np.diff(at)
+        known = int(np.isfinite(energy).sum())
+        if known > best_known:
+            best, best_known = energy, known
+    return best
 
 
 def _limited_hours(

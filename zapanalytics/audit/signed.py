@@ -32,9 +32,12 @@ __all__ = [
     "MID_PUBLIC_KEY_STATE_ID",
     "SIGNED_METER_VALUE_STATE_ID",
     "SIGNED_RECORD_SCHEMA",
+    "SIGNED_REGISTER_SOURCE",
     "active_sessions",
     "public_keys_from_states",
+    "session_chain",
     "session_records",
+    "session_register_readings",
     "signed_records",
 ]
 
@@ -243,6 +246,49 @@ def active_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
     if "replaced_by_session_id" in sessions.columns:
         keep = keep & pl.col("replaced_by_session_id").is_null()
     return sessions.filter(keep)
+
+
+#: Source name of register readings taken from signed records (the meter's own clock).
+SIGNED_REGISTER_SOURCE = "zaptec_ocmf"
+_UNTRUSTED = ("invalid_signature", "key_mismatch", "malformed")
+
+
+def session_register_readings(signed: pl.DataFrame) -> pl.DataFrame:
+    """The begin and end register readings of signed session records, shaped like
+    ``meter_values`` rows (source :data:`SIGNED_REGISTER_SOURCE`, stamped with the
+    readings' own times, as the periodic state 554 rows are); records whose signature
+    fails are left out.
+
+    With the periodic records they make one register series on the meter's clock that
+    also knows the register where sessions begin and end.
+    """
+    records = signed.filter(
+        (pl.col("record_source") == "session")
+        & ~pl.col("verdict").is_in(_UNTRUSTED).fill_null(False)
+        & pl.col("charger_id").is_not_null()
+    )
+    parts = [
+        records.select(
+            "charger_id",
+            ts_utc=pl.col(f"{edge}_utc"),
+            source=pl.lit(SIGNED_REGISTER_SOURCE),
+            energy_register_kwh=pl.col(f"{edge}_kwh"),
+        )
+        for edge in ("begin", "end")
+    ]
+    return pl.concat(parts).drop_nulls(["ts_utc", "energy_register_kwh"]).unique(
+        ["charger_id", "ts_utc"], keep="first", maintain_order=True
+    )
+
+
+def session_chain(sessions: pl.DataFrame) -> pl.Expr:
+    """The sequence a session belongs to: its charger and the system that recorded it.
+
+    The cloud and an OCPP central system each record the same charging; the sessions of
+    one record follow one another, those of two records overlap by nature.
+    """
+    source = pl.col("source") if "source" in sessions.columns else pl.lit(None, pl.String)
+    return pl.concat_str(pl.col("charger_id"), source.fill_null(""), separator="\x1f")
 
 
 def session_records(signed: pl.DataFrame | None) -> pl.DataFrame:

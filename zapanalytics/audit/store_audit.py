@@ -24,6 +24,7 @@ from zapanalytics.audit.accuracy import (
     accuracy_verdicts,
     accuracy_windows,
 )
+from zapanalytics.audit.evidence import clock_offsets, on_cloud_time
 from zapanalytics.audit.findings import utc_frame
 from zapanalytics.audit.integrity import combine_findings, integrity_findings, register_findings
 from zapanalytics.audit.regression import (
@@ -35,6 +36,7 @@ from zapanalytics.audit.regression import (
 from zapanalytics.audit.signed import (
     MID_PUBLIC_KEY_STATE_ID,
     SIGNED_METER_VALUE_STATE_ID,
+    session_register_readings,
     signed_records,
 )
 
@@ -154,6 +156,16 @@ def _meter_select(con: duckdb.DuckDBPyConnection) -> str:
     return ", ".join(c if c in present else f"NULL::DOUBLE AS {c}" for c in _METER_COLUMNS)
 
 
+def _with_session_readings(values: pl.DataFrame, readings: pl.DataFrame) -> pl.DataFrame:
+    """``values`` plus the signed sessions' begin and end readings of its chargers, where
+    the store does not already hold a reading of that source at that time."""
+    own = readings.filter(pl.col("charger_id").is_in(values["charger_id"].unique().implode()))
+    if own.is_empty():
+        return values
+    extra = own.join(values, on=["charger_id", "ts_utc", "source"], how="anti")
+    return pl.concat([values, extra], how="diagonal_relaxed")
+
+
 def _keys_by_charger(
     public_keys: Mapping[str, Any] | None, chargers: pl.DataFrame
 ) -> dict[str, Any]:
@@ -267,6 +279,10 @@ def audit_store(
             "WHERE kind = 'submeter' AND charger_id IS NOT NULL"
         ).fetchall()
     }
+    session_readings = session_register_readings(signed)
+    # Registers of chargers whose clock is off go onto the cloud's time before they are
+    # compared with the reference meters (whose clocks are their own, assumed right).
+    offsets = clock_offsets(sessions, signed)
     windows = []
     for charger_id in charger_ids:
         # One charger at a time keeps a fleet's minute readings out of memory at once.
@@ -276,6 +292,7 @@ def audit_store(
             [charger_id],
         )
         findings.append(register_findings(values))
+        values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         if charger_id in submetered:
             reference = _frame(
                 con,
@@ -310,6 +327,7 @@ def audit_store(
             "(SELECT charger_id FROM chargers WHERE installation_id = ?)",
             [installation_id],
         )
+        values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         hourly.append(hourly_energies(values, han, members))
     zones = dict(installations.iter_rows())
     gains = estimate_gains(

@@ -123,7 +123,7 @@ def _sessions_and_details(
     # each delta's interval starts at the previous one.
     window = """
         SELECT session_id, user_id, user_name, start_utc, end_utc, energy_kwh, is_void
-        FROM sessions
+        FROM canonical_sessions
         WHERE (? IS NULL OR installation_id = ? OR installation_id IS NULL)
           AND start_utc < ? AND coalesce(end_utc, start_utc) >= ? - INTERVAL 1 DAY
     """

@@ -79,29 +79,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _read_key_map(path: Path | None) -> dict[str, str] | None:
-    """Keys from a JSON object {id: key} or a directory of ``<id>.pem`` files, where an
-    id is a charger id or a device serial."""
+    from zapanalytics.audit.keys import KeyMapError, read_key_map
+
     if path is None:
         return None
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".pem", ".der", ".txt", ".key"))
-        if not files:
-            raise UserError(f"--public-keys {path}: no .pem/.der/.txt/.key files")
-        return {
-            p.stem: p.read_text("ascii") if p.suffix != ".der" else p.read_bytes().hex()
-            for p in files
-        }
     try:
-        keys = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no such file or directory: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"--public-keys {path}: not a readable JSON file ({exc})") from None
-    if not isinstance(keys, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
-    ):
-        raise UserError('--public-keys must hold a JSON object {"charger_id": "key", ...}')
-    return keys
+        return read_key_map(path)
+    except KeyMapError as exc:
+        raise UserError(f"--public-keys {exc}") from None
 
 
 def _run_store_audit(

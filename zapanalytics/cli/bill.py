@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
@@ -33,7 +34,7 @@ def _summary(document: dict, files: list[Path], *, shown_as_issued: bool) -> Non
     for user in document["users"]:
         name = user["user_name"] or user["user_id"] or "(no user)"
         table.add_row(
-            name,
+            Text(name),  # a name is data, never rich markup: "[/x]" must print as written
             f"{user['energy_kwh']:,.3f}",
             _nok(user["cost_ex_vat_nok"]),
             _nok(user["vat_nok"]),

@@ -1,4 +1,4 @@
-"""``zapanalytics demo``: the whole pipeline on the bundled sample."""
+"""``zapanalytics demo`` and ``zapanalytics report``: the main job and its report."""
 
 from __future__ import annotations
 
@@ -6,59 +6,112 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
 from zapanalytics.cli.output import console, print_json
 
 
+def _summary_table(document: dict) -> Table:
+    table = Table(title=f"{document['month']} · {document['method']} · NOK incl. VAT")
+    for column, justify in (("user", "left"), ("kWh", "right"), ("NOK", "right")):
+        table.add_column(column, justify=justify)
+    for user in sorted(document["users"], key=lambda u: -u["cost_nok"]):
+        name = user["user_name"] or user["user_id"] or "(no user)"
+        table.add_row(Text(name), f"{user['energy_kwh']:,.2f}", f"{user['cost_nok']:,.2f}")
+    table.add_section()
+    table.add_row("total", f"{document['total_energy_kwh']:,.2f}", f"{document['total_cost_nok']:,.2f}")
+    return table
+
+
+def _audit_line(audit: dict) -> str:
+    summary = audit["summary"]
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(summary["accuracy_verdicts"].items()))
+    findings = ", ".join(f"{k} {v}" for k, v in sorted(summary["findings"].items())) or "none"
+    return f"audit: accuracy {verdicts or '–'}; findings {findings}"
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out"), "--out", help="Directory for zap.duckdb and report.html."),
-    sample: Path = typer.Option(None, "--sample", help="Sample directory (default: the bundled data/sample)."),
-    price: float = typer.Option(2.50, "--price", help="Flat price, NOK/kWh incl. VAT."),
+    sample: Path = typer.Option(None, "--sample", help="Dataset directory (default: the bundled data/sample)."),
+    price: float = typer.Option(2.50, "--price", help="Flat price when spot billing is impossible, NOK/kWh incl. VAT."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Ingest the sample, split costs per user at a flat price, and write an offline HTML report.
+    """Ingest the sample, bill the month per user, audit the meters, replay the load
+    balancing, and write one offline HTML report.
 
     Example: zapanalytics demo --out out
     """
     from zapanalytics.pipeline import bundled_sample_dir, run_demo
 
     sample_dir = sample or bundled_sample_dir()
-    if not sample_dir.is_dir():
-        raise UserError(f"no sample data at {sample_dir}; run `zapanalytics sample --out {sample_dir}`")
+    if not (sample_dir / "zaptec").is_dir():
+        raise UserError(f"no dataset at {sample_dir}; run `zapanalytics sample --out {sample_dir}`")
     result = run_demo(out, sample_dir, price_nok_per_kwh=price)
+    report = result.report
     if as_json:
         print_json(
             {
                 "database": str(result.database),
-                "report": str(result.report),
-                "ingest": result.ingest.as_dict(),
-                "users": result.per_user.to_dicts(),
+                "report": str(report.path),
+                "ingest": {name: counts.as_dict() for name, counts in result.ingest.items()},
+                "billing": report.billing,
+                "audit": report.audit["summary"] if report.audit else None,
+                "replay": report.replay,
+                "notes": report.notes,
             }
         )
         return
-    table = Table(title=f"Cost per user at {price:.2f} NOK/kWh")
-    for column, justify in (("user", "left"), ("sessions", "right"), ("kWh", "right"), ("NOK", "right")):
-        table.add_column(column, justify=justify)
-    for row in result.per_user.iter_rows(named=True):
-        table.add_row(
-            str(row["user_name"] or row["user_id"] or "(no user)"),
-            str(row["sessions"]),
-            f"{row['energy_kwh']:.2f}",
-            f"{row['cost_nok']:.2f}",
+    for name, counts in result.ingest.items():
+        console.print(
+            f"{name}: {counts.rows_in} records in, {counts.rows_stored} stored, "
+            f"{counts.rows_quarantined} quarantined",
+            markup=False,
+            highlight=False,
         )
-    table.add_section()
-    table.add_row(
-        "total",
-        str(int(result.per_user["sessions"].sum())),
-        f"{result.per_user['energy_kwh'].sum():.2f}",
-        f"{result.per_user['cost_nok'].sum():.2f}",
-    )
-    console.print(table)
-    counts = result.ingest
-    console.print(
-        f"records in {counts.rows_in}: stored {counts.rows_stored}, quarantined {counts.rows_quarantined}"
-    )
-    console.print(f"database: {result.database}\nreport:   {result.report}")
+    if report.billing:
+        console.print(_summary_table(report.billing))
+    if report.audit:
+        console.print(_audit_line(report.audit), markup=False, highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(f"database: {result.database}\nreport:   {report.path}", markup=False, highlight=False)
+
+
+@app.command()
+def report(
+    db: Path = typer.Option(..., "--db", help="DuckDB store."),
+    out: Path = typer.Option(Path("out"), "--out", help="Directory for report.html."),
+    month: str = typer.Option(None, "--month", help="Month to bill, YYYY-MM (default: the latest)."),
+    public_keys: Path = typer.Option(None, "--public-keys", help="OCMF public keys: a directory or JSON map."),
+    grid_company: str = typer.Option(None, "--grid-company", help="Grid tariff for the full bill, e.g. elvia."),
+    price: float = typer.Option(2.50, "--price", help="Flat price when spot billing is impossible."),
+    as_json: bool = typer.Option(False, "--json", help="Print what the report shows as JSON."),
+) -> None:
+    """Write one self-contained HTML report (overview, billing, audit, replay, usage).
+
+    Example: zapanalytics report --db out/zap.duckdb --out out --month 2025-10
+    """
+    from zapanalytics.audit.keys import KeyMapError
+    from zapanalytics.report.build import build_report
+    from zapanalytics.store import read_only_store
+
+    if not db.exists():
+        raise UserError(f"no such store: {db}")
+    con = read_only_store(db)
+    try:
+        result = build_report(
+            con, out / "report.html", month=month, flat_price_nok_per_kwh=price,
+            grid_company=grid_company, public_keys=public_keys,
+        )
+    except KeyMapError as exc:
+        raise UserError(f"--public-keys {exc}") from None
+    finally:
+        con.close()
+    if as_json:
+        print_json({"report": str(result.path), "month": result.month, "billing": result.billing,
+                    "audit": result.audit, "replay": result.replay, "notes": result.notes})
+    else:
+        console.print(f"report: {result.path}", markup=False, highlight=False)

@@ -262,6 +262,7 @@ class CentralSystem:
         self._server = None
         self._next_transaction_id = 1
         self._recent_starts: dict[tuple, int] = collections.OrderedDict()
+        self._background: set[asyncio.Task] = set()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
             "BootNotification": self._on_boot_notification,
             "Heartbeat": self._on_heartbeat,
@@ -384,7 +385,9 @@ class CentralSystem:
         self.connections[charge_point_id] = session
         if previous is not None:
             # A charge point that reconnects (e.g. after a network drop) replaces its old socket.
-            asyncio.create_task(previous.connection.close(1000, "replaced by a new connection"))
+            closing = asyncio.create_task(previous.connection.close(1000, "replaced by a new connection"))
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
         try:
             await session.run()
         except ConnectionClosed:

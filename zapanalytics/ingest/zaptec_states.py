@@ -80,16 +80,22 @@ STATE_BATCH = 1_000_000
 # parse() reads without complaint and signed_reading() accepts, with the same TM and RV
 # (a test holds the two to that); anything else goes through parse().
 _TEXT = r'[^"\\\x00-\x1f|]*'
+_TM = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2},[0-9]{3}"
+    r"[+-](?:[01][0-9]|2[0-3]):[0-5][0-9] [UISR]"
+)
+_RV = r"(?:0|[1-9][0-9]{0,6})(?:\.[0-9]{1,6})?"
 _CANONICAL_FISCAL = (
     r"^OCMF\|\{"
     + ",".join(f'"{key}":"{_TEXT}"' for key in ("FV", "GI", "GS", "GV"))
-    + r',"PG":"F[0-9]+","MF":"' + _TEXT + r'","RD":\[\{"TM":"'
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]{3})"
-    r"([+-](?:[01][0-9]|2[0-3]):[0-5][0-9]) [UISR]"
-    r'","RV":((?:0|[1-9][0-9]{0,6})(?:\.[0-9]{1,6})?),'
-    r'"RI":"1-0:1\.8\.0","RU":"kWh","ST":"G"\}\]\}\|'
+    + r',"PG":"F[0-9]+","MF":"' + _TEXT + r'","RD":\[\{"TM":"' + _TM + r'","RV":' + _RV
+    + r',"RI":"1-0:1\.8\.0","RU":"kWh","ST":"G"\}\]\}\|'
     r'\{"SA":"' + _TEXT + r'","SE":"base64","SD":"'
     r'(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"\}$'
+)
+# In a canonical record no string holds a quote, so the first "RD" is the readings.
+_CANONICAL_READING = (
+    r'"RD":\[\{"TM":"([0-9-]{10}T[0-9:]{8}),([0-9]{3})([+-][0-9:]{5}) [UISR]","RV":([0-9.]+),'
 )
 
 
@@ -210,17 +216,24 @@ def read_signed_meter_values(values: pl.Series) -> pl.DataFrame:
         One row per value: ``ts_utc`` (TM in UTC), ``energy_register_kwh`` [kWh] and
         ``reason`` (null when read; else why the record gives no reading).
     """
-    groups = values.cast(pl.String).str.extract_groups(_CANONICAL_FISCAL)
-    fast = pl.DataFrame({"g": groups}).select(
-        ts_utc=pl.concat_str(
-            pl.col("g").struct.field("1"),
-            pl.lit("."),
-            pl.col("g").struct.field("2"),
-            pl.col("g").struct.field("3"),
-        ).str.to_datetime(
-            "%Y-%m-%dT%H:%M:%S%.3f%:z", strict=False, time_zone="UTC", time_unit="us"
+    values = values.cast(pl.String)
+    # Matching without captures is fast; the captures come from the short reading part.
+    canonical = values.str.contains(_CANONICAL_FISCAL).fill_null(False)
+    groups = values.str.extract_groups(_CANONICAL_READING)
+    fast = pl.DataFrame({"g": groups, "canonical": canonical}).select(
+        ts_utc=pl.when("canonical").then(
+            pl.concat_str(
+                pl.col("g").struct.field("1"),
+                pl.lit("."),
+                pl.col("g").struct.field("2"),
+                pl.col("g").struct.field("3"),
+            ).str.to_datetime(
+                "%Y-%m-%dT%H:%M:%S%.3f%:z", strict=False, time_zone="UTC", time_unit="us"
+            )
         ),
-        energy_register_kwh=pl.col("g").struct.field("4").cast(pl.Float64),
+        energy_register_kwh=pl.when("canonical").then(
+            pl.col("g").struct.field("4").cast(pl.Float64, strict=False)
+        ),
         reason=pl.lit(None, pl.String),
     )
     slow = fast["ts_utc"].is_null().arg_true().to_list()

@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from firmware_ref.allocator import PhaseSwitchConfig
+from firmware_ref.grid import parse_phase_rotation
 from zapanalytics.replay.intervals import combine_steps, epoch_s, merge_runs, runs
 from zapanalytics.replay.recording import MODE_CHARGING, Recording
 from zapanalytics.replay.wiring import ACTIVE_CURRENT_A
@@ -261,8 +262,6 @@ def over_draw(recording: Recording, config: ConformanceConfig) -> list[Finding]:
 
 
 def _terminal_lines(rotation: str, over: tuple[bool, bool, bool]) -> str | None:
-    from firmware_ref.grid import parse_phase_rotation
-
     lines = parse_phase_rotation(rotation)
     names = sorted(_LINE_NAMES[lines[k]] for k in range(3) if over[k])
     return ",".join(names) or None

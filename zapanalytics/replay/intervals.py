@@ -186,8 +186,8 @@ def runs(
 def merge_runs(found: pl.DataFrame, *, by: Sequence[str] = (), merge_gap_s: float) -> pl.DataFrame:
     """Merge runs of one key whose gap is at most ``merge_gap_s`` [s].
 
-    Numeric columns other than the times take the maximum over the merged runs, others
-    the first value; ``duration_s`` is recomputed.
+    Numeric and boolean columns other than the times take the maximum over the merged runs
+    (a flag set in any run stays set), others the first value; ``duration_s`` is recomputed.
     """
     keys = list(by)
     if found.is_empty() or merge_gap_s <= 0:
@@ -200,7 +200,7 @@ def merge_runs(found: pl.DataFrame, *, by: Sequence[str] = (), merge_gap_s: floa
     out = out.with_columns((gap_s > merge_gap_s).fill_null(True).cum_sum().alias("_merged"))
     extra = [c for c in out.columns if c not in (*keys, "_merged", "start_utc", "end_utc",
                                                    "duration_s")]  # fmt: skip
-    numeric = {c for c in extra if out.schema[c].is_numeric()}
+    numeric = {c for c in extra if out.schema[c].is_numeric() or out.schema[c] == pl.Boolean}
     merged = out.group_by([*keys, "_merged"], maintain_order=True).agg(
         pl.col("start_utc").min(),
         pl.col("end_utc").max(),

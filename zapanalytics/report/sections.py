@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -19,7 +18,7 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
     chargers = queries.table(con, "chargers")
     period = con.execute(
         "SELECT min(start_utc), max(coalesce(end_utc, start_utc)), count(*),"
-        " sum(energy_kwh) FILTER (WHERE NOT coalesce(is_void, FALSE)) FROM sessions"
+        " sum(energy_kwh) FILTER (WHERE NOT coalesce(is_void, FALSE)) FROM canonical_sessions"
     ).fetchall()[0]
     timezone = queries.installation_timezone(con)
     first, last, count, energy = period
@@ -69,17 +68,7 @@ def usage_section(con: duckdb.DuckDBPyConnection) -> Section:
     """When charging happens: heatmap and per-charger session timeline."""
     timezone = queries.installation_timezone(con)
     intervals = queries.interval_energy(con)
-    sessions = queries.table(con, "sessions").filter(~pl.col("is_void").fill_null(False))
+    sessions = queries.canonical_sessions(con).filter(~pl.col("is_void").fill_null(False))
     body = figure_html(figures.load_heatmap(intervals, timezone), "fig-load-heatmap")
     body += figure_html(figures.session_timeline(sessions, timezone), "fig-session-timeline")
     return Section("usage", "Usage", body)
-
-
-def flat_billing_section(per_user: pl.DataFrame, price_nok_per_kwh: float) -> Section:
-    """Per-user table and chart for a flat-price split."""
-    note = (
-        f'<p class="note">Flat price {html.escape(f"{price_nok_per_kwh:.2f}")} NOK/kWh incl. VAT; '
-        "void sessions excluded.</p>"
-    )
-    body = note + table_html(per_user) + figure_html(figures.energy_per_user_bar(per_user), "fig-energy-per-user")
-    return Section("billing", "Billing", body)

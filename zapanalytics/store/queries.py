@@ -20,6 +20,11 @@ def table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
     return frame(con, f'SELECT * FROM "{name}"')  # noqa: S608 - name checked above
 
 
+def canonical_sessions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Sessions with the OCPP copies of cloud sessions left out (see migration 0007)."""
+    return frame(con, "SELECT * FROM canonical_sessions ORDER BY start_utc, session_id")
+
+
 def installation_timezone(con: duckdb.DuckDBPyConnection, installation_id: str | None = None) -> str:
     """The IANA zone of an installation (the first one when not given); Europe/Oslo if none."""
     rows = con.execute(
@@ -41,7 +46,7 @@ def interval_energy(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         con,
         """
         WITH billable AS (
-            SELECT * FROM sessions WHERE NOT coalesce(is_void, FALSE)
+            SELECT * FROM canonical_sessions WHERE NOT coalesce(is_void, FALSE)
         )
         SELECT s.session_id, s.charger_id, s.user_id, s.user_name, d.ts_utc, d.energy_kwh
         FROM billable s JOIN energy_details d USING (session_id)

@@ -1,7 +1,7 @@
-"""The defects the properties found in other components, each pinned by a minimal input.
+"""Defects the properties found in other components, each pinned by its minimal input.
 
-Each is a strict xfail: when the owner fixes it, the test passes, pytest reports the XPASS
-as a failure, and the mark (and the entry in ``strategies.KNOWN_DEFECTS``) comes out.
+Found by hypothesis (crashes other than the documented error type) and since fixed by their
+owners; these keep them fixed.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ import pytest
 from zapanalytics.store import open_store
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "portal_export._read_table: bytes that are neither UTF-8 nor cp1252 (0x81, 0x8d, 0x8f, 0x90, "
-    "0x9d) raise UnicodeDecodeError instead of PortalReportError"))
 def test_portal_export_in_an_unknown_encoding_is_a_report_error(tmp_path):
     from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
 
@@ -23,9 +20,6 @@ def test_portal_export_in_an_unknown_encoding_is_a_report_error(tmp_path):
         read_consumption_export(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "portal_export._read_table: a bare carriage return inside a row makes csv.reader raise "
-    "_csv.Error ('new-line character seen in unquoted field') instead of PortalReportError"))
 def test_portal_export_with_a_bare_carriage_return(tmp_path):
     from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
 
@@ -38,9 +32,6 @@ def test_portal_export_with_a_bare_carriage_return(tmp_path):
     assert export.height >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "submeter.ingest_submeter: a bare carriage return in the CSV makes csv.DictReader raise "
-    "_csv.Error, which ends the run instead of quarantining the row"))
 def test_submeter_csv_with_a_bare_carriage_return(tmp_path):
     from zapanalytics.ingest.submeter import ingest_submeter
 
