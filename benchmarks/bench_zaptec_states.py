@@ -27,7 +27,7 @@ TARGET_S = 60.0
 # A fixed, well-formed signature section: derivation reads records, the audit verifies.
 _SIGNATURE = (
     '{"SA":"ECDSA-secp384r1-SHA256","SE":"base64","SD":"MGUCMQCUaRiripaQj6xc+Xpil6tazuSpRBUK4+'
-    'ZsSC9YaXYySttc9e0JXo4X2WNzGeqEXt0CMERhmd/e9i1bOpcvXToM4BLoC1UaEXIoZaz+xe4FWno15d4F2QSusVZl'
+    "ZsSC9YaXYySttc9e0JXo4X2WNzGeqEXt0CMERhmd/e9i1bOpcvXToM4BLoC1UaEXIoZaz+xe4FWno15d4F2QSusVZl"
     'SXxGGmzJcg=="}'
 )
 
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         with IngestRun(con, "bench") as run:
             second = derive_meter_values(con, run)
         second_s = time.perf_counter() - began
-        rows = con.execute("SELECT source, count(*) FROM meter_values GROUP BY 1 ORDER BY 1").fetchall()
+        rows = con.execute(
+            "SELECT source, count(*) FROM meter_values GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         con.close()
     print(f"{chargers} chargers x {days} days: {observations:,} observations -> {dict(rows)}")
     print(f"first run  {first_s:7.1f} s  {first.as_dict()}")

@@ -72,7 +72,11 @@ def test_unknown_outside_across_long_gaps_with_energy_and_across_resets():
     values = np.array([5.0, 6.0, 9.0, 1.0, 1.0])
 
     at = register_at(
-        times, values, np.array([-1.0, 450.0, 5000.0, 9500.0, 10000.0]), resolution_kwh=0.01, max_gap_s=3600
+        times,
+        values,
+        np.array([-1.0, 450.0, 5000.0, 9500.0, 10000.0]),
+        resolution_kwh=0.01,
+        max_gap_s=3600,
     )
 
     assert np.isnan(at.value_kwh[[0, 2, 3]]).all()
@@ -80,7 +84,9 @@ def test_unknown_outside_across_long_gaps_with_energy_and_across_resets():
 
 
 def test_step_profiles_hold_values_between_observations():
-    profile = StepProfile.from_samples(np.array([0.0, 100.0, 200.0, 300.0]), np.array([0, 16, 8, 0]))
+    profile = StepProfile.from_samples(
+        np.array([0.0, 100.0, 200.0, 300.0]), np.array([0, 16, 8, 0])
+    )
 
     low, high = profile.range_over(np.array([50.0, 150.0, 350.0]), np.array([150.0, 160.0, 400.0]))
     mean, lowest, seconds = profile.held_over(np.array([50.0]), np.array([250.0]), above=0.5)

@@ -120,3 +120,13 @@ def test_reingesting_changes_nothing(tmp_path):
     assert first == second
     runs = con.execute("SELECT count(*), sum(rows_quarantined) FROM ingest_runs").fetchall()[0]
     assert runs == (2, 2)
+
+
+def test_reingest_without_price_area_keeps_the_users_setting(tmp_path):
+    root = write_dump(tmp_path / "dump")
+    con = open_store()
+    ingest_zaptec_dump(con, root, price_area="NO1")
+    ingest_zaptec_dump(con, root)
+    assert con.execute("SELECT price_area FROM installations").fetchall() == [("NO1",)]
+    ingest_zaptec_dump(con, root, price_area="NO2")
+    assert con.execute("SELECT price_area FROM installations").fetchall() == [("NO2",)]

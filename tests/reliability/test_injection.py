@@ -78,7 +78,8 @@ def hostile(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, str(DRIVER)], input=json.dumps(cases), capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=900, check=True)
     results = {r["id"]: r for r in json.loads(done.stdout)}
-    return {"work": work, "db": db, "report": demo.report, "results": results, "dump": dump}
+    report = getattr(demo.report, "path", demo.report)  # a ReportResult, or the path itself
+    return {"work": work, "db": db, "report": report, "results": results, "dump": dump}
 
 
 # -- SQL -------------------------------------------------------------------------------------------

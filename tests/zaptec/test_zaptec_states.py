@@ -82,9 +82,7 @@ def sample_store():
 
 def test_every_signed_meter_value_becomes_a_register_reading_at_its_tm(sample_store):
     con, counts = sample_store
-    records = con.sql(
-        "SELECT charger_id, value FROM charger_states WHERE state_id = 554"
-    ).pl()
+    records = con.sql("SELECT charger_id, value FROM charger_states WHERE state_id = 554").pl()
     derived = rows(con, OCMF_SOURCE)
 
     assert derived.height == records.height == 584
@@ -169,7 +167,9 @@ def test_a_signed_value_that_does_not_parse_is_quarantined_with_its_record():
         [
             state(0, 554, good),
             state(60, 554, "OCMF|{not json"),
-            state(120, 554, fiscal("2025-10-26T02:30:00,000+00:00 R").replace('"ST":"G"', '"ST":"E"')),
+            state(
+                120, 554, fiscal("2025-10-26T02:30:00,000+00:00 R").replace('"ST":"G"', '"ST":"E"')
+            ),
             state(180, 554, None),
         ]
     )
@@ -183,7 +183,10 @@ def test_a_signed_value_that_does_not_parse_is_quarantined_with_its_record():
     assert any("does not parse" in reason for reason in quarantined)
     assert any("status 'E'" in reason for reason in quarantined)
     assert any("empty" in reason for reason in quarantined)
-    assert any(json.loads(raw)["observations"][0]["value"] == "OCMF|{not json" for raw in quarantined.values())
+    assert any(
+        json.loads(raw)["observations"][0]["value"] == "OCMF|{not json"
+        for raw in quarantined.values()
+    )
 
 
 def test_deriving_twice_changes_nothing(sample_store):
@@ -216,7 +219,11 @@ def test_a_later_span_of_one_charger_starts_from_the_states_held_before_it():
     assert counts.rows_in == 1
     (row,) = rows(con, STATE_SOURCE).iter_rows(named=True)
     assert row["charger_id"] == CHARGER and row["ts_utc"] == T0 + timedelta(minutes=20)
-    assert (row["current_l1_a"], row["voltage_l1_v"], row["current_offered_a"]) == (8.0, 230.0, 16.0)
+    assert (row["current_l1_a"], row["voltage_l1_v"], row["current_offered_a"]) == (
+        8.0,
+        230.0,
+        16.0,
+    )
     with pytest.raises(ValueError, match="tz-aware"):
         derive(con, since_utc=datetime(2025, 10, 26))  # noqa: DTZ001 - the point of the test
 

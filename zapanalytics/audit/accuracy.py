@@ -110,7 +110,8 @@ def infer_resolution_kwh(values: np.ndarray | pl.Series, *, sample: int = 5000) 
     values : array or Series
         Register readings [kWh].
     sample : int
-        Readings inspected (the first ones).
+        Distinct readings inspected (spread over the whole range: a register idle at a
+        round number for days says nothing of its step).
 
     Returns
     -------
@@ -118,8 +119,10 @@ def infer_resolution_kwh(values: np.ndarray | pl.Series, *, sample: int = 5000) 
         ``10 ** -k`` for the smallest ``k`` (0..6) at which every reading is a whole
         number of steps; 1e-6 when none is.
     """
-    array = np.asarray(values, dtype=float)
-    array = array[np.isfinite(array)][:sample]
+    array = np.unique(np.asarray(values, dtype=float))
+    array = array[np.isfinite(array)]
+    if array.size > sample:
+        array = array[np.linspace(0, array.size - 1, sample).astype(int)]
     if array.size == 0:
         return 1e-6
     for decimals in range(7):
@@ -168,14 +171,13 @@ def _profiles(
         summed = pl.sum_horizontal(phases)
         total = pl.when(pl.any_horizontal(pl.col(phases).is_not_null())).then(summed)
         voltage = (
-            pl.mean_horizontal(v for v in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v")
-                               if v in frame.columns)
+            pl.mean_horizontal(
+                v for v in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v") if v in frame.columns
+            )
             if any(v in frame.columns for v in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v"))
             else pl.lit(None, pl.Float64)
         )
-        power = (
-            pl.col("power_w") / 1000 if "power_w" in frame.columns else pl.lit(None, pl.Float64)
-        )
+        power = pl.col("power_w") / 1000 if "power_w" in frame.columns else pl.lit(None, pl.Float64)
         parts.append(
             frame.select(
                 t=pl.col("ts_utc").dt.epoch("us").cast(pl.Float64) / 1e6,
@@ -277,6 +279,9 @@ def _pair_windows(
     target_uncertainty_pct: float | None,
     charging_above_a: float,
 ) -> list[dict]:
+    """Windows over one charger's paired instants (see the module notes, steps 2-4):
+    rows with ``band``, energies, current, ``intervals``, the edges' times and the
+    standard uncertainties [%]."""
     known = np.isfinite(pairs.charger_kwh) & np.isfinite(pairs.reference_kwh)
     times = pairs.times_s[known]
     if times.size < 2:
@@ -287,11 +292,11 @@ def _pair_windows(
     var_clock = pairs.var_clock[known]
     variance = var_res + var_shape + var_clock
     # An instant the other register could not be known at breaks the sequence.
-    gap_before = np.flatnonzero(~known)
+    unknown = np.flatnonzero(~known)
     breaks = np.zeros(times.size - 1, dtype=bool)
-    if gap_before.size:
+    if unknown.size:
         position = np.cumsum(known) - 1  # index among known instants
-        after = position[gap_before]  # the known instant just before each unknown one
+        after = position[unknown]  # the known instant just before each unknown one
         after = after[(after >= 0) & (after < times.size - 1)]
         breaks[after] = True
 
@@ -329,13 +334,13 @@ def _pair_windows(
     count = 0
     target = None if target_uncertainty_pct is None else target_uncertainty_pct / 100
     min_c, min_r = (min_steps - 1e-6) * charger_q, (min_steps - 1e-6) * reference_q
-    floor = float(np.min(variance[index]))
-
-    def needed(edge_variance: float) -> float:
-        """Reference energy a window from an edge of this variance needs at least [kWh]."""
-        if target is None:
-            return min_r
-        return max(min_r, np.sqrt(edge_variance + floor) / target)
+    # The reference energy a window from each edge needs at least [kWh], with the
+    # quietest edge of the pair at its other end.
+    if target is None:
+        needed = [min_r] * index.size
+    else:
+        floor = float(np.min(variance[index]))
+        needed = np.maximum(min_r, np.sqrt(variance[index] + floor) / target).tolist()
 
     valid_l, idle_l, band_l = valid_k.tolist(), idle_k.tolist(), band_k.tolist()
     mean_l, low_l, secs_l = mean_a.tolist(), low_a.tolist(), charging_s.tolist()
@@ -367,7 +372,7 @@ def _pair_windows(
             # Starting afresh at the next instant may close a window sooner than carrying a
             # noisy first edge (a change of power just at it) along.
             spent = r_list[i + 1] - r_list[start]
-            if spent + needed(var_list[i + 1]) < needed(var_list[start]):
+            if spent + needed[i + 1] < needed[start]:
                 start, charged = i + 1, False
                 continue
         end = i + 1
@@ -545,8 +550,9 @@ def accuracy_windows(
     return (
         frame.with_columns(
             start_utc=as_time.dt.replace_time_zone("UTC"),
-            end_utc=pl.from_epoch((pl.col("end_s") * 1e6).round().cast(pl.Int64), time_unit="us")
-            .dt.replace_time_zone("UTC"),
+            end_utc=pl.from_epoch(
+                (pl.col("end_s") * 1e6).round().cast(pl.Int64), time_unit="us"
+            ).dt.replace_time_zone("UTC"),
             charger_steps=pl.col("charger_energy_kwh") / pl.col("charger_q_kwh"),
             reference_steps=pl.col("reference_energy_kwh") / pl.col("reference_q_kwh"),
             error_pct=(pl.col("charger_energy_kwh") / pl.col("reference_energy_kwh") - 1) * 100,
@@ -555,6 +561,7 @@ def accuracy_windows(
         .cast(WINDOW_SCHEMA)
         .sort("charger_id", "start_utc")
     )
+
 
 @dataclass(frozen=True)
 class AccuracyAudit:
@@ -587,5 +594,10 @@ def audit_accuracy(
     """
     windows = accuracy_windows(meter_values, reference_readings, chargers, **(window_options or {}))
     bands = accuracy_bands(windows, **(band_options or {}))
-    verdicts = accuracy_verdicts(bands, chargers, criterion=criterion)
+    referenced = reference_readings.filter(
+        (pl.col("kind") == "submeter") & pl.col("charger_id").is_not_null()
+    )["charger_id"].unique()
+    verdicts = accuracy_verdicts(
+        bands, chargers, criterion=criterion, with_reference=referenced.to_list()
+    )
     return AccuracyAudit(windows=windows, bands=bands, chargers=verdicts)

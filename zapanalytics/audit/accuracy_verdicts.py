@@ -12,6 +12,7 @@ charger's (a meter is judged at the currents it was seen at, and says which thos
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import polars as pl
 
@@ -177,6 +178,7 @@ def accuracy_verdicts(
     chargers: pl.DataFrame | None = None,
     *,
     criterion: str = "claim",
+    with_reference: Iterable[str] = (),
 ) -> pl.DataFrame:
     """A verdict per charger: fail if any band fails, pass if every band measured with
     enough windows passes.
@@ -189,6 +191,9 @@ def accuracy_verdicts(
         The ``chargers`` table: chargers without a reference get ``inconclusive``.
     criterion : {"claim", "en50470_3", "mid"}
         The criterion of the main ``verdict`` column; every criterion has its own.
+    with_reference : iterable of str
+        Chargers that have reference readings (their evidence, when no window formed,
+        says so rather than that there is no reference).
 
     Returns
     -------
@@ -233,11 +238,19 @@ def accuracy_verdicts(
             ~pl.col("charger_id").is_in(frame["charger_id"].implode())
         )
         if not missing.is_empty():
+            referenced = list(with_reference)
             filler = missing.with_columns(
                 *[pl.lit("inconclusive").alias(f"verdict_{c}") for c in CRITERIA],
                 verdict=pl.lit("inconclusive"),
                 windows=pl.lit(0, pl.Int64),
-                evidence=pl.lit("no reference meter readings for this charger"),
+                evidence=pl.when(pl.col("charger_id").is_in(referenced))
+                .then(
+                    pl.lit(
+                        "a reference meter, but no comparison window: too little energy "
+                        "registered for the resolution and uncertainty a window needs"
+                    )
+                )
+                .otherwise(pl.lit("no reference meter readings for this charger")),
             )
             frame = pl.concat([frame, filler], how="diagonal_relaxed")
     return frame.select(schema.keys()).sort("charger_id")

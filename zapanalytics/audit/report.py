@@ -51,6 +51,12 @@ def error_vs_current_figure(
             2
             * (
                 group["u_resolution_pct"] ** 2
+                + (
+                    group["u_interpolation_pct"]
+                    if "u_interpolation_pct" in group.columns
+                    else pl.Series([0.0] * group.height)
+                )
+                ** 2
                 + group["u_timing_pct"] ** 2
                 + (u_reference or 0.0) ** 2
             ).sqrt()

@@ -276,8 +276,10 @@ def session_register_readings(signed: pl.DataFrame) -> pl.DataFrame:
         )
         for edge in ("begin", "end")
     ]
-    return pl.concat(parts).drop_nulls(["ts_utc", "energy_register_kwh"]).unique(
-        ["charger_id", "ts_utc"], keep="first", maintain_order=True
+    return (
+        pl.concat(parts)
+        .drop_nulls(["ts_utc", "energy_register_kwh"])
+        .unique(["charger_id", "ts_utc"], keep="first", maintain_order=True)
     )
 
 

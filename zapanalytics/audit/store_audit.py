@@ -49,12 +49,21 @@ ASSUMPTIONS = (
     "Register falls to near zero (or losing half the value) are explained as resets; "
     "falls that fit the 2^32 Wh capacity as rollovers.",
     "Accuracy: the charger's register against its sub-meter over windows of at least 100 "
-    "register steps of each meter, error with expanded uncertainty (k=2) from resolution, "
-    "timing and the reference's class limit; pass/fail only when the interval is clear of "
-    "the limit (ILAC-G8 guarded acceptance).",
+    "register steps of each meter; registers read at different times are paired by linear "
+    "interpolation of one to the other's reading times, bounded by the change of the "
+    "charger's observed power inside the interpolated interval; error with expanded "
+    "uncertainty (k=2) from resolution, interpolation, timing and the reference's class "
+    "limit; pass/fail only when the interval is clear of the limit (ILAC-G8 guarded "
+    "acceptance); a current band with fewer than 3 windows is shown but not judged.",
     "Gain regression: the HAN meter is the reference; the household is a daily level plus "
     "an hour-of-day profile; hours of load balancing are excluded where the offered current "
     "is known; 95 % intervals, cluster-robust by local day.",
+    "Register series: each charger's readings of one source at a time (signed periodic "
+    "values with its signed sessions' begin and end readings, OCPP meter values); a charger "
+    "whose clock is found off has its readings moved to the cloud's time by the measured "
+    "offset before they are compared with the reference meters.",
+    "Sessions recorded by two systems (the cloud and an OCPP central system) are checked "
+    "as two sequences, not as overlapping sessions.",
 )
 
 _METER_COLUMNS = (
@@ -302,7 +311,7 @@ def audit_store(
             windows.append(accuracy_windows(values, reference, chargers, **(window_options or {})))
     window_frame = pl.concat(windows) if windows else pl.DataFrame(schema=WINDOW_SCHEMA)
     bands = accuracy_bands(window_frame, **(band_options or {}))
-    accuracy = AccuracyAudit(window_frame, bands, accuracy_verdicts(bands, chargers))
+    accuracy = AccuracyAudit(window_frame, bands, accuracy_verdicts(bands, chargers, with_reference=submetered))
 
     hourly = []
     han_installations = [

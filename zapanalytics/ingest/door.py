@@ -26,6 +26,8 @@ from zapanalytics.schemas import TABLE_SCHEMAS, polars_schema
 from zapanalytics.store import primary_key, upsert
 
 RECORD_COLUMN = "_record"
+#: Columns set by the user, not reported by sources: a source's NULL never erases them.
+KEEP_WHEN_NULL = {"installations": ("price_area",)}
 #: Reasons longer than this are cut: quarantine rows stay readable, the raw payload is kept whole.
 _MAX_REASON_CHARS = 2000
 
@@ -229,7 +231,13 @@ class IngestRun:
             for table, frame in prepared.items():
                 good = frame.filter(~pl.col(RECORD_COLUMN).is_in(list(bad)))
                 good = good.unique(subset=list(keys[table]), keep="first", maintain_order=True)
-                upsert(self.con, table, good.drop(RECORD_COLUMN), in_transaction=True)
+                upsert(
+                    self.con,
+                    table,
+                    good.drop(RECORD_COLUMN),
+                    in_transaction=True,
+                    keep_when_null=KEEP_WHEN_NULL.get(table, ()),
+                )
             if quarantine.height:
                 upsert(
                     self.con, "quarantine", quarantine, in_transaction=True, on_conflict="ignore"

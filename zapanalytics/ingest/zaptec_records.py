@@ -162,6 +162,15 @@ def _storable(value: str, field: str) -> str:
     return value
 
 
+def _integer(item: Mapping[str, Any], field: str) -> int | None:
+    value = item.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(field, f"expected an integer, got {value!r:.40}")
+    return value
+
+
 def _text(item: Mapping[str, Any], field: str, *, required: bool = False) -> str | None:
     value = item.get(field)
     if value is None or value == "":
@@ -199,6 +208,8 @@ def installation_row(item: Mapping[str, Any], *, price_area: str | None = None) 
         "main_fuse_a": fuse if fuse else max_current,
         "max_current_a": max_current,
         "price_area": price_area,
+        "available_current_a": _number(item, "AvailableCurrent"),
+        "available_current_mode": _integer(item, "AvailableCurrentMode"),
     }
 
 

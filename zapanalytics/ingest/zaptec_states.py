@@ -88,7 +88,12 @@ _RV = r"(?:0|[1-9][0-9]{0,6})(?:\.[0-9]{1,6})?"
 _CANONICAL_FISCAL = (
     r"^OCMF\|\{"
     + ",".join(f'"{key}":"{_TEXT}"' for key in ("FV", "GI", "GS", "GV"))
-    + r',"PG":"F[0-9]+","MF":"' + _TEXT + r'","RD":\[\{"TM":"' + _TM + r'","RV":' + _RV
+    + r',"PG":"F[0-9]+","MF":"'
+    + _TEXT
+    + r'","RD":\[\{"TM":"'
+    + _TM
+    + r'","RV":'
+    + _RV
     + r',"RI":"1-0:1\.8\.0","RU":"kWh","ST":"G"\}\]\}\|'
     r'\{"SA":"' + _TEXT + r'","SE":"base64","SD":"'
     r'(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"\}$'
@@ -258,9 +263,11 @@ def read_signed_meter_values(values: pl.Series) -> pl.DataFrame:
             "reason": pl.Series(reasons, dtype=pl.String),
         }
     )
-    return fast.with_row_index("i").update(
-        read.with_columns(i=pl.Series(slow, dtype=pl.UInt32)), on="i", include_nulls=True
-    ).drop("i")
+    return (
+        fast.with_row_index("i")
+        .update(read.with_columns(i=pl.Series(slow, dtype=pl.UInt32)), on="i", include_nulls=True)
+        .drop("i")
+    )
 
 
 def _derive_signed(

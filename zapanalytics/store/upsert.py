@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 import duckdb
 import polars as pl
@@ -46,6 +47,7 @@ def upsert(
     *,
     in_transaction: bool = False,
     on_conflict: str = "update",
+    keep_when_null: Collection[str] = (),
 ) -> int:
     """Insert or update ``frame`` into ``table`` by primary key.
 
@@ -66,6 +68,9 @@ def upsert(
         When True the caller manages the transaction; otherwise the upsert runs in its own.
     on_conflict : {"update", "ignore"}, default "update"
         ``"ignore"`` keeps the stored row as it is when the key exists.
+    keep_when_null : collection of str
+        Columns whose stored value a NULL in ``frame`` must not overwrite (settings a user
+        gave that the source does not report, such as an installation's price area).
 
     Returns
     -------
@@ -87,12 +92,14 @@ def upsert(
     if on_conflict not in ("update", "ignore"):
         raise ValueError(f"on_conflict must be 'update' or 'ignore', not {on_conflict!r}")
     if content and on_conflict == "update":
-        assignments = ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in content)
+        def incoming(c: str) -> str:
+            if c in keep_when_null:
+                return f"coalesce(EXCLUDED.{_quote(c)}, {_quote(table)}.{_quote(c)})"
+            return f"EXCLUDED.{_quote(c)}"
+
+        assignments = ", ".join(f"{_quote(c)} = {incoming(c)}" for c in content)
         changed = (
-            " OR ".join(
-                f"{_quote(table)}.{_quote(c)} IS DISTINCT FROM EXCLUDED.{_quote(c)}"
-                for c in compared
-            )
+            " OR ".join(f"{_quote(table)}.{_quote(c)} IS DISTINCT FROM {incoming(c)}" for c in compared)
             or "FALSE"
         )
         sql += (
