@@ -86,5 +86,5 @@ def test_demo_report_renders_offline_in_chromium(demo_out):
     assert result["outside_requests"] == []
     assert result["figures"] >= 3
     assert result["rendered"] == result["figures"]
-    assert {"overview", "billing", "usage"} <= set(result["sections"])
+    assert {"overview", "billing", "audit", "replay", "usage"} <= set(result["sections"])
     assert screenshot.stat().st_size > 10_000

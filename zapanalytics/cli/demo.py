@@ -59,7 +59,9 @@ def demo(
                 "ingest": {name: counts.as_dict() for name, counts in result.ingest.items()},
                 "billing": report.billing,
                 "audit": report.audit["summary"] if report.audit else None,
-                "replay": report.replay,
+                "replay": {k: report.replay[k] for k in ("findings", "fairness", "scenarios")}
+                if report.replay
+                else None,
                 "notes": report.notes,
             }
         )
@@ -75,6 +77,13 @@ def demo(
         console.print(_summary_table(report.billing))
     if report.audit:
         console.print(_audit_line(report.audit), markup=False, highlight=False)
+    if report.replay is not None:
+        kinds = sorted({f["kind"] for f in report.replay["findings"]})
+        console.print(
+            f"replay: {len(report.replay['findings'])} findings ({', '.join(kinds) or 'none'})",
+            markup=False,
+            highlight=False,
+        )
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
     console.print(f"database: {result.database}\nreport:   {report.path}", markup=False, highlight=False)

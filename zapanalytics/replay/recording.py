@@ -552,7 +552,7 @@ def load_recording(
         sessions = queries.frame(
             con,
             "SELECT session_id, charger_id, user_id, user_name, start_utc, end_utc,"
-            " energy_kwh, is_void FROM sessions JOIN _replay_chargers USING (charger_id)"
+            " energy_kwh, is_void FROM canonical_sessions JOIN _replay_chargers USING (charger_id)"
             " WHERE (?::TIMESTAMPTZ IS NULL OR end_utc IS NULL OR end_utc > ?)"
             " AND (?::TIMESTAMPTZ IS NULL OR start_utc < ?)",
             bounds,

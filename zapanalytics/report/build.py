@@ -116,9 +116,22 @@ def build_report(
         )
     )
 
+    replay_payload = None
+    try:
+        from zapanalytics.replay import load_recording, run_replay
+        from zapanalytics.report.replay_section import replay_section
+
+        replay = run_replay(load_recording(con))
+    except ValueError as exc:
+        notes.append(f"load-balancing replay not possible: {exc}")
+        sections.append(_note_section("replay", "Load balancing", f"Not possible on this store: {exc}"))
+    else:
+        replay_payload = replay.as_dict()
+        sections.append(replay_section(replay))
+
     sections.append(usage_section(con))
     installation = con.execute("SELECT name FROM installations ORDER BY installation_id LIMIT 1").fetchall()
     title = installation[0][0] if installation and installation[0][0] else "zapanalytics report"
     subtitle = f"Charging report · {month}" if month else "Charging report"
     written = write_document(path, title, subtitle, sections)
-    return ReportResult(written, month, document, audit.as_dict(), None, notes)
+    return ReportResult(written, month, document, audit.as_dict(), replay_payload, notes)
