@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -43,12 +44,25 @@ def _price_days(directory: Path) -> list[dt.date]:
     return sorted(days)
 
 
+#: Stages of the main job, in order, as reported to a progress callback.
+DEMO_STAGES = ("zaptec", "prices", "han", "submeter", "ocpp", "report")
+
+
+def _noop(stage: str) -> None:
+    return None
+
+
 def ingest_dataset(
-    con: duckdb.DuckDBPyConnection, root: str | Path, *, price_area: str | None = "NO1"
+    con: duckdb.DuckDBPyConnection,
+    root: str | Path,
+    *,
+    price_area: str | None = "NO1",
+    on_stage: Callable[[str], None] = _noop,
 ) -> dict[str, RunCounts]:
     """Load every source found in a dataset directory; return the counts per source.
 
     Each source enters through its own reader and the door, so re-running changes nothing.
+    ``on_stage`` is called with each stage name of :data:`DEMO_STAGES` as it starts.
     """
     from zapanalytics.ingest.han import ingest_han
     from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
@@ -56,7 +70,9 @@ def ingest_dataset(
     from zapanalytics.ingest.submeter import ingest_submeter
 
     root = Path(root)
+    on_stage("zaptec")
     counts: dict[str, RunCounts] = {"zaptec": ingest_zaptec_dump(con, root, price_area=price_area)}
+    on_stage("prices")
     prices = root / "prices"
     if prices.is_dir():
         total = RunCounts()
@@ -67,12 +83,15 @@ def ingest_dataset(
                     con, area=area_dir.name, first_day=days[0], last_day=days[-1], source=prices
                 ).counts
         counts["prices"] = total
+    on_stage("han")
     han_files = sorted((root / "han").glob("*.hex"))
     if han_files:
         counts["han"] = ingest_han(con, han_files)
+    on_stage("submeter")
     submeter_files = sorted((root / "submeter").glob("*.csv"))
     if submeter_files:
         counts["submeter"] = ingest_submeter(con, submeter_files)
+    on_stage("ocpp")
     ocpp_logs = sorted((root / "ocpp").glob("*.jsonl"))
     if ocpp_logs:
         with tempfile.TemporaryDirectory(prefix="zap-ocpp-") as spool:
@@ -97,6 +116,7 @@ def run_demo(
     price_nok_per_kwh: float = DEMO_FLAT_PRICE_NOK_PER_KWH,
     price_area: str | None = "NO1",
     grid_company: str | None = DEMO_GRID_COMPANY,
+    on_stage: Callable[[str], None] = _noop,
 ) -> DemoResult:
     """Ingest a dataset into ``out_dir/zap.duckdb``, bill, audit and replay it, and write
     ``out_dir/report.html``. Running it twice leaves the store unchanged.
@@ -107,7 +127,8 @@ def run_demo(
     database = out / "zap.duckdb"
     con = open_store(database)
     try:
-        counts = ingest_dataset(con, sample, price_area=price_area)
+        counts = ingest_dataset(con, sample, price_area=price_area, on_stage=on_stage)
+        on_stage("report")
         keys = sample / "keys"
         report = build_report(
             con,

@@ -49,7 +49,29 @@ def demo(
     sample_dir = sample or bundled_sample_dir()
     if not (sample_dir / "zaptec").is_dir():
         raise UserError(f"no dataset at {sample_dir}; run `zapanalytics sample --out {sample_dir}`")
-    result = run_demo(out, sample_dir, price_nok_per_kwh=price)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from zapanalytics.cli.errors import err_console
+    from zapanalytics.pipeline import DEMO_STAGES
+
+    labels = {
+        "zaptec": "Zaptec charge history and states",
+        "prices": "spot prices",
+        "han": "AMS/HAN meter",
+        "submeter": "MID sub-meters",
+        "ocpp": "OCPP message logs",
+        "report": "billing, audit, replay and report",
+    }
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=as_json,
+    ) as progress:
+        task = progress.add_task("starting", total=len(DEMO_STAGES))
+
+        def on_stage(stage: str) -> None:
+            progress.update(task, completed=DEMO_STAGES.index(stage), description=labels[stage])
+
+        result = run_demo(out, sample_dir, price_nok_per_kwh=price, on_stage=on_stage)
     report = result.report
     if as_json:
         print_json(
