@@ -1,16 +1,22 @@
 """Time the reference allocator at 3, 20 and 100 chargers (µs per call and per charger).
 
 Each call carries the state of the previous one and sees a changed event (household load,
-a car arriving or leaving), as the simulator drives it. Run:
+a car arriving or leaving), as the simulator drives it. The reference policy runs at every
+size on both grids (TN, IT); the simpler policies (``equal_share``, ``first_come``) at 100
+chargers, for scale. Medians of ``--repeats`` alternating runs. The replay and the simulator
+call the allocator once per event, so this cost bounds both.
 
-    .venv/bin/python benchmarks/bench_allocator.py
+Run: ``.venv/bin/python -m benchmarks.bench_allocator [--quick] [--repeats N]``
 """
 
 from __future__ import annotations
 
 import random
+import statistics
+import sys
 import time
 
+from benchmarks.harness import Result, alternate, argument_parser, emit
 from firmware_ref.allocator import (
     POLICIES,
     ChargerDemand,
@@ -76,21 +82,50 @@ def run(n_chargers: int, network: str, policy: str, calls: int) -> tuple[float, 
     return elapsed / calls * 1e6, active_total // calls
 
 
-def main() -> None:
-    print(
-        f"{'policy':<12} {'grid':<4} {'chargers':>8} {'active':>6} {'us/call':>9} {'us/charger':>10}"
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    scale = 0.1 if args.quick else 1.0
+    cases = {
+        (policy, network, n_chargers): max(50, int(calls * scale))
+        for policy in ("reference", "equal_share", "first_come")
+        for network in ("TN", "IT")
+        for n_chargers, calls in ((3, 20000), (20, 5000), (100, 1500))
+        if policy == "reference" or n_chargers == 100
+    }
+    per_call_runs: dict[tuple, list[float]] = {case: [] for case in cases}
+
+    def measure(case: tuple, calls: int) -> int:
+        # The scenario is built inside run(); only its calls are timed there.
+        per_call, active = run(case[2], case[1], case[0], calls)
+        per_call_runs[case].append(per_call)
+        return active
+
+    timings = alternate(
+        {case: (lambda c=case, n=calls: measure(c, n)) for case, calls in cases.items()},
+        repeats=args.repeats,
     )
-    for policy in ("reference", "equal_share", "first_come"):
-        for network in ("TN", "IT"):
-            for n_chargers, calls in ((3, 20000), (20, 5000), (100, 1500)):
-                if policy != "reference" and n_chargers != 100:
-                    continue
-                per_call, active = run(n_chargers, network, policy, calls)
-                print(
-                    f"{policy:<12} {network:<4} {n_chargers:>8} {active:>6} "
-                    f"{per_call:>9.1f} {per_call / n_chargers:>10.2f}"
-                )
+    print(f"{'policy':<12} {'grid':<4} {'chargers':>8} {'active':>6} {'us/call':>9} {'us/charger':>10}")
+    rows = []
+    for (policy, network, n_chargers), timing in timings.items():
+        per_call = statistics.median(per_call_runs[(policy, network, n_chargers)])
+        active = timing.value
+        print(f"{policy:<12} {network:<4} {n_chargers:>8} {active:>6} {per_call:>9.1f} "
+              f"{per_call / n_chargers:>10.2f}")  # fmt: skip
+        rows.append(
+            Result(
+                workload=f"allocator {policy}, {n_chargers} chargers, {network} grid",
+                ours=f"firmware_ref.allocator {policy}",
+                ours_value=per_call,
+                unit="µs/call",
+                peak_rss_mb=timing.peak_rss_mb,
+                notes=f"{per_call / n_chargers:.2f} µs per charger; about {active} cars charging; "
+                f"{cases[(policy, network, n_chargers)]:,} calls a run",
+            )
+        )
+    emit(rows, args.result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,34 +1,40 @@
-"""Verify 10,000 Zaptec-shaped OCMF session records (ECDSA secp384r1) and print records/s.
+"""B4: verify 10,000 Zaptec-shaped OCMF session records (ECDSA secp384r1), records/s.
 
-Compared side by side, each over the same records and key:
+Timed side by side (alternating, medians of ``--repeats``) over the same records and key:
 
-* ``zapanalytics verify_many`` (key cached, a two-thread pool: verification releases the GIL);
-* ``zapanalytics verify`` in a plain loop (key cached, one thread);
-* ``parse`` alone (no cryptography), to show the share of the cost that is reading;
-* a naive loop that decodes and loads the key again for every record;
-* ``pyocmf`` (``OCMF.from_string(...).verify_signature(key)``), when it is installed.
+* ours: ``zapanalytics.audit.ocmf.verify_many`` (key loaded once, a two-thread pool:
+  verification releases the GIL);
+* the comparator: ``pyocmf`` from PyPI (``OCMF.from_string(r).verify_signature(key)``) when
+  it is installed (``make bench`` installs it), else the plain reference loop (split on
+  ``|``, load the key again and verify, record by record).
 
-Run: ``.venv/bin/python benchmarks/bench_ocmf.py [--records N]``
+One record in a hundred has its end register changed after signing: both verifiers must
+reject exactly those (the agree column). ``parse`` alone (no cryptography) is timed once
+to show how much of the cost is reading.
+
+Run: ``.venv/bin/python -m benchmarks.bench_ocmf [--quick] [--records N] [--repeats N]``
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
+import sys
 import time
 import uuid
-from collections.abc import Callable
+import warnings
 from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from zapanalytics.audit.ocmf import parse, verify, verify_many
+from benchmarks.harness import Result, alternate, argument_parser, emit
+from zapanalytics.audit.ocmf import parse, verify_many
 
 SA = "ECDSA-secp384r1-SHA256"
+TAMPER_EVERY = 100
 
 
 def _tm(ts: datetime) -> str:
@@ -62,6 +68,19 @@ def zaptec_session_records(count: int, key: ec.EllipticCurvePrivateKey) -> list[
     return records
 
 
+def tamper(records: list[str]) -> list[str]:
+    """Change the last digit of the end register of every ``TAMPER_EVERY``-th record."""
+    changed = list(records)
+    for index in range(TAMPER_EVERY // 2, len(changed), TAMPER_EVERY):
+        head, payload, signature = changed[index].split("|")
+        cut = payload.rindex('"RV":') + 5
+        end = payload.index(",", cut)
+        value = payload[cut:end]
+        digit = str((int(value[-1]) + 1) % 10)
+        changed[index] = f"{head}|{payload[:cut]}{value[:-1]}{digit}{payload[end:]}|{signature}"
+    return changed
+
+
 def naive_verify(record: str, key_b64: str) -> bool:
     """Split on '|', decode the key from text and load it again for every record."""
     _, payload, signature_json = record.split("|")
@@ -75,20 +94,29 @@ def naive_verify(record: str, key_b64: str) -> bool:
     return True
 
 
-def _rate(label: str, count: int, run: Callable[[], int]) -> float:
-    start = time.perf_counter()
-    good = run()
-    elapsed = time.perf_counter() - start
-    rate = count / elapsed
-    print(f"{label:<46} {rate:>10,.0f} records/s  ({elapsed:6.2f} s, {good} valid)")
-    return rate
+def pyocmf_verifier():
+    """``pyocmf``'s verify as ``(record, key) -> bool``, or None when it is not installed."""
+    try:
+        from pyocmf import OCMF
+    except ImportError:
+        return None
+
+    def check(record: str, key_b64: str) -> bool:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return bool(OCMF.from_string(record).verify_signature(key_b64))
+            except Exception:  # noqa: BLE001 - a verifier that raises on a bad record rejects it
+                return False
+
+    return check
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=10_000)
-    args = parser.parse_args()
-    count = args.records
+def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=None)
+    args = parser.parse_args(argv)
+    count = args.records or (300 if args.quick else 10_000)
 
     key = ec.generate_private_key(ec.SECP384R1())
     key_b64 = base64.b64encode(
@@ -96,44 +124,53 @@ def main() -> None:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     ).decode()
-    t0 = time.perf_counter()
-    records = zaptec_session_records(count, key)
-    print(
-        f"signed {count:,} secp384r1 records in {time.perf_counter() - t0:.1f} s "
-        f"on {os.cpu_count()} CPU(s)"
-    )
+    began = time.perf_counter()
+    records = tamper(zaptec_session_records(count, key))
+    expected = [index % TAMPER_EVERY != TAMPER_EVERY // 2 for index in range(count)]
+    print(f"signed {count:,} secp384r1 records in {time.perf_counter() - began:.1f} s "
+          f"on {os.cpu_count()} CPU(s); {expected.count(False)} tampered")  # fmt: skip
 
-    _rate(
-        "zapanalytics verify_many (2 threads)",
-        count,
-        lambda: sum(v.ok for v in verify_many(records, key_b64, workers=2)),
+    peer = pyocmf_verifier()
+    peer_name = "pyocmf from_string + verify_signature"
+    if peer is None:
+        peer, peer_name = naive_verify, "plain loop, key reloaded per record (pyocmf not installed)"
+    timings = alternate(
+        {
+            "ours": lambda: [v.ok for v in verify_many(records, key_b64, workers=2)],
+            "peer": lambda: [peer(r, key_b64) for r in records],
+        },
+        repeats=args.repeats,
     )
-    _rate(
-        "zapanalytics verify, one thread",
-        count,
-        lambda: sum(verify(r, key_b64).ok for r in records),
+    began = time.perf_counter()
+    parsed = sum(bool(parse(r).readings) for r in records)
+    parse_s = time.perf_counter() - began
+    ours, theirs = timings["ours"], timings["peer"]
+    agree = ours.value == expected and theirs.value == expected
+    for label, timing in (("zapanalytics verify_many (2 threads)", ours), (peer_name, theirs)):
+        print(f"{label:<60} {count / timing.median_s:>8,.0f} records/s (median "
+              f"{timing.median_s:.2f} s of {[round(r, 2) for r in timing.runs_s]}), "
+              f"{sum(timing.value)} valid")  # fmt: skip
+    print(f"{'zapanalytics parse only':<60} {count / parse_s:>8,.0f} records/s ({parsed} read)")
+    ratio = theirs.median_s / ours.median_s
+    row = Result(
+        workload=f"B4 OCMF verification, {count:,} secp384r1 records",
+        ours="verify_many (2 threads)",
+        ours_value=count / ours.median_s,
+        comparator=peer_name,
+        comparator_value=count / theirs.median_s,
+        unit="records/s",
+        higher_is_better=True,
+        peak_rss_mb=ours.peak_rss_mb,
+        agree=agree,
+        notes=(
+            f"{expected.count(False)} tampered records rejected by both: {agree}; parse alone "
+            f"{count / parse_s:,.0f} records/s: the cost is the ECDSA P-384 verification "
+            f"itself (OpenSSL in both), ours spreads it over two threads ({ratio:.1f}×)"
+        ),
     )
-    _rate("zapanalytics parse only", count, lambda: sum(bool(parse(r).readings) for r in records))
-    _rate(
-        "naive loop, key reloaded per record",
-        count,
-        lambda: sum(naive_verify(r, key_b64) for r in records),
-    )
-    try:
-        import warnings
-
-        from pyocmf import OCMF
-    except ImportError:
-        print("pyocmf is not installed; `.venv/bin/pip install pyocmf` to compare")
-        return
-
-    def run_pyocmf() -> int:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return sum(OCMF.from_string(r).verify_signature(key_b64) for r in records)
-
-    _rate("pyocmf from_string + verify_signature", count, run_pyocmf)
+    emit([row], args.result)
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

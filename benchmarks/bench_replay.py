@@ -1,8 +1,9 @@
 """B3: replay a year of 100 chargers, and the same sessions through ACN-Sim.
 
 Setup (not timed): ``firmware_ref`` simulates a housing co-op with 100 chargers for a year,
-one of which ignores its allocation for 20 minutes; the Zaptec API dump it writes is
-ingested into a DuckDB store through the ingestion door.
+one of which ignores its allocation for 20 minutes (:mod:`benchmarks.datasets`, shared with
+the other workloads of a run); the Zaptec API dump it writes is ingested into a DuckDB store
+through the ingestion door.
 
 Timed, alternating, medians of ``--repeats``:
 
@@ -25,15 +26,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 
+from benchmarks.datasets import YearDump, year_dump
 from benchmarks.harness import Result, alternate, argument_parser, emit, peak_rss_mb, reset_peak_rss
-from firmware_ref.faults import IgnoreAllocation
-from firmware_ref.formats.zaptec_api import write_zaptec_api
-from firmware_ref.simulate import SimulationConfig, simulate
 from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
 from zapanalytics.replay import load_recording, run_replay
 from zapanalytics.replay.acn import acnsim_status, compare_with_acnsim, on_period_grid
@@ -46,22 +45,16 @@ REPLAY_TARGET_S = 30.0
 PEER_TARGET_RATIO = 20.0
 
 
-def build_store(root: Path, chargers: int, days: int) -> tuple[Path, object]:
-    """Simulate, write the Zaptec dump and ingest it; returns the store and the fault."""
-    config = SimulationConfig(
-        kind="coop", n_chargers=chargers, days=days, start=date(2025, 1, 1),
-        main_fuse_a=250.0 if chargers >= 50 else 63.0, sign_ocmf=False,
-        faults=(IgnoreAllocation(min(7, chargers - 1)),),
-    )  # fmt: skip
-    result = simulate(config, 11)
-    write_zaptec_api(result, root)
+def build_store(root: Path, chargers: int, days: int) -> tuple[Path, YearDump]:
+    """The co-op's Zaptec dump (shared with the other workloads) ingested into a store."""
+    dump = year_dump(chargers, days, root)
     database = root / "zap.duckdb"
     con = open_store(database)
     try:
-        ingest_zaptec_dump(con, root)
+        ingest_zaptec_dump(con, dump.root)
     finally:
         con.close()
-    return database, result.faults[0]
+    return database, dump
 
 
 def replay_once(database: Path):
@@ -82,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
         began = time.perf_counter()
-        database, fault = build_store(Path(tmp), chargers, days)
-        print(f"setup: {chargers} chargers x {days} days simulated, dumped and ingested in "
-              f"{time.perf_counter() - began:.0f} s")  # fmt: skip
+        database, dump = build_store(Path(tmp), chargers, days)
+        print(f"setup: {dump.described} "
+              f"{'taken from the run cache' if dump.from_cache else 'simulated and dumped'}, "
+              f"ingested; {time.perf_counter() - began:.0f} s")  # fmt: skip
 
         timing = alternate({"replay": lambda: replay_once(database)}, repeats=args.repeats)[
             "replay"
@@ -93,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         kinds = sorted({f.kind for f in result.findings})
         blamed = {f.charger_id for f in result.findings}
         agree = (
-            bool(fault.details.get("triggered"))
+            dump.fault_triggered
             and kinds == ["over_draw", "phase_overload"]
-            and blamed == {fault.charger_id}
+            and blamed == {dump.fault_charger_id}
         )
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())
         print(f"replay: {timing.median_s:.1f} s median of {timing.runs_s}; last run: {steps}; "

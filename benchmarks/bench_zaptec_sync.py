@@ -1,7 +1,7 @@
 """B1 (Zaptec part): sync a year of 100 chargers from the local Zaptec fake into DuckDB.
 
-Data: ``firmware_ref``'s simulator (a 100-charger co-op, one year, 15-minute EnergyDetails),
-written as a Zaptec API dump and served by :class:`zapanalytics.testing.zaptec_fake.ZaptecFake`
+Data: ``firmware_ref``'s simulator (a 100-charger co-op, one year, 15-minute EnergyDetails;
+:mod:`benchmarks.datasets`, shared with the other workloads of a run), written as a Zaptec API dump and served by :class:`zapanalytics.testing.zaptec_fake.ZaptecFake`
 over real HTTP on 127.0.0.1, in its own process (as the cloud is: it takes no share of the
 client's interpreter). ``--generator synthetic`` uses the package's own generator
 instead (1.1 sessions per charger and day, ≈ 40 k sessions).
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.datasets import START, charge_history_only, year_dump
 from benchmarks.harness import Result, alternate, argument_parser, emit, peak_rss_mb, reset_peak_rss
 from zapanalytics.ingest.zaptec_api import ZaptecClient
 from zapanalytics.ingest.zaptec_sync import sync_zaptec
@@ -46,28 +47,16 @@ STORED_TABLES = ("installations", "chargers", "sessions", "energy_details", "cha
 
 
 def simulated_dump(days: int, workdir: Path) -> str:
-    """A 100-charger co-op from firmware_ref, written as a Zaptec API dump under ``workdir``."""
-    from firmware_ref.formats.zaptec_api import write_zaptec_api
-    from firmware_ref.simulate import SimulationConfig, simulate
-
-    config = SimulationConfig(
-        kind="coop",
-        n_chargers=CHARGERS,
-        main_fuse_a=250.0,
-        days=days,
-        start=dt.date(2025, 1, 1),
-        sign_ocmf=False,  # signing costs ~0.2 ms a record and does not change the sync
-    )
-    result = simulate(config, 1)
-    write_zaptec_api(result, workdir, page_size=100)
+    """The 100-charger co-op from firmware_ref (:mod:`benchmarks.datasets`) under ``workdir``."""
+    dump = year_dump(CHARGERS, days, workdir / "cache")
+    root = charge_history_only(dump, workdir)
     # /state serves the latest value per observation: the last two days are plenty, and
     # a year of observations would only slow the fake's start.
-    path = workdir / "zaptec" / "observations.jsonl"
-    cutoff = (result.installation["end_utc"] - dt.timedelta(days=2)).strftime("%Y-%m-%dT%H")
-    with path.open(encoding="utf-8") as handle:
+    cutoff = (START + dt.timedelta(days=days - 2)).strftime("%Y-%m-%dT%H")
+    with (dump.root / "zaptec" / "observations.jsonl").open(encoding="utf-8") as handle:
         kept = [line for line in handle if json.loads(line)["Timestamp"][:13] >= cutoff]
-    path.write_text("".join(kept), "utf-8")
-    return f"firmware_ref.simulate coop, {CHARGERS} chargers × {days} d"
+    (root / "zaptec" / "observations.jsonl").write_text("".join(kept), "utf-8")
+    return dump.described
 
 
 def synthetic_dump(days: int, workdir: Path) -> str:

@@ -388,6 +388,7 @@ _E = '{"TM":"2025-01-01T12:00:00,000+0000 S","TX":"E","RV":15.000,"ST":"G"}'
             {"same_register", "values_non_decreasing"},
         ),
         (_with_readings(_B, _C, _E, extra=',"IL":"MISMATCH"'), {"identification_level_ok"}),
+        (_with_readings(_B, _C, _E.replace("15.000", "1e400")), {"values_plausible"}),
         (
             _with_readings(
                 _B.replace('"ST"', '"CL":0.1,"ST"'), _E.replace('"ST"', '"CL":0.3,"ST"')

@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -273,14 +275,28 @@ def _csv(rows: list[list[str]], delimiter: str = ",") -> str:
 
 
 def _xlsx(rows: list[list]) -> bytes:
+    from datetime import datetime
+
     import openpyxl
 
     book = openpyxl.Workbook()
+    # A fixed creation time, so a rebuild writes the same bytes.
+    book.properties.created = datetime(2025, 3, 10, 12, 0)  # noqa: DTZ001
     sheet = book.active
     for row in rows:
         sheet.append(row)
+    saved = io.BytesIO()
+    book.save(saved)
+    # Zip entries carry their write time: restamp them, so a rebuild writes the same bytes.
     out = io.BytesIO()
-    book.save(out)
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            stamped = zipfile.ZipInfo(info.filename, date_time=(2025, 3, 10, 12, 0, 0))
+            stamped.compress_type = zipfile.ZIP_DEFLATED
+            data = source.read(info)
+            if info.filename == "docProps/core.xml":  # openpyxl stamps "modified" on save
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2025-03-10T12:00:00Z", data)
+            target.writestr(stamped, data)
     return out.getvalue()
 
 
@@ -559,8 +575,8 @@ def main() -> None:
     build_tariffs()
     build_han()
     build_submeter()
-    files = [p for p in CORPUS.rglob("*") if p.is_file() and "_" != p.relative_to(CORPUS).parts[1][0]
-             and p.name != "manifest.toml"]
+    files = [p for p in CORPUS.rglob("*") if p.is_file() and p.name != "manifest.toml"
+             and not any(part.startswith("_") for part in p.relative_to(CORPUS).parts)]
     print(f"{len(files)} corpus inputs written under {CORPUS}")
 
 

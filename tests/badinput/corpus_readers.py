@@ -11,6 +11,7 @@ arguments of the matching ``zapanalytics`` command.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as dt
 import functools
@@ -387,12 +388,15 @@ READER_MODULES = {
 
 
 @functools.cache
-def _template_store(tmp: Path) -> Path:
+def _template_store() -> Path:
+    """A store file with the base installation and one good session, made once per process."""
     from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
     from zapanalytics.store import open_store
 
-    dump = build_zaptec_dump({"file": "zaptec/page_bom.json"}, tmp / "template_dump")
-    db = tmp / "template.duckdb"
+    work = Path(tempfile.mkdtemp(prefix="zapanalytics-badinput-"))
+    atexit.register(shutil.rmtree, work, True)
+    dump = build_zaptec_dump({"file": "zaptec/page_bom.json"}, work / "dump")
+    db = work / "template.duckdb"
     con = open_store(db)
     try:
         ingest_zaptec_dump(con, dump, price_area="NO1")
@@ -401,9 +405,9 @@ def _template_store(tmp: Path) -> Path:
     return db
 
 
-def prepare_cli_store(db: Path, tmp: Path) -> Path:
+def prepare_cli_store(db: Path) -> Path:
     """A store holding the base installation and one good session (portal and bill need one)."""
-    shutil.copyfile(_template_store(tmp.parent), db)
+    shutil.copyfile(_template_store(), db)
     return db
 
 
@@ -420,7 +424,7 @@ def cli_invocation(entry: dict[str, Any], tmp: Path) -> list[str] | None:
         return ["ingest", "prices", "--db", str(db), "--area", "NO1", "--from", day, "--to", day,
                 "--source", str(directory), "--json"]
     if source == "portal":
-        prepare_cli_store(db, tmp)
+        prepare_cli_store(db)
         return ["ingest", "portal", "--db", str(db), "--file", str(CORPUS / entry["file"]), "--json"]
     if source == "ocpp":
         spool = build_spool(entry, tmp / "cli_spool")
@@ -429,7 +433,7 @@ def cli_invocation(entry: dict[str, Any], tmp: Path) -> list[str] | None:
         return ["audit", "ocmf", "--file", str(CORPUS / entry["file"]), "--public-key",
                 str(OCMF_PUBLIC_KEY), "--json"]
     if source == "tariff":
-        prepare_cli_store(db, tmp)
+        prepare_cli_store(db)
         return ["bill", "--db", str(db), "--month", "2025-03", "--method", "flat", "--price", "2.5",
                 "--tariff", str(CORPUS / entry["file"]), "--json"]
     if source == "han":

@@ -305,7 +305,10 @@ def assert_cli_result(entry, result) -> None:
         rows = [r for r in document["rows"] if r["row"] is not None]
         assert len(rows) == entry["rows"]
     elif source == "tariff":
-        assert "installation_id" in json.dumps(document)
+        # The store's one session, 10 kWh at the flat 2.5 NOK/kWh, billed with the file loaded.
+        assert document["method"] == "flat"
+        assert document["total_energy_kwh"] == 10.0 and document["total_cost_nok"] == 25.0
+        assert Path(entry["file"]).name in json.dumps(document["rates"])
 
 
 @pytest.mark.parametrize("entry", _params(_cli_sample()))

@@ -145,9 +145,11 @@ def test_second_sync_fetches_only_new_pages_and_matches_a_clean_sync(
     clean, clean_state = _clean_snapshot(store_factory, make_client, fake, now=t2)
     incremental = store_snapshot(con)
     # /state is a snapshot per poll: the incremental store also keeps the T1 snapshot.
-    states, clean_states = set(incremental.pop("charger_states")), set(clean.pop("charger_states"))
-    assert clean_states < states
-    assert all(row[1] <= t1 for row in states - clean_states)
+    # The meter values derived from those snapshots are kept likewise.
+    for table in ("charger_states", "meter_values"):
+        rows, clean_rows = set(incremental.pop(table)), set(clean.pop(table))
+        assert clean_rows < rows, table
+        assert all(row[1] <= t1 for row in rows - clean_rows), table
     assert incremental == clean
     assert store_snapshot(con, ("zaptec_sync_state",)) == clean_state
 

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -95,9 +96,13 @@ class Reading:
 
     @property
     def energy_kwh(self) -> float | None:
-        """``RV`` as energy [kWh], when the unit is ``kWh`` or ``Wh``."""
+        """``RV`` as energy [kWh], when the unit is ``kWh`` or ``Wh`` and the value fits a
+        float (``energy_kwh_exact`` holds any value)."""
         exact = self.energy_kwh_exact
-        return None if exact is None else float(exact)
+        if exact is None:
+            return None
+        value = float(exact)
+        return value if math.isfinite(value) else None
 
     @property
     def energy_kwh_exact(self) -> Decimal | None:

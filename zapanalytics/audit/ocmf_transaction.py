@@ -4,7 +4,8 @@ A valid signature proves who wrote a record, not that the record is fit for bill
 The checks here follow the duties the OCMF specification gives a check component and
 what the S.A.F.E. Transparenzsoftware enforces: exactly one begin (``TX=B``) and one
 end reading, one register (``RI``/``RU``) throughout, register values and times that
-never go backwards, meter status ``G`` everywhere, no error flags, no exception
+never go backwards, register values a meter can hold (0 to 10^7 kWh), meter status
+``G`` everywhere, no error flags, no exception
 readings, and an identification level that is not an error state. The weakest clock
 status in the transaction (``S`` > ``R`` > ``I`` > ``U``) is reported; it decides
 whether the times may be used for time-based billing, not whether the energy is sound.
@@ -12,6 +13,7 @@ whether the times may be used for time-based billing, not whether the energy is 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,9 @@ EXCEPTION_CODE = "X"
 # Strongest first; a missing status counts as unknown.
 _CLOCK_ORDER = ("S", "R", "I", "U")
 _IDENTIFICATION_ERRORS = frozenset(("MISMATCH", "INVALID", "OUTDATED", "UNKNOWN"))
+#: A lifetime register holds at most this (10^7 kWh, the largest any meter we know
+#: counts to before it wraps); a larger RV is not a reading.
+MAX_REGISTER_KWH = Decimal(10_000_000)
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,11 @@ class TransactionCheck:
 
     @property
     def energy_kwh(self) -> float | None:
-        """End minus begin register [kWh]."""
-        return None if self.energy_kwh_exact is None else float(self.energy_kwh_exact)
+        """End minus begin register [kWh]; None when it does not fit a float."""
+        if self.energy_kwh_exact is None:
+            return None
+        value = float(self.energy_kwh_exact)
+        return value if math.isfinite(value) else None
 
     @property
     def duration_s(self) -> float | None:
@@ -147,6 +155,21 @@ def _values_non_decreasing(readings: tuple[Reading, ...]) -> Check:
     )
 
 
+def _values_plausible(readings: tuple[Reading, ...]) -> Check:
+    bad = [
+        f"reading {r.index + 1}: RV={r.value}"
+        for r in readings
+        if r.energy_kwh_exact is not None and not 0 <= r.energy_kwh_exact <= MAX_REGISTER_KWH
+    ]
+    return Check(
+        "values_plausible",
+        not bad,
+        "; ".join(bad) + f" outside 0..{MAX_REGISTER_KWH:,} kWh"
+        if bad
+        else "every register within what a meter holds",
+    )
+
+
 def _times_non_decreasing(readings: tuple[Reading, ...]) -> Check:
     problems = [
         f"TM goes back from {a.time_text} to {b.time_text} (reading {b.index + 1})"
@@ -210,6 +233,7 @@ def check_transaction(record: OcmfRecord) -> TransactionCheck:
         begin_end,
         _same_register(readings),
         _values_non_decreasing(readings),
+        _values_plausible(readings),
         _times_non_decreasing(readings),
         _meter_status(readings),
         _error_flags(readings),

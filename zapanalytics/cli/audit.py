@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
@@ -144,13 +145,13 @@ def _print_summary(result: Any, out: Path | None) -> None:
         gain = row["gain_verdict"] or "—"
         if row["gain_error_pct"] is not None:
             gain += f" ({row['gain_error_pct']:+.2f} %)"
-        table.add_row(
-            str(row["device_id"] or row["charger_id"]),
+        table.add_row(  # ids and kinds are data, never rich markup
+            Text(str(row["device_id"] or row["charger_id"])),
             str(row["errors"]),
             str(row["warnings"]),
-            accuracy,
-            gain,
-            row["finding_kinds"] or "",
+            Text(accuracy),
+            Text(gain),
+            Text(row["finding_kinds"] or ""),
         )
     console.print(table)
     if out is not None:

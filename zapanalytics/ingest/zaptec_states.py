@@ -8,8 +8,9 @@ one row per (charger, time, state id) with the value as text. The analyses read
   record ("F" pagination) holding the lifetime import register ``RV`` [kWh] and the
   meter's reading time ``TM``. One row per record, stamped at ``TM`` (the meter's
   clock, not the cloud's arrival time), source ``zaptec_ocmf``. Records are read with
-  :func:`zapanalytics.audit.ocmf.parse`; their signatures are checked by the audit,
-  not here.
+  :func:`zapanalytics.audit.ocmf.parse`, except those in Zaptec's exact canonical form,
+  which are read column-wise to the same result (a year of a fleet's hourly records
+  is close to a million); their signatures are checked by the audit, not here.
 * **Numeric states**, pivoted to one row per (charger, observation time), source
   ``zaptec_state``: 501-503 phase voltages [V], 507-509 phase currents [A], 513
   ``TotalChargePower`` [W], 708 ``ChargeCurrentSet`` (the current offered) [A] and 201
@@ -105,18 +106,17 @@ _CANONICAL_READING = (
 
 
 def _filters(
-    charger_ids: Iterable[str] | None, since_utc: dt.datetime | None, *, alias: str = ""
+    charger_ids: Iterable[str] | None, since_utc: dt.datetime | None
 ) -> tuple[str, list[Any]]:
     """A WHERE fragment (starting with AND) selecting chargers and times."""
-    prefix = f"{alias}." if alias else ""
     sql, params = "", []
     if charger_ids is not None:
-        sql += f" AND list_contains(?::VARCHAR[], {prefix}charger_id)"
+        sql += " AND list_contains(?::VARCHAR[], charger_id)"
         params.append(list(charger_ids))
     if since_utc is not None:
         if since_utc.tzinfo is None:
             raise ValueError("since_utc must be tz-aware")
-        sql += f" AND {prefix}ts_utc >= ?"
+        sql += " AND ts_utc >= ?"
         params.append(since_utc)
     return sql, params
 

@@ -46,7 +46,12 @@ from zapanalytics.ingest.door import IngestRun, RunCounts
 from zapanalytics.ingest.zaptec_admit import admit_history_pages, admit_states
 from zapanalytics.ingest.zaptec_api import MAX_PAGE_SIZE, RawPage, ZaptecClient, ZaptecNotFound
 from zapanalytics.ingest.zaptec_files import admit_chargers, admit_installations
-from zapanalytics.ingest.zaptec_records import state_names_from_constants
+from zapanalytics.ingest.zaptec_records import (
+    RecordError,
+    parse_zaptec_time,
+    state_names_from_constants,
+)
+from zapanalytics.ingest.zaptec_states import derive_meter_values
 
 log = logging.getLogger(__name__)
 
@@ -510,3 +515,21 @@ def _sync_installation(
             writer.observations(observations)
         if observations:
             admit_states(run, observations, state_names)
+            # The state snapshot's registers and currents become meter_values rows too.
+            derive_meter_values(
+                con,
+                run,
+                charger_ids=[str(c.get("Id")) for c in chargers],
+                since_utc=_earliest_observation(observations),
+            )
+
+
+def _earliest_observation(observations: list[Any]) -> dt.datetime | None:
+    """The earliest readable state timestamp: re-deriving meter values starts there."""
+    stamps = []
+    for item in observations:
+        try:
+            stamps.append(parse_zaptec_time(item.get("Timestamp"), "Timestamp"))
+        except (AttributeError, RecordError):
+            continue
+    return min(stamps, default=None)

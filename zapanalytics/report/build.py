@@ -129,7 +129,7 @@ def build_report(
         replay_payload = replay.as_dict()
         sections.append(replay_section(replay))
 
-    sections.append(usage_section(con))
+    sections.append(usage_section(con, month))
     installation = con.execute("SELECT name FROM installations ORDER BY installation_id LIMIT 1").fetchall()
     title = installation[0][0] if installation and installation[0][0] else "zapanalytics report"
     subtitle = f"Charging report · {month}" if month else "Charging report"

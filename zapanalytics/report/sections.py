@@ -64,11 +64,21 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
     return Section("overview", "Overview", body)
 
 
-def usage_section(con: duckdb.DuckDBPyConnection) -> Section:
-    """When charging happens: heatmap and per-charger session timeline."""
+def usage_section(con: duckdb.DuckDBPyConnection, month: str | None = None) -> Section:
+    """When charging happens: heatmap over the whole store and, for ``month`` (local
+    ``YYYY-MM``; all when None), the per-charger session timeline."""
     timezone = queries.installation_timezone(con)
     intervals = queries.interval_energy(con)
     sessions = queries.canonical_sessions(con).filter(~pl.col("is_void").fill_null(False))
+    if month is not None:
+        local_month = pl.col("start_utc").dt.convert_time_zone(timezone).dt.strftime("%Y-%m")
+        sessions = sessions.filter(local_month == month)
+    names = queries.table(con, "chargers").select(
+        "charger_id", pl.col("name").fill_null(pl.col("device_id")).alias("charger_name")
+    )
+    sessions = sessions.join(names, on="charger_id", how="left").with_columns(
+        pl.col("charger_name").fill_null(pl.col("charger_id")).alias("charger_id")
+    )
     body = figure_html(figures.load_heatmap(intervals, timezone), "fig-load-heatmap")
     body += figure_html(figures.session_timeline(sessions, timezone), "fig-session-timeline")
     return Section("usage", "Usage", body)
