@@ -14,7 +14,7 @@ from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
-from zapanalytics.cli.output import console
+from zapanalytics.cli.output import console, working
 
 audit_app = typer.Typer(
     help="Audit meters: OCMF signatures, register integrity and accuracy.",
@@ -109,9 +109,12 @@ def _run_store_audit(
     except StoreLockedError as exc:
         raise UserError(str(exc)) from None
     try:
-        result = audit_store(
-            con, public_keys=keys, include_meter_value_signatures=not skip_meter_value_signatures
-        )
+        with working("auditing the store", quiet=as_json):
+            result = audit_store(
+                con,
+                public_keys=keys,
+                include_meter_value_signatures=not skip_meter_value_signatures,
+            )
     finally:
         con.close()
     payload = _jsonable(result.as_dict())

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
-from zapanalytics.cli.output import console, print_json
+from zapanalytics.cli.output import console, print_json, working
 
 
 def _summary_table(document: dict) -> Table:
@@ -133,10 +133,11 @@ def report(
         raise UserError(f"no such store: {db}")
     con = read_only_store(db)
     try:
-        result = build_report(
-            con, out / "report.html", month=month, flat_price_nok_per_kwh=price,
-            grid_company=grid_company, public_keys=public_keys,
-        )
+        with working("billing, auditing and replaying", quiet=as_json):
+            result = build_report(
+                con, out / "report.html", month=month, flat_price_nok_per_kwh=price,
+                grid_company=grid_company, public_keys=public_keys,
+            )
     except KeyMapError as exc:
         raise UserError(f"--public-keys {exc}") from None
     finally:

@@ -23,3 +23,14 @@ def _default(value: Any) -> Any:
 def print_json(payload: Any) -> None:
     """Write ``payload`` as one JSON document to stdout."""
     sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False) + "\n")
+
+
+def working(message: str, *, quiet: bool = False):
+    """A spinner on stderr while a long step runs (silent with ``quiet`` or off a terminal)."""
+    import contextlib
+
+    from zapanalytics.cli.errors import err_console
+
+    if quiet or not err_console.is_terminal:
+        return contextlib.nullcontext()
+    return err_console.status(message)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
-from zapanalytics.cli.output import console
+from zapanalytics.cli.output import console, working
 
 _POLICIES = ("reference", "equal_share", "first_come", "priority")
 
@@ -106,7 +106,8 @@ def replay(
             )
         )
     try:
-        result = run_replay(recording, scenarios, peer=peer)
+        with working("replaying the recording", quiet=as_json):
+            result = run_replay(recording, scenarios, peer=peer)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     payload = result.as_dict()
