@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from zapanalytics.billing.money import allocate_ore, nok_to_ore, rate_basis_points, split_gross_ore
-from zapanalytics.billing.split import LINES, Split, ordered_lines
+from zapanalytics.billing.split import LINE_SCHEMA, LINES, Split, ordered_lines
 
 SHARE_POLICIES = ("energy", "equal", "common")
 _INVOICE_SCHEMA = {"month": pl.String, "supplier_ore": pl.Int64, "grid_ore": pl.Int64}
@@ -234,7 +234,7 @@ def reconcile(
         },
     )
     shares = (
-        ordered_lines(pl.DataFrame(share_rows, schema=_SHARE_SCHEMA))
+        ordered_lines(pl.DataFrame(share_rows, schema=LINE_SCHEMA))
         if share_rows
         else split.common.clear()
     )
@@ -248,17 +248,6 @@ def reconcile(
     return Reconciliation(summary, shares, policy, updated)
 
 
-_SHARE_SCHEMA = {
-    "month": pl.String,
-    "user_id": pl.String,
-    "line": pl.String,
-    "label": pl.String,
-    "invoice": pl.String,
-    "quantity_kwh": pl.Float64,
-    "amount_ex_vat_ore": pl.Int64,
-    "vat_ore": pl.Int64,
-    "amount_ore": pl.Int64,
-}
 
 
 def _share(

@@ -167,20 +167,22 @@ def ordered_lines(lines: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: Columns of a statement-line frame (amounts in whole øre).
+LINE_SCHEMA = {
+    "month": pl.String,
+    "user_id": pl.String,
+    "line": pl.String,
+    "label": pl.String,
+    "invoice": pl.String,
+    "quantity_kwh": pl.Float64,
+    "amount_ex_vat_ore": pl.Int64,
+    "vat_ore": pl.Int64,
+    "amount_ore": pl.Int64,
+}
+
+
 def _empty_lines() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "month": pl.String,
-            "user_id": pl.String,
-            "line": pl.String,
-            "label": pl.String,
-            "invoice": pl.String,
-            "quantity_kwh": pl.Float64,
-            "amount_ex_vat_ore": pl.Int64,
-            "vat_ore": pl.Int64,
-            "amount_ore": pl.Int64,
-        }
-    )
+    return pl.DataFrame(schema=LINE_SCHEMA)
 
 
 def _check_prices(matrix: EnergyMatrix, spot_price: np.ndarray, calendar: pl.DataFrame) -> None:
