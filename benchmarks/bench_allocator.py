@@ -85,7 +85,7 @@ def run(n_chargers: int, network: str, policy: str, calls: int) -> tuple[float, 
 def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    scale = 0.1 if args.quick else 1.0
+    scale = 0.1 if args.quick else 0.5
     cases = {
         (policy, network, n_chargers): max(50, int(calls * scale))
         for policy in ("reference", "equal_share", "first_come")
@@ -106,21 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
     )
     print(f"{'policy':<12} {'grid':<4} {'chargers':>8} {'active':>6} {'us/call':>9} {'us/charger':>10}")
-    rows = []
+    per_call = {case: statistics.median(runs) for case, runs in per_call_runs.items()}
     for (policy, network, n_chargers), timing in timings.items():
-        per_call = statistics.median(per_call_runs[(policy, network, n_chargers)])
-        active = timing.value
-        print(f"{policy:<12} {network:<4} {n_chargers:>8} {active:>6} {per_call:>9.1f} "
-              f"{per_call / n_chargers:>10.2f}")  # fmt: skip
+        value = per_call[(policy, network, n_chargers)]
+        print(f"{policy:<12} {network:<4} {n_chargers:>8} {timing.value:>6} {value:>9.1f} "
+              f"{value / n_chargers:>10.2f}")  # fmt: skip
+    rows = []
+    for policy, n_chargers in dict.fromkeys((p, n) for p, _, n in cases):
+        tn, it = per_call[(policy, "TN", n_chargers)], per_call[(policy, "IT", n_chargers)]
         rows.append(
             Result(
-                workload=f"allocator {policy}, {n_chargers} chargers, {network} grid",
-                ours=f"firmware_ref.allocator {policy}",
-                ours_value=per_call,
+                workload=f"allocator {policy}, {n_chargers} chargers",
+                ours=f"firmware_ref.allocator {policy} (TN grid)",
+                ours_value=tn,
                 unit="µs/call",
-                peak_rss_mb=timing.peak_rss_mb,
-                notes=f"{per_call / n_chargers:.2f} µs per charger; about {active} cars charging; "
-                f"{cases[(policy, network, n_chargers)]:,} calls a run",
+                peak_rss_mb=max(timings[(policy, g, n_chargers)].peak_rss_mb for g in ("TN", "IT")),
+                notes=f"{tn / n_chargers:.2f} µs per charger; IT grid {it:.1f} µs/call; about "
+                f"{timings[(policy, 'TN', n_chargers)].value} cars charging; "
+                f"{cases[(policy, 'TN', n_chargers)]:,} calls a run, median of {args.repeats}",
             )
         )
     emit(rows, args.result)

@@ -111,3 +111,39 @@ def charge_history_only(dump: YearDump, destination: Path) -> Path:
         if entry.name != "observations.jsonl":
             (view / entry.name).symlink_to(entry.resolve())
     return destination
+
+
+def ingested_store(dump: YearDump) -> tuple[Path, float | None]:
+    """The whole dump (observations included) ingested into a store next to it, once.
+
+    Returns the store's path and the seconds the ingestion took (None when it was there
+    already). Open it read-only, or copy it: other workloads of the run use it too.
+    """
+    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+    from zapanalytics.store import open_store
+
+    database = dump.root / "ingested.duckdb"
+    if database.exists():
+        return database, None
+    partial = dump.root / "ingesting.duckdb"
+    partial.unlink(missing_ok=True)
+    began = time.perf_counter()
+    con = open_store(partial)
+    try:
+        ingest_zaptec_dump(con, dump.root)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    partial.rename(database)
+    return database, time.perf_counter() - began
+
+
+def table_counts(database: Path, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows per table of a store, read-only."""
+    import duckdb
+
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}  # noqa: S608
+    finally:
+        con.close()

@@ -48,17 +48,24 @@ class Timing:
 
 
 def alternate(
-    candidates: dict[str, Callable[[], Any]], repeats: int = 3
+    candidates: dict[str, Callable[[], Any]],
+    repeats: int = 3,
+    setup: dict[str, Callable[[], Any]] | None = None,
 ) -> dict[str, Timing]:
     """Run each candidate ``repeats`` times, alternating between them; medians per candidate.
 
     Peak RSS is measured per candidate by resetting the counter before each of its runs.
+    ``setup[name]``, when given, runs untimed before each run of that candidate (a fresh
+    store to load into, say).
     """
     runs: dict[str, list[float]] = {name: [] for name in candidates}
     peaks: dict[str, float] = {name: 0.0 for name in candidates}
     values: dict[str, Any] = {}
+    setup = setup or {}
     for _ in range(repeats):
         for name, function in candidates.items():
+            if name in setup:
+                setup[name]()
             reset_peak_rss()
             start = time.perf_counter()
             values[name] = function()

@@ -79,7 +79,16 @@ def test_congested_equal_share_and_first_come_agree_with_acnsim():
         assert gap.max() < 0.05
 
 
+@needs_acnsim
 def test_it_sites_are_skipped_with_the_reason():
     comparisons = compare_with_acnsim(_sessions(), CHARGERS, _limits(32.0), network_type="IT")
     assert all(c.skipped and "phase angle" in c.skipped for c in comparisons)
     assert all(c.sessions.is_empty() for c in comparisons)
+
+
+def test_a_missing_acnsim_is_a_stated_skip_not_an_error():
+    comparisons = compare_with_acnsim(_sessions(), CHARGERS, _limits(32.0), network_type="TN")
+    if available:
+        assert all(c.skipped is None for c in comparisons)
+    else:
+        assert all(c.skipped and why in c.skipped for c in comparisons)
