@@ -26,7 +26,9 @@ def fast_and_slow(*strategies, fast: int = 60, slow: int = 2000):
 
     def decorate(check):
         fast_test = settings(max_examples=fast, derandomize=True, **_COMMON)(given(*strategies)(check))
-        slow_test = pytest.mark.slow(settings(max_examples=slow, **_COMMON)(given(*strategies)(check)))
+        slow_test = settings(max_examples=slow, **_COMMON)(given(*strategies)(check))
+        # Thousands of examples on a busy machine can pass the suite's 10-minute test limit.
+        slow_test = pytest.mark.slow(pytest.mark.timeout(1800)(slow_test))
         return fast_test, slow_test
 
     return decorate

@@ -462,7 +462,7 @@ def _check_entsoe(data) -> None:
     assert len(parsed.records) == len(parsed.rows) + len(parsed.rejected)
 
 
-test_price_entsoe, test_price_entsoe_slow = fast_and_slow(entsoe_documents() | st.text(max_size=60), fast=100)(
+test_price_entsoe, test_price_entsoe_slow = fast_and_slow(entsoe_documents() | st.text(max_size=60), fast=100, slow=1000)(
     _check_entsoe
 )
 

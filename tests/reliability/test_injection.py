@@ -305,9 +305,7 @@ def test_parquet_keeps_hostile_values_and_stays_in_its_directory(hostile):
     [
         "demo",
         "bill",
-        pytest.param("audit", marks=pytest.mark.xfail(strict=True, reason=(
-            "cli/audit.py _print_summary adds device ids to a rich Table as markup: a DeviceId '[/x]' "
-            "ends the audit with a MarkupError"))),
+        "audit",
     ],
 )
 def test_console_tables_print_hostile_names_as_written(hostile, command):
