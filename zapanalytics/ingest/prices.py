@@ -150,7 +150,10 @@ def _finite(value: object, field: str, *, required: bool) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(field, f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer beyond the float range
+        raise RecordError(field, "not a finite number: an integer beyond the float range") from None
     if not math.isfinite(number):
         raise RecordError(field, f"not a finite number: {value}")
     return number
