@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 ours_value=tn,
                 unit="µs/call",
                 peak_rss_mb=max(timings[(policy, g, n_chargers)].peak_rss_mb for g in ("TN", "IT")),
-                notes=f"{tn / n_chargers:.2f} µs per charger; IT grid {it:.1f} µs/call; about "
-                f"{timings[(policy, 'TN', n_chargers)].value} cars charging; "
+                notes=f"{tn / n_chargers:.2f} µs per charger; IT grid {it:.1f} µs/call; on average "
+                f"{timings[(policy, 'TN', n_chargers)].value} of {n_chargers} charging; "
                 f"{cases[(policy, 'TN', n_chargers)]:,} calls a run, median of {args.repeats}",
             )
         )

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(
         [
             Result(
-                workload=f"derive meter_values, {chargers} chargers x {days} days",
+                workload=f"derive meter_values from Zaptec states, {chargers} chargers × {days} d",
                 ours="derive_meter_values",
                 ours_value=first_s,
                 peak_rss_mb=peak,
