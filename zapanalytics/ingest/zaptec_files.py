@@ -12,25 +12,27 @@ Layout (as written by ``firmware_ref.formats`` and by ``zapanalytics ingest zapt
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
+from zapanalytics.ingest.zaptec_admit import history_rows
 from zapanalytics.ingest.zaptec_records import (
     RecordError,
     charger_row,
     installation_row,
     load_json_text,
-    session_rows,
     state_names_from_constants,
     state_row,
 )
 from zapanalytics.ingest.zaptec_states import derive_meter_values
 
 SOURCE = "zaptec_files"
+#: Charge-history pages validated and stored per transaction (100 sessions a page).
+PAGES_PER_BATCH = 10
 
 
 def _envelope_items(page: Any) -> list[Any]:
@@ -81,33 +83,38 @@ def admit_chargehistory_page(
     run: IngestRun, page_text: str | bytes, *, installation_id: str | None = None
 ) -> RunCounts:
     """Validate and store one charge-history page; a page that cannot be read is quarantined whole."""
-    text = page_text.decode("utf-8", "replace") if isinstance(page_text, bytes) else page_text
-    try:
-        items = _envelope_items(load_json_text(page_text))
-    except RecordError as exc:
-        return run.admit(
-            [text],
-            {},
-            [Rejection(0, "sessions", f"chargehistory page: {exc}")],
-            record_table="sessions",
-        )
-    raw, sessions, details, rejected = [], [], [], []
-    for index, item in enumerate(items):
-        raw.append(json.dumps(item, ensure_ascii=False))
+    return admit_chargehistory_pages(run, [page_text], installation_id=installation_id)
+
+
+def admit_chargehistory_pages(
+    run: IngestRun, page_texts: Sequence[str | bytes], *, installation_id: str | None = None
+) -> RunCounts:
+    """Validate and store several charge-history pages in one batch (one transaction).
+
+    Each item is a source record; a page that cannot be read is one record, quarantined
+    whole with its text. Items are mapped by :func:`zaptec_admit.history_rows`, which reads
+    EnergyDetails column-wise.
+    """
+    records: list[Any] = []
+    entries: list[tuple[int, Any]] = []
+    rejected: list[Rejection] = []
+    for page_text in page_texts:
+        text = page_text.decode("utf-8", "replace") if isinstance(page_text, bytes) else page_text
         try:
-            session, points = session_rows(item, installation_id=installation_id)
+            items = _envelope_items(load_json_text(page_text))
         except RecordError as exc:
-            rejected.append(Rejection(index, "sessions", str(exc)))
+            rejected.append(Rejection(len(records), "sessions", f"chargehistory page: {exc}"))
+            records.append(text)
             continue
-        sessions.append({**session, "_record": index})
-        details.extend({**p, "_record": index} for p in points)
+        for item in items:
+            entries.append((len(records), item))
+            # Raw text as the door keeps it: each item serialised on its own.
+            records.append(json.dumps(item, ensure_ascii=False))
+    sessions, details, item_rejections = history_rows(entries, installation_id=installation_id)
     return run.admit(
-        raw,
-        {
-            "sessions": frame_for("sessions", sessions),
-            "energy_details": frame_for("energy_details", details),
-        },
-        rejected,
+        records,
+        {"sessions": frame_for("sessions", sessions), "energy_details": details},
+        [*rejected, *item_rejections],
         record_table="sessions",
     )
 
@@ -237,8 +244,10 @@ def ingest_zaptec_dump(
             except RecordError as exc:
                 raise RecordError(chargers_path.name, str(exc)) from None
             admit_chargers(run, items, installation_id=only_installation)
-        for page in _pages(base / "chargehistory"):
-            admit_chargehistory_page(run, page.read_bytes(), installation_id=only_installation)
+        pages = list(_pages(base / "chargehistory"))
+        for first in range(0, len(pages), PAGES_PER_BATCH):
+            batch = [page.read_bytes() for page in pages[first : first + PAGES_PER_BATCH]]
+            admit_chargehistory_pages(run, batch, installation_id=only_installation)
         observations = base / "observations.jsonl"
         if observations.exists():
             with observations.open("rb") as handle:
