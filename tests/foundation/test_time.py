@@ -74,3 +74,14 @@ def test_on_the_hour_delta_belongs_to_the_hour_before_and_dst_hours_stay_apart()
     # Ends at 00,01,02,03 UTC → local hours starting 01 CEST, 02 CEST, 02 CET, 03 CET.
     assert hours == [1, 2, 2, 3]
     assert offsets == [dt.timedelta(hours=2), dt.timedelta(hours=2), dt.timedelta(hours=1), dt.timedelta(hours=1)]
+
+
+def test_serial_prefixes_follow_the_manuals():
+    from zapanalytics.ingest.zaptec_records import model_for_device
+
+    # The manuals' example serials: ZCH123456 (ZAPTEC HOME), ZCS123456 (ZapCharger Pro).
+    assert model_for_device("ZCH123456") == "Home"
+    assert model_for_device("ZCS123456") == "Pro"
+    assert model_for_device("ZPR294591") == "Pro"
+    assert model_for_device("ZAP025320") == "Go"
+    assert model_for_device("XYZ000001") is None

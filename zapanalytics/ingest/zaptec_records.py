@@ -34,13 +34,13 @@ NETWORK_TYPES: dict[int, tuple[str | None, int | None]] = {
     4: ("TN", 3),
 }
 
-#: Serial prefix → model. Pro and Home share the "Smart" platform; the split of the four
-#: Smart prefixes between Pro (ZPR, ZPG) and Home (ZCS, ZCH) follows the serials seen on
-#: each product and is an inference, not a documented rule.
+#: Serial prefix → model. Pro and Home share the "Smart" platform. The manuals give the
+#: example serials ZCH123456 (ZAPTEC HOME) and ZCS123456 (ZapCharger Pro); ZPR is the Pro
+#: serial seen in API responses. ZPG is taken as Pro by analogy: an inference.
 MODEL_BY_PREFIX = {
+    "ZCS": "Pro",
     "ZPR": "Pro",
     "ZPG": "Pro",
-    "ZCS": "Home",
     "ZCH": "Home",
     "ZAP": "Go",
     "ZGB": "Go",
