@@ -307,21 +307,28 @@ def _charger_load_overloads(
             min_duration_s=config.grace_s,
             merge_gap_s=config.merge_gap_s,
         )
-        for row in _finding_rows(found):
-            out.append(
-                Finding(
-                    kind="phase_overload",
-                    start_utc=row["start_utc"],
-                    end_utc=row["end_utc"],
-                    charger_id=None,
-                    phase=line,
-                    magnitude_a=round(float(row["excess_a"]), 3),
-                    constraint=f"{name}_{line}",
-                    limit_a=limit_a,
-                    details={"peak_current_a": _round(row["peak_a"]), "measured": "chargers"},
-                )
-            )
+        out.extend(
+            _overload(row, line, f"{name}_{line}", limit_a, {"measured": "chargers"})
+            for row in _finding_rows(found)
+        )
     return out
+
+
+def _overload(
+    row: dict[str, Any], line: str, constraint: str, limit_a: float, details: dict[str, Any]
+) -> Finding:
+    """A phase_overload finding from a run with ``excess_a`` and ``peak_a``."""
+    return Finding(
+        kind="phase_overload",
+        start_utc=row["start_utc"],
+        end_utc=row["end_utc"],
+        charger_id=None,
+        phase=line,
+        magnitude_a=round(float(row["excess_a"]), 3),
+        constraint=constraint,
+        limit_a=limit_a,
+        details={"peak_current_a": _round(row["peak_a"]), **details},
+    )
 
 
 def _han_overloads(recording: Recording, config: ConformanceConfig, fuse_a: float) -> list[Finding]:
@@ -349,24 +356,10 @@ def _han_overloads(recording: Recording, config: ConformanceConfig, fuse_a: floa
             ((pl.col("end_utc") - pl.col("start_utc")).dt.total_microseconds() / 1e6).alias("d")
         ).filter(pl.col("d") > config.grace_s)
         grouped = merge_runs(grouped.drop("_run", "d"), merge_gap_s=config.merge_gap_s)
-        for row in _finding_rows(grouped):
-            out.append(
-                Finding(
-                    kind="phase_overload",
-                    start_utc=row["start_utc"],
-                    end_utc=row["end_utc"],
-                    charger_id=None,
-                    phase=line,
-                    magnitude_a=round(float(row["excess_a"]), 3),
-                    constraint=f"main_fuse_{line}",
-                    limit_a=fuse_a,
-                    details={
-                        "peak_current_a": _round(row["peak_a"]),
-                        "measured": "han",
-                        "samples": int(row["samples"]),
-                    },
-                )
-            )
+        out.extend(
+            _overload(row, line, f"main_fuse_{line}", fuse_a, {"measured": "han", "samples": int(row["samples"])})
+            for row in _finding_rows(grouped)
+        )
     return out
 
 
