@@ -213,9 +213,46 @@ def admit_states(
             rows.append({**state_row(item, state_names), "_record": index})
         except RecordError as exc:
             rejected.append(Rejection(index, "charger_states", str(exc)))
+    return admit_state_rows(run, LazyRaw(list(items)), rows, rejected)
+
+
+def admit_state_rows(
+    run: IngestRun, raw: Sequence[str], rows: list[dict[str, Any]], rejected: list[Rejection]
+) -> RunCounts:
+    """Admit mapped state observations; same-instant repeats keep the latest value."""
+    rows, superseded = _keep_latest_observation(rows)
     return run.admit(
-        LazyRaw(list(items)),
+        raw,
         {"charger_states": frame_for("charger_states", rows)},
-        rejected,
+        [*rejected, *superseded],
         record_table="charger_states",
     )
+
+
+def _keep_latest_observation(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Resolve observations that share (charger, time, state id) within one stream batch.
+
+    A state stream is ordered: when two values of one state arrive stamped with the same
+    millisecond, the later one is the state the charger settled in. The earlier one is
+    quarantined (not dropped) with that explanation.
+    """
+    latest: dict[tuple, int] = {}
+    for position, row in enumerate(rows):
+        latest[(row["charger_id"], row["ts_utc"], row["state_id"])] = position
+    if len(latest) == len(rows):
+        return rows, []
+    keep = set(latest.values())
+    superseded = [
+        Rejection(
+            row["_record"],
+            "charger_states",
+            f"charger_states: superseded by a later observation of state {row['state_id']} "
+            f"for charger {row['charger_id']} at the same time {row['ts_utc'].isoformat()}",
+        )
+        for position, row in enumerate(rows)
+        if position not in keep
+    ]
+    return [row for position, row in enumerate(rows) if position in keep], superseded
+

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec_admit import history_rows
+from zapanalytics.ingest.zaptec_admit import admit_state_rows, history_rows
 from zapanalytics.ingest.zaptec_records import (
     RecordError,
     charger_row,
@@ -119,34 +119,6 @@ def admit_chargehistory_pages(
     )
 
 
-def _keep_latest_observation(
-    rows: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[Rejection]]:
-    """Resolve observations that share (charger, time, state id) within one stream batch.
-
-    A state stream is ordered: when two values of one state arrive stamped with the same
-    millisecond, the later one is the state the charger settled in. The earlier one is
-    quarantined (not dropped) with that explanation.
-    """
-    latest: dict[tuple, int] = {}
-    for position, row in enumerate(rows):
-        latest[(row["charger_id"], row["ts_utc"], row["state_id"])] = position
-    if len(latest) == len(rows):
-        return rows, []
-    keep = set(latest.values())
-    superseded = [
-        Rejection(
-            row["_record"],
-            "charger_states",
-            f"charger_states: superseded by a later observation of state {row['state_id']} "
-            f"for charger {row['charger_id']} at the same time {row['ts_utc'].isoformat()}",
-        )
-        for position, row in enumerate(rows)
-        if position not in keep
-    ]
-    return [row for position, row in enumerate(rows) if position in keep], superseded
-
-
 def admit_observations(
     run: IngestRun,
     lines: Iterable[str | bytes],
@@ -165,17 +137,8 @@ def admit_observations(
 
     def flush() -> None:
         nonlocal raw, rows, rejected
-        rows, superseded = _keep_latest_observation(rows)
-        rejected.extend(superseded)
         if raw:
-            counts.__iadd__(
-                run.admit(
-                    raw,
-                    {"charger_states": frame_for("charger_states", rows)},
-                    rejected,
-                    record_table="charger_states",
-                )
-            )
+            counts.__iadd__(admit_state_rows(run, raw, rows, rejected))
         raw, rows, rejected = [], [], []
 
     for line in lines:
