@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from zapanalytics.billing.statements import guard_formula
+from zapanalytics.spreadsheet import guard_formula
 from zapanalytics.store import CONTRACT_TABLES, table_columns
 
 FORMATS = ("csv", "xlsx", "parquet")

@@ -31,22 +31,10 @@ import plotly.graph_objects as go
 import polars as pl
 
 from zapanalytics.billing.monthly import Bill
+from zapanalytics.spreadsheet import FORMULA_PREFIXES, guard_formula  # noqa: F401 - re-exported
 
-#: Characters that make a spreadsheet read a cell as a formula (with full-width look-alikes).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 NO_USER = "(no user)"
 COMMON = "(common meter)"
-
-
-def guard_formula(value: Any) -> Any:
-    """Neutralise a text that a spreadsheet would run as a formula by prefixing ``'``.
-
-    Leading spaces are looked through (``" =1+1"`` is guarded too). Non-text values pass
-    unchanged, so negative numbers stay numbers.
-    """
-    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def _nok(ore: int) -> float:
