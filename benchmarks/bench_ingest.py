@@ -6,14 +6,14 @@ creating the schema is never timed):
 * **OCPP spool**: MeterValues lines as ``zapanalytics ocpp serve`` spools them (the Zaptec
   measurands: register [kWh], power and offered power [W], three phase currents [A]),
   500 charge points every 120 s, written with the spool's own writer. Ours is
-  :func:`zapanalytics.ingest.ocpp_load.load_spool` (columnar read, pandera validation at the
+  :func:`zapanalytics.ingest.ocpp.load.load_spool` (columnar read, pandera validation at the
   door, register checks, merge upserts). One stored ``meter_values`` row per line.
   1 M lines by default, not the issue's 10 M: at our rate 10 M lines take several
   minutes per run, three runs would overrun the suite's 20 minutes (``--ocpp-rows``).
 * **Zaptec charge history**: a year of a 100-charger co-op simulated by ``firmware_ref`` and
   written as a Zaptec API dump (installation, chargers and charge-history pages with 15-minute
   ``EnergyDetails``; the state observations are left out, they are not charge history). Ours
-  is :func:`zapanalytics.ingest.zaptec_files.ingest_zaptec_dump`. Rows = sessions + details.
+  is :func:`zapanalytics.ingest.zaptec.files.ingest_zaptec_dump`. Rows = sessions + details.
 
 Comparators, in the same run, alternating with ours:
 
@@ -49,9 +49,9 @@ import polars as pl
 
 from benchmarks.datasets import charge_history_only, ingested_store, table_counts, year_dump
 from benchmarks.harness import Result, alternate, argument_parser, emit
-from zapanalytics.ingest.ocpp_load import load_spool
+from zapanalytics.ingest.ocpp.load import load_spool
 from zapanalytics.ingest.spool import SegmentWriter, list_segments
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.schemas import (
     EARLIEST_PLAUSIBLE_UTC,
     MAX_CHARGER_CURRENT_A,

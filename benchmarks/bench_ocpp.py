@@ -4,7 +4,7 @@ Three processes: the central system (``zapanalytics ocpp serve``, Basic auth, fs
 a load generator with 500 websocket connections, and this script, which checks the result.
 The generator sends pre-built MeterValues frames (the Zaptec measurands) so that it is not
 the bottleneck on a 2-core machine; the charge-point simulator built on the ``ocpp``
-package (``zapanalytics.ingest.ocpp_sim``) is what the tests use.
+package (``zapanalytics.ingest.ocpp.sim``) is what the tests use.
 
 Phases, each bounded in time:
 
@@ -267,7 +267,7 @@ def _run_generator(ports: dict[str, int], count: int, rate: float, duration: flo
 
 def _verify(spool: Path, acked: dict[str, list[int]]) -> dict:
     """Every acknowledged message in the spool, and one stored row per acknowledged message."""
-    from zapanalytics.ingest.ocpp_load import load_spool
+    from zapanalytics.ingest.ocpp.load import load_spool
     from zapanalytics.ingest.spool import spool_records
     from zapanalytics.store import open_store
 

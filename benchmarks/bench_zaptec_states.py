@@ -4,7 +4,7 @@ Each charger sends a signed meter value (state 554, an OCMF "F" record) every ho
 while charging (three hours a day), its phase currents, power and offered current
 (507-509, 513, 708) every five minutes, plus its voltages (501-503) every half hour.
 The observations are written straight into ``charger_states``; the benchmark times
-:func:`zapanalytics.ingest.zaptec_states.derive_meter_values` over all of them (OCMF
+:func:`zapanalytics.ingest.zaptec.states.derive_meter_values` over all of them (OCMF
 parsing, the pivot, validation at the door and the upserts) and, with ``--rerun``, a
 second, idempotent run over the same store.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.harness import Result, argument_parser, emit, peak_rss_mb, reset_peak_rss
 from zapanalytics.ingest.door import IngestRun
-from zapanalytics.ingest.zaptec_states import derive_meter_values
+from zapanalytics.ingest.zaptec.states import derive_meter_values
 from zapanalytics.store import open_store
 
 TARGET_S = 60.0

@@ -40,8 +40,8 @@ import httpx
 
 from benchmarks.datasets import START, charge_history_only, ingested_store, table_counts, year_dump
 from benchmarks.harness import Result, alternate, argument_parser, emit, peak_rss_mb, reset_peak_rss
-from zapanalytics.ingest.zaptec_api import ZaptecClient
-from zapanalytics.ingest.zaptec_sync import sync_zaptec
+from zapanalytics.ingest.zaptec.api import ZaptecClient
+from zapanalytics.ingest.zaptec.sync import sync_zaptec
 from zapanalytics.store import open_store
 
 USERNAME, PASSWORD = "bench@example.org", "bench-password"

@@ -119,7 +119,7 @@ def ingested_store(dump: YearDump) -> tuple[Path, float | None]:
     Returns the store's path and the seconds the ingestion took (None when it was there
     already). Open it read-only, or copy it: other workloads of the run use it too.
     """
-    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+    from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
     from zapanalytics.store import open_store
 
     database = dump.root / "ingested.duckdb"

@@ -19,7 +19,7 @@ import duckdb
 
 import zapanalytics
 from zapanalytics.ingest.door import RunCounts
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.report.build import ReportResult, build_report
 from zapanalytics.store import open_store
 
@@ -64,10 +64,10 @@ def ingest_dataset(
     Each source enters through its own reader and the door, so re-running changes nothing.
     ``on_stage`` is called with each stage name of :data:`DEMO_STAGES` as it starts.
     """
-    from zapanalytics.ingest.han import ingest_han
-    from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
-    from zapanalytics.ingest.prices import load_prices
-    from zapanalytics.ingest.submeter import ingest_submeter
+    from zapanalytics.ingest.meters.han import ingest_han
+    from zapanalytics.ingest.meters.submeter import ingest_submeter
+    from zapanalytics.ingest.ocpp.load import load_spool, spool_from_message_logs
+    from zapanalytics.ingest.prices.spot import load_prices
 
     root = Path(root)
     on_stage("zaptec")

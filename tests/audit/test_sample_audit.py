@@ -16,10 +16,10 @@ import pytest
 
 from firmware_ref.dataset import DatasetSpec, generate_dataset
 from zapanalytics.audit.store_audit import audit_store
-from zapanalytics.ingest.han import ingest_han
-from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
-from zapanalytics.ingest.submeter import ingest_submeter
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.meters.han import ingest_han
+from zapanalytics.ingest.meters.submeter import ingest_submeter
+from zapanalytics.ingest.ocpp.load import load_spool, spool_from_message_logs
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.store import open_store, read_only_store
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

@@ -34,11 +34,11 @@ def _preload() -> None:
     import zapanalytics.billing.statements  # noqa: F401
     import zapanalytics.cli  # noqa: F401
     import zapanalytics.export  # noqa: F401
-    import zapanalytics.ingest.ocpp_load  # noqa: F401
-    import zapanalytics.ingest.portal_export  # noqa: F401
-    import zapanalytics.ingest.prices  # noqa: F401
-    import zapanalytics.ingest.zaptec_files  # noqa: F401
-    import zapanalytics.ingest.zaptec_sync  # noqa: F401
+    import zapanalytics.ingest.ocpp.load  # noqa: F401
+    import zapanalytics.ingest.portal.export  # noqa: F401
+    import zapanalytics.ingest.prices.spot  # noqa: F401
+    import zapanalytics.ingest.zaptec.files  # noqa: F401
+    import zapanalytics.ingest.zaptec.sync  # noqa: F401
     import zapanalytics.store  # noqa: F401
 
 

@@ -122,7 +122,7 @@ def build_zaptec_dump(entry: dict[str, Any], target: Path, *, with_input: bool =
 @functools.cache
 def _base_counts(role: str) -> Any:
     """Counts of the base dump without the file an input of ``role`` replaces."""
-    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+    from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 
     with tempfile.TemporaryDirectory() as tmp:
         without = build_zaptec_dump({"file": "zaptec/x", "role": role}, Path(tmp) / "base", with_input=False)
@@ -134,8 +134,8 @@ def _base_counts(role: str) -> Any:
 
 
 def run_zaptec(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
-    from zapanalytics.ingest.zaptec_records import RecordError
+    from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
+    from zapanalytics.ingest.zaptec.records import RecordError
 
     base = _base_counts(zaptec_role(entry))
     dump = build_zaptec_dump(entry, tmp / "dump")
@@ -177,7 +177,7 @@ def build_price_dir(entry: dict[str, Any], target: Path) -> Path:
 
 
 def run_prices(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.prices import load_prices
+    from zapanalytics.ingest.prices.spot import load_prices
 
     directory = build_price_dir(entry, tmp / "prices_source")
     day = price_day(entry)
@@ -200,7 +200,7 @@ def run_prices(entry: dict[str, Any], tmp: Path) -> Outcome:
 
 
 def run_portal(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
+    from zapanalytics.ingest.portal.export import PortalReportError, read_consumption_export
 
     try:
         export = read_consumption_export(CORPUS / entry["file"], timezone="Europe/Oslo")
@@ -231,7 +231,7 @@ def build_spool(entry: dict[str, Any], target: Path) -> Path:
 
 
 def run_ocpp(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.ocpp_load import load_spool
+    from zapanalytics.ingest.ocpp.load import load_spool
     from zapanalytics.ingest.spool import SpoolError
 
     spool = build_spool(entry, tmp / "spool")
@@ -257,7 +257,7 @@ def run_ocpp(entry: dict[str, Any], tmp: Path) -> Outcome:
 
 def run_frame(entry: dict[str, Any], tmp: Path) -> Outcome:
     """The server's own path for one received frame: envelope check, then the answer."""
-    from zapanalytics.ingest.ocpp_server import (
+    from zapanalytics.ingest.ocpp.server import (
         CentralSystem,
         FrameError,
         ServerSettings,
@@ -342,7 +342,7 @@ def placed_copy(entry: dict[str, Any], target: Path) -> Path:
 
 
 def run_han(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.han import ingest_han
+    from zapanalytics.ingest.meters.han import ingest_han
 
     con = _store()
     counts = ingest_han(con, [placed_copy(entry, tmp / "han")], timezone="Europe/Oslo")
@@ -350,7 +350,7 @@ def run_han(entry: dict[str, Any], tmp: Path) -> Outcome:
 
 
 def run_submeter(entry: dict[str, Any], tmp: Path) -> Outcome:
-    from zapanalytics.ingest.submeter import ingest_submeter
+    from zapanalytics.ingest.meters.submeter import ingest_submeter
 
     con = _store()
     counts = ingest_submeter(con, [placed_copy(entry, tmp / "submeter")], timezone="Europe/Oslo")
@@ -372,15 +372,15 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Path], Outcome]] = {
 #: The module each source's reader lives in; inputs of a source whose reader is not built
 #: yet are skipped, saying so.
 READER_MODULES = {
-    "zaptec": "zapanalytics.ingest.zaptec_files",
-    "prices": "zapanalytics.ingest.prices",
-    "portal": "zapanalytics.ingest.portal_export",
-    "ocpp": "zapanalytics.ingest.ocpp_load",
-    "ocpp_frames": "zapanalytics.ingest.ocpp_server",
+    "zaptec": "zapanalytics.ingest.zaptec.files",
+    "prices": "zapanalytics.ingest.prices.spot",
+    "portal": "zapanalytics.ingest.portal.export",
+    "ocpp": "zapanalytics.ingest.ocpp.load",
+    "ocpp_frames": "zapanalytics.ingest.ocpp.server",
     "ocmf": "zapanalytics.audit.ocmf",
     "tariff": "zapanalytics.billing.rates",
-    "han": "zapanalytics.ingest.han",
-    "submeter": "zapanalytics.ingest.submeter",
+    "han": "zapanalytics.ingest.meters.han",
+    "submeter": "zapanalytics.ingest.meters.submeter",
 }
 
 
@@ -390,7 +390,7 @@ READER_MODULES = {
 @functools.cache
 def _template_store() -> Path:
     """A store file with the base installation and one good session, made once per process."""
-    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+    from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
     from zapanalytics.store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="zapanalytics-badinput-"))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import dump_sessions, write_dump
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.store import CONTRACT_TABLES, open_store
 
 

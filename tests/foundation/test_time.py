@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from tests.conftest import write_dump
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
-from zapanalytics.ingest.zaptec_records import RecordError, parse_timestamp, parse_zaptec_time
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp, parse_zaptec_time
 from zapanalytics.store import open_store
 from zapanalytics.timebins import interval_start_bin
 
@@ -77,7 +77,7 @@ def test_on_the_hour_delta_belongs_to_the_hour_before_and_dst_hours_stay_apart()
 
 
 def test_serial_prefixes_follow_the_manuals():
-    from zapanalytics.ingest.zaptec_records import model_for_device
+    from zapanalytics.ingest.zaptec.records import model_for_device
 
     # The manuals' example serials: ZCH123456 (ZAPTEC HOME), ZCS123456 (ZapCharger Pro).
     assert model_for_device("ZCH123456") == "Home"

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from firmware_ref.formats.han import aidon_list_payload, encode_hdlc_frame, kaifa_list_payload
-from zapanalytics.ingest.han import (
+from zapanalytics.ingest.meters.han import (
     HanError,
     MeterClock,
     decode_frame,
@@ -123,13 +123,13 @@ def test_list_3_of_each_vendor_becomes_a_reading(frame, meter_id, energy_kwh, re
 
 
 def read_frame(frame: bytes):
-    from zapanalytics.ingest.han import HanFrame
+    from zapanalytics.ingest.meters.han import HanFrame
 
     return HanFrame(frame, None, "test")
 
 
 def test_list_2_uses_the_receive_time_and_has_no_register():
-    from zapanalytics.ingest.han import HanFrame
+    from zapanalytics.ingest.meters.han import HanFrame
 
     received = dt.datetime(2025, 1, 15, 17, 0, 10, tzinfo=dt.UTC)
     row = reading_row(HanFrame(kaifa_frame(LOCAL, list_type=2), received, "t"), MeterClock("Europe/Oslo"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from zapanalytics.ingest.door import IngestRun, frame_for
-from zapanalytics.ingest.submeter import SubmeterError, ingest_submeter, parse_timestamp
+from zapanalytics.ingest.meters.submeter import SubmeterError, ingest_submeter, parse_timestamp
 from zapanalytics.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]

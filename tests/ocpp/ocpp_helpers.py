@@ -10,7 +10,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from zapanalytics.ingest.ocpp_server import CentralSystem, ServerSettings
+from zapanalytics.ingest.ocpp.server import CentralSystem, ServerSettings
 
 PASSWORDS = {"ZPR100001": "correct-horse-1", "ZPR100002": "battery-staple-2"}
 

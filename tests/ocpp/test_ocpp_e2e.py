@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from zapanalytics.ingest.ocpp_load import load_spool
-from zapanalytics.ingest.ocpp_sim import (
+from zapanalytics.ingest.ocpp.load import load_spool
+from zapanalytics.ingest.ocpp.sim import (
     ScriptedTransaction,
     SimulatorOptions,
     run_fleet,

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp_helpers import SpoolBuilder
 
-from zapanalytics.ingest.ocpp_fast import METER_COLUMNS, read_meter_values
-from zapanalytics.ingest.ocpp_load import load_spool
-from zapanalytics.ingest.ocpp_records import RecordError, meter_value_rows
+from zapanalytics.ingest.ocpp.fast import METER_COLUMNS, read_meter_values
+from zapanalytics.ingest.ocpp.load import load_spool
+from zapanalytics.ingest.ocpp.records import RecordError, meter_value_rows
 from zapanalytics.ingest.spool import encode_record
 from zapanalytics.store import open_store
 

@@ -11,7 +11,7 @@ import pytest
 from ocpp_helpers import SpoolBuilder
 
 from zapanalytics.ingest.door import IngestRun, frame_for
-from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
+from zapanalytics.ingest.ocpp.load import load_spool, spool_from_message_logs
 from zapanalytics.ingest.spool import segment_name
 from zapanalytics.store import open_store
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from zapanalytics.ingest.ocpp_records import (
+from zapanalytics.ingest.ocpp.records import (
     ERROR_STATE_ID_BASE,
     STATUS_STATE_ID_BASE,
     RecordError,

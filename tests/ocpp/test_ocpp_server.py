@@ -11,8 +11,8 @@ from ocpp_helpers import PASSWORDS, auth_header, exchange, raw_client, running
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from zapanalytics.ingest.ocpp_server import LoginThrottle, send_admin_command
-from zapanalytics.ingest.ocpp_sim import SimulatedChargePoint, SimulationResult
+from zapanalytics.ingest.ocpp.server import LoginThrottle, send_admin_command
+from zapanalytics.ingest.ocpp.sim import SimulatedChargePoint, SimulationResult
 from zapanalytics.ingest.spool import spool_records
 
 START = {"connectorId": 1, "idTag": "TAG-A", "meterStart": 1000, "timestamp": "2025-01-01T10:00:00Z"}

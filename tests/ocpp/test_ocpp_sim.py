@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from ocpp_helpers import PASSWORDS, running
 
-from zapanalytics.ingest.ocpp_load import load_spool
-from zapanalytics.ingest.ocpp_sim import (
+from zapanalytics.ingest.ocpp.load import load_spool
+from zapanalytics.ingest.ocpp.sim import (
     TRANSACTION_REF,
     ScriptedTransaction,
     SimulatorOptions,

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zapanalytics.cli import app
-from zapanalytics.ingest.prices import (
+from zapanalytics.ingest.prices.spot import (
     coverage_problems,
     delivery_day_utc,
     intervals_in_day,

@@ -12,7 +12,7 @@ from zapanalytics.store import open_store
 
 
 def test_portal_export_in_an_unknown_encoding_is_a_report_error(tmp_path):
-    from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
+    from zapanalytics.ingest.portal.export import PortalReportError, read_consumption_export
 
     path = tmp_path / "export.csv"
     path.write_bytes(b"Start,Energy (kWh)\n10.03.2025 16:00,1\x90\n")
@@ -21,7 +21,7 @@ def test_portal_export_in_an_unknown_encoding_is_a_report_error(tmp_path):
 
 
 def test_portal_export_with_a_bare_carriage_return(tmp_path):
-    from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
+    from zapanalytics.ingest.portal.export import PortalReportError, read_consumption_export
 
     path = tmp_path / "export.csv"
     path.write_bytes(b"Start,Energy (kWh)\n10.03.2025 16:00,1\r2\n")
@@ -33,7 +33,7 @@ def test_portal_export_with_a_bare_carriage_return(tmp_path):
 
 
 def test_submeter_csv_with_a_bare_carriage_return(tmp_path):
-    from zapanalytics.ingest.submeter import ingest_submeter
+    from zapanalytics.ingest.meters.submeter import ingest_submeter
 
     path = tmp_path / "meter1.csv"
     path.write_bytes(b"timestamp,energy_import_kwh\n2025-03-10T12:00:00+01:00,1\r2\n")

@@ -89,7 +89,7 @@ test_ocmf_structured, test_ocmf_structured_slow = fast_and_slow(ocmf_records() |
 
 
 def _check_zaptec_item(item) -> None:
-    from zapanalytics.ingest.zaptec_records import RecordError, session_rows
+    from zapanalytics.ingest.zaptec.records import RecordError, session_rows
 
     try:
         session, details = session_rows(item)
@@ -111,7 +111,7 @@ test_zaptec_session_rows, test_zaptec_session_rows_slow = fast_and_slow(zaptec_i
 
 
 def _check_zaptec_objects(item) -> None:
-    from zapanalytics.ingest.zaptec_records import (
+    from zapanalytics.ingest.zaptec.records import (
         RecordError,
         charger_row,
         installation_row,
@@ -134,7 +134,7 @@ test_zaptec_objects, test_zaptec_objects_slow = fast_and_slow(
 
 
 def _check_timestamp(text) -> None:
-    from zapanalytics.ingest.zaptec_records import RecordError, parse_timestamp
+    from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp
 
     for naive_is_utc in (True, False):
         try:
@@ -150,7 +150,7 @@ test_zaptec_timestamps, test_zaptec_timestamps_slow = fast_and_slow(iso_texts() 
 def _check_zaptec_page(data) -> None:
     """A whole page through the door: never raises, and the door's counts add up."""
     from zapanalytics.ingest.door import IngestRun
-    from zapanalytics.ingest.zaptec_files import admit_chargehistory_page
+    from zapanalytics.ingest.zaptec.files import admit_chargehistory_page
     from zapanalytics.store import open_store
 
     con = open_store(":memory:")
@@ -229,7 +229,7 @@ _CENTRAL = {}
 
 
 def _central(tmp_dir):
-    from zapanalytics.ingest.ocpp_server import CentralSystem, ServerSettings
+    from zapanalytics.ingest.ocpp.server import CentralSystem, ServerSettings
 
     if "system" not in _CENTRAL:
         _CENTRAL["system"] = CentralSystem(ServerSettings(spool_dir=tmp_dir))
@@ -241,7 +241,7 @@ def _check_frame(text) -> None:
     import tempfile
     from pathlib import Path
 
-    from zapanalytics.ingest.ocpp_server import FrameError, parse_frame
+    from zapanalytics.ingest.ocpp.server import FrameError, parse_frame
 
     try:
         frame = parse_frame(text)
@@ -259,7 +259,7 @@ test_ocpp_frames, test_ocpp_frames_slow = fast_and_slow(ocpp_frames() | st.text(
 
 def _check_ocpp_payload(action, payload) -> None:
     """The loader's payload readers raise their RecordError only."""
-    from zapanalytics.ingest.ocpp_records import (
+    from zapanalytics.ingest.ocpp.records import (
         RecordError,
         meter_value_rows,
         parse_utc,
@@ -296,7 +296,7 @@ def _check_spool(lines) -> None:
     import tempfile
     from pathlib import Path
 
-    from zapanalytics.ingest.ocpp_load import load_spool
+    from zapanalytics.ingest.ocpp.load import load_spool
     from zapanalytics.ingest.spool import META_NAME, SPOOL_FORMAT, SPOOL_VERSION, segment_name
     from zapanalytics.store import open_store
 
@@ -357,7 +357,7 @@ def _han_frame() -> st.SearchStrategy[bytes]:
 
 
 def _check_han_frame(data) -> None:
-    from zapanalytics.ingest.han import HanError, decode_frame
+    from zapanalytics.ingest.meters.han import HanError, decode_frame
 
     try:
         fields, _payload = decode_frame(data)
@@ -374,7 +374,7 @@ def _check_han_dump(lines) -> None:
     import tempfile
     from pathlib import Path
 
-    from zapanalytics.ingest.han import ingest_han
+    from zapanalytics.ingest.meters.han import ingest_han
     from zapanalytics.store import open_store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -412,7 +412,7 @@ _price_row = st.fixed_dictionaries(
 
 
 def _check_hvakosterstrommen(data) -> None:
-    from zapanalytics.ingest.prices import PriceFileError, parse_hvakosterstrommen
+    from zapanalytics.ingest.prices.spot import PriceFileError, parse_hvakosterstrommen
 
     try:
         parsed = parse_hvakosterstrommen(data, "NO1")
@@ -453,7 +453,7 @@ def entsoe_documents(draw) -> str:
 
 
 def _check_entsoe(data) -> None:
-    from zapanalytics.ingest.prices import PriceFileError, parse_entsoe
+    from zapanalytics.ingest.prices.spot import PriceFileError, parse_entsoe
 
     try:
         parsed = parse_entsoe(data, area="NO1")
@@ -488,7 +488,7 @@ def csv_documents(draw) -> bytes:
 
 
 def _check_portal(tmp_path_factory_dir, data) -> None:
-    from zapanalytics.ingest.portal_export import PortalReportError, read_consumption_export
+    from zapanalytics.ingest.portal.export import PortalReportError, read_consumption_export
 
     path = tmp_path_factory_dir / "export.csv"
     path.write_bytes(data)
@@ -515,7 +515,7 @@ def _check_submeter(data) -> None:
     import tempfile
     from pathlib import Path
 
-    from zapanalytics.ingest.submeter import ingest_submeter
+    from zapanalytics.ingest.meters.submeter import ingest_submeter
     from zapanalytics.store import open_store
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -74,7 +74,7 @@ class Holder:
 @pytest.fixture(scope="module")
 def filled_store(tmp_path_factory) -> tuple[Path, Path]:
     """A store with sessions in it, and the dump it came from."""
-    from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+    from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 
     work = tmp_path_factory.mktemp("concurrency")
     dump = write_dump(work / "dump", n_sessions=40, page_size=20)
@@ -175,7 +175,7 @@ async def _charge_point(port: int, frames: int, acknowledged: list[int], pause_s
 
 
 def test_a_notebook_reads_while_the_collector_keeps_spooling(tmp_path):
-    from zapanalytics.ingest.ocpp_load import load_spool
+    from zapanalytics.ingest.ocpp.load import load_spool
     from zapanalytics.ingest.spool import spool_records
 
     spool = tmp_path / "spool"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.store import CONTRACT_TABLES, open_store
 
 from .dumps import GeneratedDump, write_dump

@@ -121,11 +121,11 @@ ALLOWED_DYNAMIC_SQL = {
         "table checked against CONTRACT_TABLES, columns from the catalogue, joins and instants fixed per table",
     ("zapanalytics/export.py", "export_table"):
         "query from _partitioned_query; table checked against CONTRACT_TABLES; the output path is a parameter",
-    ("zapanalytics/ingest/zaptec_states.py", "_derive_numeric"):
+    ("zapanalytics/ingest/zaptec/states.py", "_derive_numeric"):
         "where fragments from _filters: fixed text with ? placeholders",
-    ("zapanalytics/ingest/zaptec_states.py", "_derive_signed"):
+    ("zapanalytics/ingest/zaptec/states.py", "_derive_signed"):
         "a state-id constant and _filters' fixed text with ? placeholders",
-    ("zapanalytics/ingest/zaptec_states.py", "_observations_sql"):
+    ("zapanalytics/ingest/zaptec/states.py", "_observations_sql"):
         "state ids from the NUMERIC_STATES constant; where fragments from _filters",
     ("zapanalytics/store/queries.py", "table"):
         "name checked against CONTRACT_TABLES",

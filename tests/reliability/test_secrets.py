@@ -118,8 +118,8 @@ def _cli(cases: list[dict], cwd: Path) -> list[dict]:
 
 
 def test_no_output_of_a_full_sync_holds_a_secret(fake, tmp_path, caplog):
-    from zapanalytics.ingest.zaptec_api import ZaptecAuthError, ZaptecClient
-    from zapanalytics.ingest.zaptec_sync import sync_zaptec
+    from zapanalytics.ingest.zaptec.api import ZaptecAuthError, ZaptecClient
+    from zapanalytics.ingest.zaptec.sync import sync_zaptec
     from zapanalytics.pipeline import run_demo
 
     caplog.set_level(logging.DEBUG)

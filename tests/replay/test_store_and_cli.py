@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from firmware_ref.formats.zaptec_api import write_zaptec_api
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.replay import check_conformance, load_recording
 from zapanalytics.store import open_store
 

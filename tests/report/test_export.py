@@ -11,7 +11,7 @@ from openpyxl import load_workbook
 
 from tests.conftest import dump_sessions, write_dump
 from zapanalytics.export import ExportError, export_table
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
 from zapanalytics.store import open_store
 
 HOSTILE = "=HYPERLINK(\"http://example.invalid\",\"x\")"

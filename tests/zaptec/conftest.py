@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from zapanalytics.ingest.zaptec_api import RetryPolicy, ZaptecClient
+from zapanalytics.ingest.zaptec.api import RetryPolicy, ZaptecClient
 from zapanalytics.store import open_store
 from zapanalytics.testing.zaptec_fake import FakeData, ZaptecFake
 from zapanalytics.testing.zaptec_synthetic import synthetic_account

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from zapanalytics.ingest.zaptec_api import (
+from zapanalytics.ingest.zaptec.api import (
     Credentials,
     RetryPolicy,
     SlidingWindowLimiter,

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zapanalytics.cli import app
-from zapanalytics.ingest.zaptec_api import RetryPolicy, ZaptecClient
+from zapanalytics.ingest.zaptec.api import RetryPolicy, ZaptecClient
 from zapanalytics.store import read_only_store
 from zapanalytics.testing import store_snapshot
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zapanalytics.ingest.door import frame_for
-from zapanalytics.ingest.zaptec_admit import history_rows
-from zapanalytics.ingest.zaptec_records import RecordError, session_rows
+from zapanalytics.ingest.zaptec.admit import history_rows
+from zapanalytics.ingest.zaptec.records import RecordError, session_rows
 
 from .conftest import make_account
 

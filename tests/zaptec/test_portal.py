@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zapanalytics.cli import app
-from zapanalytics.ingest import portal_export as portal
-from zapanalytics.ingest.zaptec_sync import sync_zaptec
+from zapanalytics.ingest.portal import export as portal
+from zapanalytics.ingest.zaptec.sync import sync_zaptec
 
 from .conftest import NOW
 

@@ -9,11 +9,11 @@ import math
 
 import pytest
 
-from zapanalytics.ingest import zaptec_sync
-from zapanalytics.ingest.zaptec_api import ZaptecApiError
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
-from zapanalytics.ingest.zaptec_records import parse_zaptec_time
-from zapanalytics.ingest.zaptec_sync import (
+from zapanalytics.ingest.zaptec import sync as zaptec_sync
+from zapanalytics.ingest.zaptec.api import ZaptecApiError
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.records import parse_zaptec_time
+from zapanalytics.ingest.zaptec.sync import (
     DEFAULT_OVERLAP,
     HISTORY_START_UTC,
     SyncState,
@@ -312,7 +312,7 @@ def test_late_sessions_found_when_from_filters_on_end_time(start_fake, make_clie
 
 
 def test_sync_respects_the_rate_limit_end_to_end(start_fake, account, store_factory):
-    from zapanalytics.ingest.zaptec_api import ZaptecClient
+    from zapanalytics.ingest.zaptec.api import ZaptecClient
 
     from .conftest import PASSWORD, USERNAME
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from zapanalytics.audit.ocmf import parse
 from zapanalytics.ingest.door import IngestRun
-from zapanalytics.ingest.zaptec_files import ingest_zaptec_dump
-from zapanalytics.ingest.zaptec_states import (
+from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.states import (
     OCMF_SOURCE,
     STATE_SOURCE,
     derive_meter_values,
@@ -280,7 +280,7 @@ def test_the_column_wise_reader_agrees_with_parse_on_every_record(tm, rv, serial
 
 
 def test_the_canonical_form_is_read_without_parsing_each_record(monkeypatch):
-    import zapanalytics.ingest.zaptec_states as module
+    import zapanalytics.ingest.zaptec.states as module
 
     calls = []
     monkeypatch.setattr(module, "signed_reading", lambda text: calls.append(text) or "x")

@@ -31,6 +31,8 @@ from zapanalytics.cli import bill as _bill  # noqa: E402,F401
 from zapanalytics.cli import demo as _demo  # noqa: E402,F401
 from zapanalytics.cli import export as _export  # noqa: E402,F401
 from zapanalytics.cli import ingest as _ingest  # noqa: E402,F401
+from zapanalytics.cli import ingest_portal as _ingest_portal  # noqa: E402,F401
+from zapanalytics.cli import ingest_prices as _ingest_prices  # noqa: E402,F401
 from zapanalytics.cli import meters as _meters  # noqa: E402,F401
 from zapanalytics.cli import ocpp as _ocpp  # noqa: E402,F401
 from zapanalytics.cli import replay as _replay  # noqa: E402,F401

@@ -54,7 +54,7 @@ def ingest_han_command(
 
     Example: zapanalytics ingest han data/sample/han --db out/zap.duckdb
     """
-    from zapanalytics.ingest.han import ingest_han
+    from zapanalytics.ingest.meters.han import ingest_han
     from zapanalytics.store import open_store
 
     _existing(paths)
@@ -81,7 +81,7 @@ def ingest_submeter_command(
 
     Example: zapanalytics ingest submeter data/sample/submeter --db out/zap.duckdb
     """
-    from zapanalytics.ingest.submeter import ingest_submeter
+    from zapanalytics.ingest.meters.submeter import ingest_submeter
     from zapanalytics.store import open_store
 
     _existing(paths)

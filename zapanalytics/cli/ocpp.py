@@ -54,7 +54,7 @@ def serve(
 
     Example: zapanalytics ocpp serve --port 9000 --spool spool/ --credentials cps.json
     """
-    from zapanalytics.ingest.ocpp_server import (
+    from zapanalytics.ingest.ocpp.server import (
         ServerSettings,
         load_credentials,
         load_id_tags,
@@ -121,7 +121,7 @@ def send(
     """
     import asyncio
 
-    from zapanalytics.ingest.ocpp_server import ADMIN_ACTIONS, send_admin_command
+    from zapanalytics.ingest.ocpp.server import ADMIN_ACTIONS, send_admin_command
 
     if action not in ADMIN_ACTIONS:
         raise UserError(f"ACTION must be one of {', '.join(ADMIN_ACTIONS)}")
@@ -166,7 +166,7 @@ def ingest_ocpp(
     """
     import tempfile
 
-    from zapanalytics.ingest.ocpp_load import load_spool, spool_from_message_logs
+    from zapanalytics.ingest.ocpp.load import load_spool, spool_from_message_logs
     from zapanalytics.ingest.spool import SpoolError
     from zapanalytics.store import open_store
 

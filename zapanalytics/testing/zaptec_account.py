@@ -2,7 +2,7 @@
 
 :class:`FakeData` reads and writes the dump layout (``zaptec/constants.json``,
 ``installation_<id>.json``, ``chargers.json``, ``chargehistory/page_NNNN.json``,
-``observations.jsonl``) that :mod:`zapanalytics.ingest.zaptec_files` ingests and
+``observations.jsonl``) that :mod:`zapanalytics.ingest.zaptec.files` ingests and
 :class:`zapanalytics.testing.zaptec_fake.ZaptecFake` serves.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from zapanalytics.ingest.zaptec_records import RecordError, parse_zaptec_time
+from zapanalytics.ingest.zaptec.records import RecordError, parse_zaptec_time
 
 MAX_PAGE_SIZE = 100
 

@@ -1,6 +1,6 @@
 """A local fake of the Zaptec cloud API, served over real HTTP on 127.0.0.1.
 
-It serves a Zaptec API dump (the layout :mod:`zapanalytics.ingest.zaptec_files` reads) and
+It serves a Zaptec API dump (the layout :mod:`zapanalytics.ingest.zaptec.files` reads) and
 behaves like the cloud where a client can get it wrong:
 
 * ``POST /oauth/token`` password grant; wrong credentials give 400 ``invalid_grant``.
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from zapanalytics.ingest.zaptec_records import RecordError, parse_zaptec_time
+from zapanalytics.ingest.zaptec.records import RecordError, parse_zaptec_time
 from zapanalytics.testing.zaptec_account import DEFAULT_CONSTANTS, FakeData
 
 __all__ = [

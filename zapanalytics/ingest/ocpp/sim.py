@@ -34,7 +34,7 @@ from ocpp.v16 import call, call_result
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from zapanalytics.ingest.ocpp_server import CHARGE_POINT_ACTIONS, OCPP_SUBPROTOCOL
+from zapanalytics.ingest.ocpp.server import CHARGE_POINT_ACTIONS, OCPP_SUBPROTOCOL
 
 #: Payload dataclasses of the charge-point actions, by action name.
 _CALLS = {name: getattr(call, name) for name in CHARGE_POINT_ACTIONS}

@@ -3,14 +3,14 @@
 The server speaks OCPP 1.6J over ``websockets`` (subprotocol ``ocpp1.6``, path
 ``/ocpp/{charge_point_id}``) and keeps no database: each frame a charge point sends is
 appended to the :mod:`~zapanalytics.ingest.spool` together with the answer, fsync'd (group
-commit), and only then answered. :mod:`~zapanalytics.ingest.ocpp_load` turns the spool into
+commit), and only then answered. :mod:`~zapanalytics.ingest.ocpp.load` turns the spool into
 store rows later. What a charge point was told is therefore always on disk.
 
 Handled charge-point actions: BootNotification, Heartbeat, StatusNotification, Authorize
 (against an optional local allow-list of id tags), StartTransaction, StopTransaction,
 MeterValues, plus DataTransfer, DiagnosticsStatusNotification and FirmwareStatusNotification
 so that every 1.6 charge-point action gets a valid answer. Frames and payloads that fail
-get the CALLERROR :mod:`~zapanalytics.ingest.ocpp_frames` names; an action 1.6 does not
+get the CALLERROR :mod:`~zapanalytics.ingest.ocpp.frames` names; an action 1.6 does not
 define gets ``NotImplemented`` ("not known by receiver"), a 1.6 action a central system
 does not accept gets ``NotSupported``. The connection stays up in every case. The server
 routes frames itself and keeps the ``ocpp`` package's ``ChargePoint`` for calls *to* the
@@ -55,7 +55,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 
-from zapanalytics.ingest.ocpp_auth import (
+from zapanalytics.ingest.ocpp.auth import (
     CHARGE_POINT_ID_PATTERN,
     LoginThrottle,
     basic_credentials,
@@ -63,7 +63,7 @@ from zapanalytics.ingest.ocpp_auth import (
     load_credentials,
     load_id_tags,
 )
-from zapanalytics.ingest.ocpp_frames import (
+from zapanalytics.ingest.ocpp.frames import (
     FrameError,
     OcppCallErrorCode,
     PayloadValidator,

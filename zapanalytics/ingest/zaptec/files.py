@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec_admit import admit_state_rows, history_rows
-from zapanalytics.ingest.zaptec_records import (
+from zapanalytics.ingest.zaptec.admit import admit_state_rows, history_rows
+from zapanalytics.ingest.zaptec.records import (
     RecordError,
     charger_row,
     installation_row,
@@ -28,7 +28,7 @@ from zapanalytics.ingest.zaptec_records import (
     state_names_from_constants,
     state_row,
 )
-from zapanalytics.ingest.zaptec_states import derive_meter_values
+from zapanalytics.ingest.zaptec.states import derive_meter_values
 
 SOURCE = "zaptec_files"
 #: Charge-history pages validated and stored per transaction (100 sessions a page).

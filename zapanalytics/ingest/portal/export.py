@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from zapanalytics.ingest.zaptec_api import ZaptecClient
-from zapanalytics.ingest.zaptec_records import RecordError, parse_timestamp
+from zapanalytics.ingest.zaptec.api import ZaptecClient
+from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp
 
 #: ``groupBy`` of the installation report.
 GROUP_BY = {"user": 0, "charger": 1, "card": 2}

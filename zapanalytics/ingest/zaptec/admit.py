@@ -1,7 +1,7 @@
 """Charge-history pages and charger states from the Zaptec API → store rows, through the door.
 
 :func:`history_rows` maps a batch of charge-history items exactly as
-:func:`~zapanalytics.ingest.zaptec_records.session_rows` does item by item, but parses the
+:func:`~zapanalytics.ingest.zaptec.records.session_rows` does item by item, but parses the
 EnergyDetails of well-formed items column-wise: a year of a 100-charger installation holds
 about a million of them, and row-by-row parsing would make the sync slower than Zaptec's
 rate limit. Items in any other shape take the row-by-row path, which decides and explains.
@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec_api import RawPage
-from zapanalytics.ingest.zaptec_records import (
+from zapanalytics.ingest.zaptec.api import RawPage
+from zapanalytics.ingest.zaptec.records import (
     RecordError,
     details_mismatch,
     session_rows,

@@ -8,7 +8,7 @@ Every spool line is one source record for :class:`~zapanalytics.ingest.door.Inge
   ``(meterStop - meterStart) / 1000`` kWh (both integer Wh in 1.6). The sampled values in
   a stop's ``transactionData`` go to ``meter_values``.
 * StatusNotification -> ``charger_states`` (state-id convention in
-  :mod:`~zapanalytics.ingest.ocpp_records`).
+  :mod:`~zapanalytics.ingest.ocpp.records`).
 * BootNotification, or the first message of an unknown charge point -> ``chargers``.
 * A CALL the server answered with a CALLERROR (malformed, unknown, schema-violating) is
   quarantined with that error as the reason; Heartbeat, Authorize and the central system's
@@ -53,7 +53,7 @@ from zapanalytics.ingest.door import (
     _failed_rows,
     frame_for,
 )
-from zapanalytics.ingest.ocpp_checks import (
+from zapanalytics.ingest.ocpp.checks import (
     SOURCE,
     StoredMeterContext,
     chargers_with_register_violations,
@@ -64,14 +64,14 @@ from zapanalytics.ingest.ocpp_checks import (
     register_rejections,
     same_value,
 )
-from zapanalytics.ingest.ocpp_fast import METER_COLUMNS, read_meter_values
-from zapanalytics.ingest.ocpp_parse import (
+from zapanalytics.ingest.ocpp.fast import METER_COLUMNS, read_meter_values
+from zapanalytics.ingest.ocpp.parse import (
     ChargerDirectory,
     ParsedRecord,
     PartialRow,
     parse_spool_record,
 )
-from zapanalytics.ingest.ocpp_records import (
+from zapanalytics.ingest.ocpp.records import (
     RecordError,
     parse_utc,
 )
@@ -568,7 +568,7 @@ def load_spool(
     batch_bytes : int
         Spool bytes per batch (one ``admit`` per phase of a batch) [bytes].
     fast_path : bool, default True
-        Read plain MeterValues lines column-wise (:mod:`~zapanalytics.ingest.ocpp_fast`);
+        Read plain MeterValues lines column-wise (:mod:`~zapanalytics.ingest.ocpp.fast`);
         False reads every line one by one (same result, slower; kept for comparison).
     on_batch : callable, optional
         Called with the running report after each batch (progress display).

@@ -36,7 +36,7 @@ import duckdb
 import httpx
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec_records import RecordError, parse_timestamp
+from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp
 
 SOURCE_HVAKOSTERSTROMMEN = "hvakosterstrommen"
 SOURCE_ENTSOE = "entsoe"

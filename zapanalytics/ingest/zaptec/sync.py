@@ -43,15 +43,15 @@ from typing import Any
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, RunCounts
-from zapanalytics.ingest.zaptec_admit import admit_history_pages, admit_states
-from zapanalytics.ingest.zaptec_api import MAX_PAGE_SIZE, RawPage, ZaptecClient, ZaptecNotFound
-from zapanalytics.ingest.zaptec_files import admit_chargers, admit_installations
-from zapanalytics.ingest.zaptec_records import (
+from zapanalytics.ingest.zaptec.admit import admit_history_pages, admit_states
+from zapanalytics.ingest.zaptec.api import MAX_PAGE_SIZE, RawPage, ZaptecClient, ZaptecNotFound
+from zapanalytics.ingest.zaptec.files import admit_chargers, admit_installations
+from zapanalytics.ingest.zaptec.records import (
     RecordError,
     parse_zaptec_time,
     state_names_from_constants,
 )
-from zapanalytics.ingest.zaptec_states import derive_meter_values
+from zapanalytics.ingest.zaptec.states import derive_meter_values
 
 log = logging.getLogger(__name__)
 

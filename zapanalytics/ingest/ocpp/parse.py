@@ -17,8 +17,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from zapanalytics.ingest.ocpp_checks import SOURCE
-from zapanalytics.ingest.ocpp_records import (
+from zapanalytics.ingest.ocpp.checks import SOURCE
+from zapanalytics.ingest.ocpp.records import (
     RecordError,
     charger_model,
     meter_value_rows,

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
-from zapanalytics.ingest.reference_rows import admit_reference_rows, local_instants
+from zapanalytics.ingest.meters.reference_rows import admit_reference_rows, local_instants
 
 SOURCE = "han"
 DEFAULT_TIMEZONE = "Europe/Oslo"

@@ -1,6 +1,6 @@
 """Pure readers of OCPP 1.6J payloads: sampled values, transactions and status notifications.
 
-Nothing here touches the store; :mod:`~zapanalytics.ingest.ocpp_load` decides which charger
+Nothing here touches the store; :mod:`~zapanalytics.ingest.ocpp.load` decides which charger
 a row belongs to and how it meets rows already stored.
 
 State-id convention for ``charger_states`` rows derived from StatusNotification (Zaptec's

@@ -18,7 +18,7 @@ open clients learned the hard way:
   reprs. httpx logs only the method and URL, and no URL carries a secret.
 
 Zaptec's JSON is PascalCase and its datetimes are naive UTC; this module returns the JSON as
-received. :mod:`zapanalytics.ingest.zaptec_records` maps it to store rows.
+received. :mod:`zapanalytics.ingest.zaptec.records` maps it to store rows.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
-from zapanalytics.ingest.reference_rows import admit_reference_rows, local_instants
+from zapanalytics.ingest.meters.reference_rows import admit_reference_rows, local_instants
 
 SOURCE = "submeter"
 ENERGY_COLUMNS = ("energy_import_kwh", "energy_kwh", "cumulative_kwh", "kwh")

@@ -25,7 +25,7 @@ from zapanalytics.ingest.door import (
     _failed_rows,
     frame_for,
 )
-from zapanalytics.ingest.ocpp_checks import (
+from zapanalytics.ingest.ocpp.checks import (
     contradiction_reason,
     merge_row,
     plausible_register,

@@ -2,7 +2,7 @@
 
 MeterValues are nearly all of a spool. Reading them one JSON object at a time costs about
 90 µs per line in Python; this module reads a whole batch with polars instead and yields
-exactly the rows :func:`zapanalytics.ingest.ocpp_records.meter_value_rows` would (the
+exactly the rows :func:`zapanalytics.ingest.ocpp.records.meter_value_rows` would (the
 tests load spools both ways and compare the stores).
 
 Only *plain* lines take this path: a compact ``[2,"id","MeterValues",{...}]`` frame that the

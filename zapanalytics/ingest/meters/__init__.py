@@ -1,0 +1,1 @@
+"""Reference meters: AMS/HAN frames and MID sub-meter readings."""

@@ -1,0 +1,1 @@
+"""The Zaptec portal's exports: installation report and consumption export."""

@@ -1,0 +1,1 @@
+"""Day-ahead spot prices (hvakosterstrommen.no, ENTSO-E)."""

@@ -1,0 +1,1 @@
+"""Zaptec cloud API: client, sync, dump files, charge-history and state records."""
