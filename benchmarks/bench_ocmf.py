@@ -2,11 +2,12 @@
 
 Timed side by side (alternating, medians of ``--repeats``) over the same records and key:
 
-* ours: ``zapanalytics.audit.ocmf.verify_many`` (key loaded once, a two-thread pool:
-  verification releases the GIL);
+* ours: ``zapanalytics.audit.ocmf.verify_many`` (key loaded once, a pool of ``THREADS``
+  threads: verification releases the GIL);
 * the comparator: ``pyocmf`` from PyPI (``OCMF.from_string(r).verify_signature(key)``) when
   it is installed (``make bench`` installs it), else the plain reference loop (split on
-  ``|``, load the key again and verify, record by record).
+  ``|``, load the key again and verify), in a thread pool of the same size and the same
+  chunking as ours: the comparison is of the verifiers, not of the thread counts.
 
 One record in a hundred has its end register changed after signing: both verifiers must
 reject exactly those (the agree column). ``parse`` alone (no cryptography) is timed once
@@ -24,6 +25,7 @@ import sys
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
@@ -35,6 +37,18 @@ from zapanalytics.audit.ocmf import parse, verify_many
 
 SA = "ECDSA-secp384r1-SHA256"
 TAMPER_EVERY = 100
+#: Threads for ours and for the comparator alike.
+THREADS = 2
+
+
+def in_thread_pool(check, records: list[str], key_b64: str, workers: int = THREADS) -> list[bool]:
+    """``check(record, key)`` over ``records`` in a pool of ``workers`` threads, chunked as
+    :func:`~zapanalytics.audit.ocmf.verify_many` chunks (four chunks per thread), in order."""
+    size = -(-len(records) // (workers * 4))
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(lambda chunk: [check(r, key_b64) for r in chunk], chunks)
+        return [ok for part in parts for ok in part]
 
 
 def _tm(ts: datetime) -> str:
@@ -131,13 +145,13 @@ def main(argv: list[str] | None = None) -> int:
           f"on {os.cpu_count()} CPU(s); {expected.count(False)} tampered")  # fmt: skip
 
     peer = pyocmf_verifier()
-    peer_name = "pyocmf from_string + verify_signature"
+    peer_name = f"pyocmf from_string + verify_signature ({THREADS} threads)"
     if peer is None:
-        peer, peer_name = naive_verify, "plain loop, key reloaded per record (pyocmf not installed)"
+        peer, peer_name = naive_verify, f"plain loop, key reloaded per record, {THREADS} threads (pyocmf not installed)"
     timings = alternate(
         {
-            "ours": lambda: [v.ok for v in verify_many(records, key_b64, workers=2)],
-            "peer": lambda: [peer(r, key_b64) for r in records],
+            "ours": lambda: [v.ok for v in verify_many(records, key_b64, workers=THREADS)],
+            "peer": lambda: in_thread_pool(peer, records, key_b64),
         },
         repeats=args.repeats,
     )
@@ -146,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parse_s = time.perf_counter() - began
     ours, theirs = timings["ours"], timings["peer"]
     agree = ours.value == expected and theirs.value == expected
-    for label, timing in (("zapanalytics verify_many (2 threads)", ours), (peer_name, theirs)):
+    for label, timing in ((f"zapanalytics verify_many ({THREADS} threads)", ours), (peer_name, theirs)):
         print(f"{label:<60} {count / timing.median_s:>8,.0f} records/s (median "
               f"{timing.median_s:.2f} s of {[round(r, 2) for r in timing.runs_s]}), "
               f"{sum(timing.value)} valid")  # fmt: skip
@@ -154,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = theirs.median_s / ours.median_s
     row = Result(
         workload=f"B4 OCMF verification, {count:,} secp384r1 records",
-        ours="verify_many (2 threads)",
+        ours=f"verify_many ({THREADS} threads)",
         ours_value=count / ours.median_s,
         comparator=peer_name,
         comparator_value=count / theirs.median_s,
@@ -165,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         notes=(
             f"{expected.count(False)} tampered records rejected by both: {agree}; parse alone "
             f"{count / parse_s:,.0f} records/s: the cost is the ECDSA P-384 verification "
-            f"itself (OpenSSL in both), ours spreads it over two threads ({ratio:.1f}×)"
+            f"itself (OpenSSL in both); both run in the same {THREADS}-thread pool, so the "
+            f"ratio ({ratio:.1f}×) is what ours saves around the verification (key loaded once, "
+            f"one parse) and how much of its work releases the GIL"
         ),
     )
     emit([row], args.result)

@@ -69,7 +69,9 @@ def markdown(rows: list[dict], date: str, run: dict | None = None) -> str:
     lines = [
         machine + ".",
         "Ratio: how many times ours is ahead of the comparator (> 1: ahead). Memory target:",
-        "every workload under 2 GB peak RSS (ours; comparators' in the notes).",
+        "every workload under 2 GB peak RSS (ours; comparators' in the notes). Each comparator,",
+        "and why it is fair, is described in the README's Benchmarks section; B1's peers do the",
+        "same checks, quarantine and upsert as ours (`benchmarks/peers_*.py`) and must store the same rows.",
         "",
         "| workload | ours | comparator | ratio | peak RSS | agree | target |",
         "|---|---|---|---|---|---|---|",
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="run only these bench_* names")
     parser.add_argument("--quick", action="store_true", help="small scales (smoke run)")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per benchmark script")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per benchmark script")
     parser.add_argument("--repeats", type=int, default=None, help="passed to every script")
     args = parser.parse_args(argv)
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))

@@ -102,6 +102,7 @@ from firmware_ref.allocation import (  # noqa: F401 - re-exported: the allocator
 from firmware_ref.grid import (
     spread_phase_rotations,
 )
+from firmware_ref.products import RATED_CURRENT_A
 from firmware_ref.waterfill import WorkingRequest, constraint_network, set_paths, solve
 
 # --------------------------------------------------------------------------------------------
@@ -114,8 +115,11 @@ def _arrival_key(r: WorkingRequest) -> tuple[float, str]:
 
 
 def _cap_of(demand: ChargerDemand) -> tuple[float, str]:
-    if demand.charger_max_current_a <= demand.car_max_current_a:
-        return float(demand.charger_max_current_a), "charger_max"
+    # A charger set above its rating still offers no more than the rating (the manuals:
+    # 32 A per phase for every product), whatever its demand says.
+    charger_cap = min(float(demand.charger_max_current_a), RATED_CURRENT_A)
+    if charger_cap <= demand.car_max_current_a:
+        return charger_cap, "charger_max"
     return float(demand.car_max_current_a), "car_max"
 
 

@@ -9,17 +9,43 @@ of those rows.
 Reading the tables
 ------------------
 The manuals lay the table out as a grid: colour rows (BLUE, RED, YELLOW, GREEN)
-against a "Continuous" and a "Flashing" column, with PURPLE (both manuals) and WHITE
-(Home) printed beside the grid. The placement of each cell was reconstructed from
-the manuals' text and cross-checked against their step-by-step sections ("flash
-yellow ... waiting for authentication", "flash green when the authentication has
-been approved", "flash blue when charging has started", "Home: check that the light
-is white", "Pro: check that the light is green") and their Troubleshooting sections
-("continuous red light" = error, "red flashing" = authentication failed). The two
-multi-line cells "Connected to (a) vehicle and ready to charge" and "System (is)
-booting up / Waiting for ..." share the YELLOW row, continuous and flashing. Where
-the manuals place a colour outside the two columns (WHITE, PURPLE) the pattern is
-:attr:`Pattern.NOT_STATED` rather than a guess.
+against a "Flashing" and a "Continuous" column, with PURPLE (both manuals) and WHITE
+(Home) printed beside the grid. The text of the manuals comes from the printed layout,
+so the grid's cells arrive in reading order, not cell by cell. Each cell was placed as
+follows:
+
+* Cells fixed by the step-by-step sections: flashing yellow "waiting for
+  authentication", flashing green "authentication has been approved", flashing blue
+  "charging has started"; continuous green is the Pro's idle light ("check that the
+  status indicator (Z) light is green"), white the Home's ("... is white").
+* Cells fixed by the Troubleshooting sections: "an error is indicated by a continuous
+  red light"; "Red flashing light: Authentication failed" (Pro); "Flashing twice =
+  Authentication failed" (Home).
+* Each manual pairs two cells on one line of text: Pro "Autentisering OK | Klar"
+  (German "Authentifizierung OK | Bereit") is the GREEN row, flashing | continuous.
+  The next line, "Lading ferdig" / "Ladevorgang beendet" / "Charging complete", is a
+  single continuous cell read in the same pass, the row after GREEN: YELLOW.
+* The two cells printed on several lines, "Connected to (a) vehicle and ready to
+  charge" and "System (is) booting up / Waiting for ... / Vehicle added to queue",
+  come last, apart from their rows. The second is the flashing YELLOW cell (step
+  text). For the first, the only continuous cell left is BLUE, and the Troubleshooting
+  sections agree: "If the charging does not start ... Green/blue light" (Pro) and
+  "White/blue light" (Home) -- the idle light, or blue when the car is connected and
+  ready to charge but draws nothing -- list the checks for a plugged-in car that does
+  not start.
+
+Ambiguities, stated rather than hidden:
+
+* No manual prints "connected, ready to charge" or "charging complete" next to its
+  colour in running text; their rows rest on the reading order above and the
+  Troubleshooting paragraphs. An earlier reading put "connected" on continuous yellow
+  and "complete" on continuous blue; that leaves the troubleshooting "green/blue
+  light" for a car that does not start without a meaning, so it was dropped.
+* The Home manual's "Authentication OK (every 30 seconds indicates that the charging
+  station is offline)" is one cell: the flashing green of authentication, and the same
+  green blinking every 30 seconds when offline.
+* Where the manuals place a colour outside the two columns (WHITE, PURPLE) the pattern
+  is :attr:`Pattern.NOT_STATED` rather than a guess.
 
 States the manuals do not cover
 -------------------------------
@@ -100,11 +126,11 @@ HOME_INDICATOR_TABLE: tuple[IndicatorRow, ...] = (
     IndicatorRow(Colour.WHITE, Pattern.NOT_STATED, "Clear", _TABLE),
     IndicatorRow(Colour.GREEN, Pattern.FLASHING, "Authentication OK", _TABLE),
     IndicatorRow(Colour.GREEN, Pattern.FLASH_EVERY_30_S, _HOME_OFFLINE, _TABLE),
-    IndicatorRow(Colour.BLUE, Pattern.CONTINUOUS, "Charging complete", _TABLE),
-    IndicatorRow(Colour.BLUE, Pattern.FLASHING, "Charging", _TABLE),
     IndicatorRow(
-        Colour.YELLOW, Pattern.CONTINUOUS, "Connected to vehicle and ready to charge", _TABLE
+        Colour.BLUE, Pattern.CONTINUOUS, "Connected to vehicle and ready to charge", _TABLE
     ),
+    IndicatorRow(Colour.BLUE, Pattern.FLASHING, "Charging", _TABLE),
+    IndicatorRow(Colour.YELLOW, Pattern.CONTINUOUS, "Charging complete", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "System booting up", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "Waiting for authentication", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "Waiting for ZAPTEC Portal", _TABLE),
@@ -121,11 +147,11 @@ HOME_INDICATOR_TABLE: tuple[IndicatorRow, ...] = (
 PRO_INDICATOR_TABLE: tuple[IndicatorRow, ...] = (
     IndicatorRow(Colour.GREEN, Pattern.CONTINUOUS, "Ready", _TABLE),
     IndicatorRow(Colour.GREEN, Pattern.FLASHING, "Authentication OK", _TABLE),
-    IndicatorRow(Colour.BLUE, Pattern.CONTINUOUS, "Charging finished", _TABLE),
-    IndicatorRow(Colour.BLUE, Pattern.FLASHING, "Charging", _TABLE),
     IndicatorRow(
-        Colour.YELLOW, Pattern.CONTINUOUS, "Connected to a vehicle and ready to charge", _TABLE
+        Colour.BLUE, Pattern.CONTINUOUS, "Connected to a vehicle and ready to charge", _TABLE
     ),
+    IndicatorRow(Colour.BLUE, Pattern.FLASHING, "Charging", _TABLE),
+    IndicatorRow(Colour.YELLOW, Pattern.CONTINUOUS, "Charging finished", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "System is booting up", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "Waiting for authentication", _TABLE),
     IndicatorRow(Colour.YELLOW, Pattern.FLASHING, "Waiting for Zapcloud", _TABLE),

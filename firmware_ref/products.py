@@ -33,9 +33,13 @@ class ChargerModel:
     max_current_a : float
         Rated current per phase [A] (32 A; 7.36 kW 1-phase, 22 kW 3-phase on TN).
     max_installation_fuse_a : float
-        Largest fuse in front of the installation circuit [A] (Home 40 A, Pro 63 A).
+        Largest fuse in front of the installation circuit [A] (Home manual: "Max. 40 A
+        series connected fuse in the charging station installation circuit"; Pro manual:
+        "Max 63A connected fuse on installation circuit"; Go: no manual here, Home's).
     max_chargers_per_installation : int
-        Home: 3 (manual). Pro: 100 (German edition: up to 100 EVs on 63 A).
+        Home: 3 ("Max. 3 x ZAPTEC HOME connected in one installation"). Pro: 100 (German
+        edition: up to 100 EVs on 63 A). Go: no manual here, Home's.
+    :func:`check_product_limits` enforces these three limits.
     serial_prefix : str
         Serial number prefix (manuals: ZCH123456 Home, ZCS123456 Pro).
     ocmf_gateway_id, firmware_version, meter_firmware : str
@@ -110,6 +114,56 @@ GO = ChargerModel(
     periodic_meter_interval_s=3600.0,
 )
 MODELS: dict[Product, ChargerModel] = {Product.HOME: HOME, Product.PRO: PRO, Product.GO: GO}
+
+#: The highest current any of the products is rated for, per phase [A] (every manual:
+#: "7.36 kW at 32 A 1-phase, 22 kW at 32 A 3-phase"); the allocator never offers more.
+RATED_CURRENT_A = max(model.max_current_a for model in MODELS.values())
+
+
+class ProductLimitError(ValueError):
+    """A configuration outside what the product's manual allows."""
+
+
+def check_product_limits(
+    model: ChargerModel,
+    *,
+    chargers: int,
+    installation_fuse_a: float,
+    charger_max_current_a: float,
+) -> None:
+    """Refuse an installation the product's manual does not allow.
+
+    Parameters
+    ----------
+    model : ChargerModel
+    chargers : int
+        Chargers of this product in the installation.
+    installation_fuse_a : float
+        Fuse in front of the charging installation's circuit [A].
+    charger_max_current_a : float
+        The chargers' maximum charge current per phase [A].
+
+    Raises
+    ------
+    ProductLimitError
+        Naming the limit and the manual's wording, e.g. for a ZAPTEC HOME site with four
+        chargers: "Max. 3 x ZAPTEC HOME connected in one installation".
+    """
+    if chargers > model.max_chargers_per_installation:
+        raise ProductLimitError(
+            f"{model.name}: {chargers} chargers in one installation; the manual allows at "
+            f"most {model.max_chargers_per_installation}"
+        )
+    if installation_fuse_a > model.max_installation_fuse_a:
+        raise ProductLimitError(
+            f"{model.name}: a {installation_fuse_a:g} A fuse in front of the installation "
+            f"circuit; the manual allows at most {model.max_installation_fuse_a:g} A"
+        )
+    if charger_max_current_a > model.max_current_a:
+        raise ProductLimitError(
+            f"{model.name}: a charge current of {charger_max_current_a:g} A; the charger is "
+            f"rated for at most {model.max_current_a:g} A per phase"
+        )
 
 
 class ChargerState(StrEnum):

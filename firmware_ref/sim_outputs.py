@@ -166,9 +166,9 @@ def _sessions(
     session_of_row = np.array(session_ids, dtype=object)[visit_of_row]
     intervals = pl.DataFrame(
         {
-            "session_id": session_of_row.tolist(),
-            "charger_id": charger_ids[row_charger].tolist(),
-            "tx": tx.tolist(),
+            "session_id": pl.Series(session_of_row.tolist(), dtype=pl.String),
+            "charger_id": pl.Series(charger_ids[row_charger].tolist(), dtype=pl.String),
+            "tx": pl.Series(tx.tolist(), dtype=pl.String),
             "ts_utc": ts_series("ts_utc", t),
             "ts_reported_utc": ts_series("ts_reported_utc", reported),
             "register_wh": register.astype(np.int64),
@@ -212,15 +212,15 @@ def _sessions(
     start_true = auth + start_lag
     frame = pl.DataFrame(
         {
-            "session_id": session_ids,
-            "charger_id": charger_ids[charger].tolist(),
-            "device_id": device_ids[charger].tolist(),
-            "user_id": [user_rows[u]["user_id"] for u in user_idx.tolist()],
-            "user_full_name": [user_rows[u]["user_full_name"] for u in user_idx.tolist()],
-            "user_email": [user_rows[u]["user_email"] for u in user_idx.tolist()],
-            "token_name": [user_rows[u]["token_name"] for u in user_idx.tolist()],
-            "rfid_tag": [user_rows[u]["rfid_tag"] for u in user_idx.tolist()],
-            "car_model": car_names,
+            "session_id": pl.Series(session_ids, dtype=pl.String),
+            "charger_id": pl.Series(charger_ids[charger].tolist(), dtype=pl.String),
+            "device_id": pl.Series(device_ids[charger].tolist(), dtype=pl.String),
+            "user_id": pl.Series([user_rows[u]["user_id"] for u in user_idx.tolist()], dtype=pl.String),
+            "user_full_name": pl.Series([user_rows[u]["user_full_name"] for u in user_idx.tolist()], dtype=pl.String),
+            "user_email": pl.Series([user_rows[u]["user_email"] for u in user_idx.tolist()], dtype=pl.String),
+            "token_name": pl.Series([user_rows[u]["token_name"] for u in user_idx.tolist()], dtype=pl.String),
+            "rfid_tag": pl.Series([user_rows[u]["rfid_tag"] for u in user_idx.tolist()], dtype=pl.String),
+            "car_model": pl.Series(car_names, dtype=pl.String),
             "car_max_current_a": ev.car_max_a.astype(float),
             "car_phases": pl.Series(ev.car_phases, dtype=pl.Int8),
             "energy_need_kwh": visits.energy_need_kwh,
@@ -459,10 +459,15 @@ def _site_currents(config, installation, logs: EngineLogs, codes: LineCodes, hou
     chargers_a = np.abs(phasor[ci])
     house_a = household.at(times)
     total_a = chargers_a + house_a
+    # Before the first allocator run (or in a span with none, e.g. one quiet day) the
+    # installation's available current holds and nothing is allocated.
+    available = np.full((times.size, 3), float(installation["available_current_a"]))
+    allocated = np.zeros((times.size, 3))
     ri = np.searchsorted(run_t, times, side="right") - 1
-    default_available = np.full(3, installation["available_current_a"], dtype=float)
-    available = np.where((ri >= 0)[:, None], run_available[np.clip(ri, 0, None)] if run_t.size else default_available, default_available)
-    allocated = np.where((ri >= 0)[:, None], run_allocated[np.clip(ri, 0, None)] if run_t.size else 0.0, 0.0)
+    after_run = ri >= 0
+    if after_run.any():
+        available[after_run] = run_available[ri[after_run]]
+        allocated[after_run] = run_allocated[ri[after_run]]
     fuse = float(installation["main_fuse_a"])
     # Behind the main fuse: the chargers, plus the household on APM sites (elsewhere the
     # common load sits on another circuit behind the same AMS meter).

@@ -108,6 +108,7 @@ from firmware_ref.faults import (
     RegisterReset,
 )
 from firmware_ref.grid import spread_phase_rotations
+from firmware_ref.products import check_product_limits
 from firmware_ref.sim_engine import Engine, EngineSite, EngineVisits, IgnoreFaultPlan
 from firmware_ref.sim_faults import first_idle_moment, ground_truth_faults
 from firmware_ref.sim_outputs import build_outputs
@@ -143,7 +144,7 @@ class SimulationConfig:
         Installation kind: sets the daily rhythm, the household or common load and
         the defaults below.
     n_chargers : int
-        Number of chargers (Home: at most 3).
+        Number of chargers (Home: at most 3, Pro: at most 100).
     main_fuse_a : float, optional
         Main fuse of the charging installation [A]; default 40 A (home), 63 A.
     network : {'TN', 'IT'}
@@ -197,6 +198,17 @@ class SimulationConfig:
         recorded offline and reached the cloud late [fraction].
     installation_name : str, optional
         Display name; a default is made from the kind.
+    enforce_product_limits : bool
+        Refuse what the product's manual does not allow: more chargers in one
+        installation, a larger installation fuse, or a higher charge current
+        (:func:`firmware_ref.products.check_product_limits`; e.g. ZAPTEC HOME: at most 3
+        chargers on at most 40 A). Turn off only for load studies beyond one product
+        installation, such as a fleet-sized benchmark on one large supply.
+
+    Raises
+    ------
+    firmware_ref.products.ProductLimitError
+        When ``enforce_product_limits`` and a manual's limit is exceeded.
     """
 
     kind: str = "coop"
@@ -225,6 +237,7 @@ class SimulationConfig:
     void_session_share: float = 0.02
     offline_session_share: float = 0.02
     installation_name: str | None = None
+    enforce_product_limits: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in INSTALLATION_KINDS:
@@ -237,6 +250,13 @@ class SimulationConfig:
             raise ValueError("days must be at least 1")
         if self.model_name not in CHARGER_MODELS:
             raise ValueError(f"charger_model must be one of {sorted(CHARGER_MODELS)}")
+        if self.enforce_product_limits:
+            check_product_limits(
+                CHARGER_MODELS[self.model_name],
+                chargers=self.n_chargers,
+                installation_fuse_a=self.fuse_a,
+                charger_max_current_a=self.charger_max_current_a,
+            )
         for fault in self.faults:
             if not 0 <= fault.charger_index < self.n_chargers:
                 raise ValueError(f"fault on charger {fault.charger_index}: no such charger")

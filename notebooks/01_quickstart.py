@@ -22,13 +22,19 @@ con.sql("SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY table_n
 
 # %% [markdown]
 # ## Sessions into polars
-# `sessions` holds one row per charging session; `energy_kwh` is what the charger's meter
-# registered. Void sessions were replaced by another session and carry no bill.
+# `canonical_sessions` holds one row per charging: when the cloud, the charger's OCPP
+# transaction and a portal export all report one charging, the table `sessions` keeps every
+# copy and this view keeps the one that stands for it (the others are in `session_copies`,
+# each with its `canonical_session_id` and `duplicate_reason`). `energy_kwh` is what the
+# charger's meter registered. Void sessions were replaced by another session and carry no bill.
 
 # %%
 sessions = con.sql(
-    "SELECT session_id, charger_id, user_name, start_utc, end_utc, energy_kwh, is_void FROM sessions"
+    "SELECT session_id, charger_id, user_name, start_utc, end_utc, energy_kwh, is_void"
+    " FROM canonical_sessions"
 ).pl()
+copies = con.sql("SELECT source, count(*) AS copies FROM session_copies GROUP BY source").pl()
+copies
 timezone = con.sql("SELECT timezone FROM installations LIMIT 1").fetchall()[0][0]
 billable = sessions.filter(~pl.col("is_void").fill_null(False))
 per_user = (
@@ -40,6 +46,7 @@ per_user
 
 # %%
 assert per_user["energy_kwh"].sum() > 0, "the demo store should hold charged energy"
+assert per_user["user_name"].null_count() == 0, "every charging of the demo has a user"
 
 # %% [markdown]
 # ## The same through pandas

@@ -49,7 +49,7 @@ busiest = con.sql(
     """
     SELECT strftime(timezone($zone, d.ts_utc - INTERVAL 1 MICROSECOND), '%Y-%m') AS month,
            sum(d.energy_kwh) AS energy_kwh
-    FROM energy_details d JOIN sessions s USING (session_id)
+    FROM energy_details d JOIN canonical_sessions s USING (session_id)
     WHERE NOT coalesce(s.is_void, FALSE)
     GROUP BY month ORDER BY energy_kwh DESC, month LIMIT 1
     """,
@@ -163,6 +163,43 @@ else:
 display_lines
 
 # %% [markdown]
+# ## Auditable lines, and who buys the power
+# Every line carries its quantity, unit rate (a weighted mean where the rate varies within the
+# month), the rate's valid-from date, its source and whether the tables mark it verified. The
+# customer type changes the rules: a business pays VAT even in Nord-Norge, gets no strømstøtte
+# and pays the Enova fee per metering point and year; a co-op's strømstøtte cap counts its
+# dwellings.
+
+# %%
+audit_columns = ["label", "quantity", "unit", "unit_rate_nok", "unit_rate_basis", "amount_nok",
+                 "rate_valid_from", "rate_verified"]  # fmt: skip
+method_shown = "full" if "full" in documents else "flat"
+first_user = documents[method_shown]["users"][0]
+print(first_user["user_name"] or first_user["user_id"], f"({method_shown})")
+print(pl.DataFrame(first_user["lines"]).select(audit_columns))
+if "full" in documents:
+    by_customer = {"household": documents["full"]["total_cost_nok"]}
+    for customer, extra in (("coop", {"dwellings": 40}), ("business", {})):
+        grid = {"grid_company": stored_grid_company or GRID_COMPANY}
+        other = bill_month(con, month, "full", customer_type=customer, **options, **grid, **extra)
+        by_customer[customer] = statement_document(other)["total_cost_nok"]
+    print("users' total incl. VAT by customer type [NOK]:", by_customer)
+
+# %% [markdown]
+# ## Sendable statements
+# One PDF per user (Bokmål for a Norwegian site), named `<YYYY-MM> <name>.pdf`, with the
+# lines, the user's sessions and a chart; `statements.csv` lists them for a mail merge.
+
+# %%
+import tempfile  # noqa: E402
+
+from zapanalytics.report.statements_files import write_statements  # noqa: E402
+
+statements_dir = Path(tempfile.mkdtemp(prefix="statements-"))
+written = write_statements(documents[method_shown], statements_dir, plotlyjs="directory")
+print("\n".join(p.name for p in written if p.suffix == ".pdf"))
+
+# %% [markdown]
 # ## Who used the peak hours
 # The grid company prices the month by the mean of the three highest hours on three
 # different days. The full method shares the capacity charge by each user's energy in those
@@ -171,7 +208,7 @@ display_lines
 
 # %%
 sessions = con.sql(
-    "SELECT session_id, user_id, user_name, start_utc, end_utc, energy_kwh, is_void FROM sessions"
+    "SELECT session_id, user_id, user_name, start_utc, end_utc, energy_kwh, is_void FROM canonical_sessions"
 ).pl()
 details = con.sql(
     "SELECT session_id, ts_utc, energy_kwh FROM energy_details ORDER BY session_id, ts_utc"

@@ -33,6 +33,7 @@ import polars as pl
 
 from zapanalytics.audit.limits import CLAIM_PCT, EN50470_3_LIMITS_PCT, MID_MPE_PCT
 from zapanalytics.audit.store_audit import audit_store
+from zapanalytics.report.audit_section import gain_figure
 from zapanalytics.store import read_only_store
 
 db_path = Path(os.environ.get("ZAPANALYTICS_DB", Path.cwd().parent / "out" / "zap.duckdb"))
@@ -64,15 +65,13 @@ assert result.chargers.height == names.height, "one audit row per charger in the
 # ## Verdicts per charger
 # `errors` and `warnings` count integrity findings; `accuracy_*` is the sub-meter
 # comparison (`inconclusive` where a charger has no sub-meter); `gain_*` the HAN
-# regression with its 95 % interval (`outside` is flagged: the whole interval lies
-# beyond ±1 %).
+# regression with its 95 % interval widened by the HAN meter's own class limit (`fail` is
+# flagged: the whole interval lies beyond ±1 %). Chargers are named `name (serial)`.
 
 # %%
 verdicts = (
-    result.chargers.join(names.select("charger_id", "name"), on="charger_id", how="left")
-    .select(
-        "name",
-        "device_id",
+    result.chargers.select(
+        pl.col("charger_name").alias("name"),
         "errors",
         "warnings",
         "accuracy_verdict",
@@ -94,8 +93,8 @@ verdicts
 # audit.
 
 # %%
-findings = result.findings.filter(pl.col("severity") != "info").join(
-    names.select("charger_id", "name"), on="charger_id", how="left"
+findings = result.findings.filter(pl.col("severity") != "info").with_columns(
+    pl.col("charger_name").alias("name")
 )
 if findings.is_empty():
     print("No integrity findings: registers, signed records, sessions and clocks agree.")
@@ -115,10 +114,8 @@ for assumption in result.as_dict()["assumptions"]:
 # outside.
 
 # %%
-windows = result.accuracy.windows.join(
-    names.select("charger_id", "name"), on="charger_id", how="left"
-)
-bands = result.accuracy.bands.join(names.select("charger_id", "name"), on="charger_id", how="left")
+windows = result.accuracy.windows.with_columns(pl.col("charger_name").alias("name"))
+bands = result.accuracy.bands.with_columns(pl.col("charger_name").alias("name"))
 if windows.is_empty():
     print(
         "This store holds no sub-meter readings paired with charger registers, so there is "
@@ -190,10 +187,13 @@ bands.select(
 # Each charger's gain error with its 95 % interval, from the regression of the HAN
 # meter's hourly energy on the chargers' hourly energies plus a household baseline (a
 # level per local day and an hour-of-day profile). Hours of load balancing are left
-# out. The HAN meter is the reference: its own error shifts every estimate alike.
+# out. The HAN meter is the reference: its own error shifts every estimate alike, so each
+# interval is widened by the HAN meter's class limit (a rectangular bound; class B, 2 %,
+# unless `audit_store(..., han_meter_class=...)` says otherwise). The thin bars are the
+# regression alone, the thick ones with the HAN meter's uncertainty.
 
 # %%
-gains = result.gains.chargers.join(names.select("charger_id", "name"), on="charger_id", how="left")
+gains = result.gains.chargers.with_columns(pl.col("charger_name").alias("name"))
 fit = result.gains.installations
 estimated = gains.filter(pl.col("gain_error_pct").is_not_null())
 if estimated.is_empty():
@@ -202,37 +202,20 @@ if estimated.is_empty():
         "charging hours (see `hours` and `charging_hours`)."
     )
 else:
-    figure = go.Figure(
-        go.Scatter(
-            x=estimated["name"].to_list(),
-            y=estimated["gain_error_pct"].to_list(),
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": (estimated["ci_high_pct"] - estimated["gain_error_pct"]).to_list(),
-                "arrayminus": (estimated["gain_error_pct"] - estimated["ci_low_pct"]).to_list(),
-            },
-            mode="markers",
-            marker={"size": 10},
-            name="gain error (95 % interval)",
-        )
-    )
-    for sign in (1, -1):
-        figure.add_hline(y=sign * CLAIM_PCT, line_dash="dash", line_color="firebrick")
-    figure.update_layout(
-        title="Gain error per charger from the HAN regression",
-        yaxis_title="Gain error [%]",
-        xaxis_title=None,
-    )
-    figure.show()
+    gain_figure(estimated).show()
 gains.select(
     "name",
     "hours",
     "charging_hours",
     pl.col("charger_energy_kwh").round(1),
     pl.col("gain_error_pct").round(3),
+    pl.col("regression_ci_low_pct").round(3),
+    pl.col("regression_ci_high_pct").round(3),
     pl.col("ci_low_pct").round(3),
     pl.col("ci_high_pct").round(3),
+    "han_meter_class",
+    "han_class_source",
+    pl.col("u_han_pct").round(3),
     "verdict",
     "flagged",
 ).sort("name")

@@ -17,8 +17,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 import polars as pl
 
+from zapanalytics.naming import charger_names, with_charger_names
 from zapanalytics.replay import Scenario, load_recording, run_replay
 from zapanalytics.replay.conformance import findings_frame
+from zapanalytics.report.replay_section import finding_figure, finding_sentence
 from zapanalytics.store import read_only_store
 
 db_path = Path(os.environ.get("ZAPANALYTICS_DB", Path.cwd().parent / "out" / "zap.duckdb"))
@@ -56,15 +58,25 @@ result.timings_s
 # that differ from the reference allocator's.
 
 # %%
-findings = findings_frame(result.findings).with_columns(
+names = charger_names(recording.chargers)  # "name (serial)", as in the report
+findings = with_charger_names(findings_frame(result.findings), names).with_columns(
     pl.col("start_utc").dt.convert_time_zone(zone).alias("start_local"),
     pl.col("end_utc").dt.convert_time_zone(zone).alias("end_local"),
 )
-findings.select("kind", "start_local", "end_local", "charger_id", "phase", "magnitude_a",
+findings.select("kind", "start_local", "end_local", "charger_name", "phase", "magnitude_a",
                 "constraint")  # fmt: skip
 
 # %%
 assert all(f.end_utc >= f.start_utc for f in result.findings)
+
+# %% [markdown]
+# Each finding in one sentence and in its own window, with the limit it broke, as the
+# report shows them.
+
+# %%
+for finding in result.findings[:6]:
+    print(finding_sentence(finding, names, zone))
+    finding_figure(finding, recording, names).show()
 
 # %% [markdown]
 # ## Per-phase load on the busiest day
@@ -97,7 +109,7 @@ figure
 # %%
 steps = recording.charger_steps.filter(pl.col("allocated_current_a").is_not_null()).with_columns(
     pl.col("start_utc").dt.convert_time_zone(zone).alias("start_local"),
-    pl.col("charger_id").str.slice(0, 8).alias("charger"),
+    pl.col("charger_id").replace_strict(names, default=pl.col("charger_id")).alias("charger"),
 )
 allocations = steps.filter(pl.col("start_local").dt.date() == day)
 figure = px.line(allocations, x="start_local", y="allocated_current_a", color="charger",

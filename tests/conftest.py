@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -95,14 +96,33 @@ def zaptec_dump(tmp_path: Path) -> Path:
     return write_dump(tmp_path / "dump")
 
 
-@pytest.fixture(scope="session")
-def demo_out(tmp_path_factory) -> Path:
-    """The demo run once per test session on the bundled sample (a built dump until one exists)."""
+def _run_demo(out: Path) -> Path:
     from zapanalytics.pipeline import bundled_sample_dir, run_demo
 
-    out = tmp_path_factory.mktemp("demo")
     sample = bundled_sample_dir()
     if not (sample / "zaptec").is_dir():
         sample = write_dump(out / "dump")
     run_demo(out / "out", sample)
     return out / "out"
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory, request) -> Path:
+    """The demo run once per test run on the bundled sample (a built dump until one exists).
+
+    Under pytest-xdist (``make test``) each worker is its own session: the first worker to
+    ask runs the demo into the run's shared temporary directory while holding a file lock,
+    the others wait for it and read the same output (read-only, as every user does).
+    """
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if worker is None:
+        return _run_demo(tmp_path_factory.mktemp("demo"))
+    shared = tmp_path_factory.getbasetemp().parent / "demo-shared"
+    shared.mkdir(exist_ok=True)
+    done = shared / "done"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            _run_demo(shared)
+            done.touch()
+    return shared / "out"

@@ -47,3 +47,43 @@ def test_table_flags_missed_targets_and_memory():
         "B9 fast: peak RSS 3,000 MiB, over 2 GB",
         "B9 slow: ≥ 10× (ratio 1.50×)",
     ]
+
+
+def test_ingest_peers_store_what_ours_stores_and_reject_what_ours_rejects(tmp_path):
+    """B1's pandas and SQL peers are only fair while they do ours' work: on a small simulated
+    dump with one bad item per contract check, each rejects the same items and stores the
+    same sessions and details as ours."""
+    from benchmarks.bench_ingest import verdicts_on_bad_items
+    from benchmarks.datasets import charge_history_only, year_dump
+
+    dump = year_dump(4, 8, tmp_path / "data")
+    ok, detail = verdicts_on_bad_items(tmp_path, charge_history_only(dump, tmp_path / "history"))
+    assert ok, detail
+    assert "quarantined: ours 9, pandas 9, SQL 9" in detail
+
+
+def test_ocpp_peers_store_the_generated_rows(tmp_path):
+    """On a small spool, ours and both B1 OCPP peers store exactly the generated readings
+    (and a second load by a peer changes nothing)."""
+    import duckdb
+
+    from benchmarks.bench_ingest import _differing
+    from benchmarks.ocpp_spool_data import METER_COLUMNS, write_ocpp_spool
+    from benchmarks.peers_ocpp import duckdb_ocpp, pandas_ocpp
+    from zapanalytics.ingest.ocpp.load import load_spool
+    from zapanalytics.store import open_store
+
+    expected = tmp_path / "expected.parquet"
+    write_ocpp_spool(tmp_path / "spool", 3_000, expected)
+    columns = ", ".join(METER_COLUMNS)
+    for name, load in (("ours", load_spool), ("pandas", pandas_ocpp), ("sql", duckdb_ocpp), ("sql", duckdb_ocpp)):
+        con = open_store(tmp_path / f"{name}.duckdb")
+        load(con, tmp_path / "spool")
+        con.close()
+        check = duckdb.connect()
+        check.execute("SET TimeZone = 'UTC'")
+        check.execute(f"ATTACH '{tmp_path / f'{name}.duckdb'}' AS loaded (READ_ONLY)")
+        assert _differing(check, "loaded.meter_values", f"(SELECT {columns} FROM read_parquet('{expected}'))", columns) == 0
+        assert check.execute("SELECT count(*) FROM loaded.chargers").fetchall()[0][0] == 500
+        assert check.execute("SELECT count(*) FROM loaded.quarantine").fetchall()[0][0] == 0
+        check.close()

@@ -4,6 +4,10 @@ The Parquet export is the hand-off to bigger engines: a dataset partitioned by
 ``installation_id`` and ``month`` (the installation's local calendar month) that DuckDB,
 Spark or Trino read unchanged with the same column contract as the store. CSV and XLSX
 cells pass through a formula guard, so a user name such as ``=HYPERLINK(...)`` stays text.
+
+``sessions`` exports one row per charging (the ``canonical_sessions`` view), the rows every
+bill is made of; the other copies of a charging (an OCPP transaction or a portal row that a
+cloud session stands for) export as ``session_copies``, each naming its canonical session.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from zapanalytics.spreadsheet import guard_formula
 from zapanalytics.store import CONTRACT_TABLES, table_columns
 
 FORMATS = ("csv", "xlsx", "parquet")
+#: What an export name reads when it is not the table of that name.
+_RELATIONS = {"sessions": "canonical_sessions", "session_copies": "session_copies"}
+#: Every name ``export_table`` accepts.
+EXPORT_TABLES = (*CONTRACT_TABLES, "session_copies")
 #: Excel's sheet limit; a larger table must go to CSV or Parquet.
 XLSX_MAX_ROWS = 1_048_575
 
@@ -28,6 +36,7 @@ _PARTITION_SOURCES = {
     "installations": ("t.installation_id", "t.ingested_at", ""),
     "chargers": ("t.installation_id", "t.ingested_at", ""),
     "sessions": ("t.installation_id", "t.start_utc", ""),
+    "session_copies": ("t.installation_id", "t.start_utc", ""),
     "energy_details": ("s.installation_id", "t.ts_utc", "LEFT JOIN sessions s USING (session_id)"),
     "meter_values": ("c.installation_id", "t.ts_utc", "LEFT JOIN chargers c USING (charger_id)"),
     "charger_states": ("c.installation_id", "t.ts_utc", "LEFT JOIN chargers c USING (charger_id)"),
@@ -44,13 +53,14 @@ class ExportError(ValueError):
 
 def _partitioned_query(con: duckdb.DuckDBPyConnection, table: str) -> str:
     installation, instant, join = _PARTITION_SOURCES[table]
-    columns = ", ".join(f't."{c}"' for c in table_columns(con, table))
+    relation = _RELATIONS.get(table, table)
+    columns = ", ".join(f't."{c}"' for c in table_columns(con, relation))
     # The month is the installation's local month; rows with no installation use UTC.
     return f"""
         SELECT {columns},
                coalesce({installation}, '_none') AS installation_id_part,
                strftime(timezone(coalesce(i.timezone, 'UTC'), {instant}), '%Y-%m') AS month
-        FROM "{table}" t {join}
+        FROM "{relation}" t {join}
         LEFT JOIN installations i ON i.installation_id = {installation}
     """  # noqa: S608 - table and columns come from the store's own catalogue
 
@@ -65,15 +75,16 @@ def export_table(
     con : duckdb.DuckDBPyConnection
         The store.
     table : str
-        A contract table (see ``docs/glossary.md``).
+        A contract table (see ``docs/glossary.md``) or ``session_copies``; ``sessions`` is
+        one row per charging (the canonical sessions).
     fmt : {"csv", "xlsx", "parquet"}
         CSV and XLSX write one file; Parquet writes a directory partitioned as
         ``installation_id=<id>/month=<YYYY-MM>/`` (``_none`` where a row has no installation).
     out : str or Path
         Target file (CSV/XLSX) or directory (Parquet; replaced if it exists).
     """
-    if table not in CONTRACT_TABLES:
-        raise ExportError(f"unknown table {table!r}; choose one of {', '.join(CONTRACT_TABLES)}")
+    if table not in EXPORT_TABLES:
+        raise ExportError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = Path(out)
@@ -90,7 +101,8 @@ def export_table(
         for directory in target.glob("installation_id_p=*"):
             directory.rename(directory.with_name(directory.name.replace("installation_id_p=", "installation_id=", 1)))
         return target, count
-    frame = con.sql(f'SELECT * FROM "{table}"').pl()  # noqa: S608 - table checked above
+    relation = _RELATIONS.get(table, table)
+    frame = con.sql(f'SELECT * FROM "{relation}"').pl()  # noqa: S608 - table checked above
     target.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         _write_csv(frame, target)

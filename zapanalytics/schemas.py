@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import zapanalytics.pandera_guard  # noqa: F401  # before pandera: see the module
+
+# isort: split
 import pandera.polars as pa
 import polars as pl
 from pandera.engines.polars_engine import DateTime

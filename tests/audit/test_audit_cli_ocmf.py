@@ -74,18 +74,20 @@ def test_a_file_of_records_gives_one_json_object_per_line_and_exit_one(tmp_path,
     assert objects[3]["reason"] == "the record does not start with 'OCMF|'"
 
 
-def test_a_valid_signature_on_a_failing_transaction_exits_one(key):
+def test_a_valid_signature_on_a_failing_transaction_is_reported_and_strict_exits_three(key):
+    """Exit 0 means every signature is valid; the failing check is in the output, and
+    ``--strict`` turns it into exit code 3."""
     payload = ZAPTEC_SESSION_PAYLOAD.replace(
         '"RV":1542.951,"RI":"1-0:1.8.0","RT":"AC","ST":"G"', '"RT":"AC","ST":"E"'
     )
     record = sign(payload, key, sa=SA)
+    args = ["audit", "ocmf", "--record", record, "--public-key", key_forms(key)["hex_der"], "--json"]
 
-    result = runner.invoke(
-        app,
-        ["audit", "ocmf", "--record", record, "--public-key", key_forms(key)["hex_der"], "--json"],
-    )
+    result = runner.invoke(app, args)
+    strict = runner.invoke(app, [*args, "--strict"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == 0
+    assert strict.exit_code == 3
     obj = json.loads(result.stdout)
     assert obj["verdict"] == "valid"
     assert obj["transaction_checks"]["failed"] == ["meter_status_ok"]

@@ -124,7 +124,9 @@ def test_without_keys_records_are_reported_unverified_and_tampering_still_shows(
 
     unverified = findings.filter(pl.col("kind") == "ocmf_not_verified")
     assert set(unverified["charger_id"]) == {HEALTHY, RESET, TAMPERED}
-    assert set(unverified["severity"]) == {"info"}
+    # Unchecked is not passed: a warning that says how to check them.
+    assert set(unverified["severity"]) == {"warning"}
+    assert all("--public-keys" in text for text in unverified["explanation"])
     assert ("session_energy_mismatch", TAMPERED, faulty_fleet["truth"]["tampered_session"]) in (
         _kinds(findings)
     )

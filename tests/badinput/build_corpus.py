@@ -562,6 +562,40 @@ def build_submeter() -> None:
     _write(f"{s}/readings_huge_values.csv", header + "2025-03-10T12:00:00+01:00,1e308,1e308,0,0\n")
 
 
+# -- hostile inputs: past a reader's limits (the large ones are made at test time) ------------
+
+ENTSOE_NS = "urn:iec62325.351:tc57wg16:451-3:publicationdocument:7:3"
+
+
+def entsoe_day(points: str, *, declaration: str = '<?xml version="1.0" encoding="UTF-8"?>') -> str:
+    """An ENTSO-E day-ahead document for NO1 on 2025-03-10 (23:00 to 23:00 UTC, hourly)."""
+    return (
+        f'{declaration}<Publication_MarketDocument xmlns="{ENTSOE_NS}"><mRID>d</mRID><type>A44</type>'
+        "<TimeSeries><mRID>1</mRID><businessType>A62</businessType>"
+        '<in_Domain.mRID codingScheme="A01">10YNO-1--------2</in_Domain.mRID>'
+        "<currency_Unit.name>EUR</currency_Unit.name><price_Measure_Unit.name>MWH</price_Measure_Unit.name>"
+        "<curveType>A03</curveType><Period><timeInterval><start>2025-03-09T23:00Z</start>"
+        "<end>2025-03-10T23:00Z</end></timeInterval><resolution>PT60M</resolution>"
+        f"{points}</Period></TimeSeries></Publication_MarketDocument>"
+    )
+
+
+def build_limits() -> None:
+    point = "<Point><position>{}</position><price.amount>{}</price.amount></Point>"
+    first = point.format(1, "42.5")
+    _write("prices/entsoe_huge_position.xml", entsoe_day(first + point.format("99999999999999999999", "1")))
+    _write("prices/entsoe_not_utf8.xml", b"\xff\xfe" + entsoe_day(first).encode("utf-16-le")[:4000])
+    _write("prices/entsoe_latin1_undeclared.xml", entsoe_day(first + "<!-- m\u00e5ned -->").encode("latin-1"))
+    _write("prices/entsoe_period_of_centuries.xml", entsoe_day(first).replace(
+        "2025-03-09T23:00Z", "1000-01-01T00:00Z").replace("2025-03-10T23:00Z", "9000-01-01T00:00Z"))
+    _write("prices/day_deep_nesting.json", "[" * 200 + "]" * 200)
+    header = "timestamp,energy_import_kwh,current_l1_a,current_l2_a,current_l3_a\n"
+    good = "2025-03-10T12:00:00+01:00,1200.50,7.10,7.20,7.30\n"
+    _write("submeter/readings_field_over_csv_limit.csv",
+           header + good + "2025-03-10T12:15:00+01:00,1201" + "0" * 140_000 + ",0,0,0\n")
+    _write("submeter/readings_garbage.csv", bytes((n * 7919 + 13) % 256 for n in range(64 * 1024)))
+
+
 def main() -> None:
     for child in CORPUS.iterdir() if CORPUS.exists() else ():
         if child.is_dir():
@@ -575,6 +609,7 @@ def main() -> None:
     build_tariffs()
     build_han()
     build_submeter()
+    build_limits()
     files = [p for p in CORPUS.rglob("*") if p.is_file() and p.name != "manifest.toml"
              and not any(part.startswith("_") for part in p.relative_to(CORPUS).parts)]
     print(f"{len(files)} corpus inputs written under {CORPUS}")

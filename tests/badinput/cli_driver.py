@@ -10,6 +10,11 @@ script's modules once, then forks one child per case: the child points its stdou
 code the command chose. What reaches the child's stderr is what a user would see; if an
 exception escaped the CLI's error boundary, the child prints the traceback as Python would and
 exits 1, so the test sees it. Starting the interpreter once keeps a 100-case sweep fast.
+
+Each result also carries the child's peak resident memory (``max_rss_kb``, from ``wait4``
+as GNU ``time -f %M`` reports it; a forked child starts with the driver's own resident
+pages, so compare cases with each other) and its wall time (``seconds``). A case may set
+``timeout_s``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -42,7 +48,9 @@ def _preload() -> None:
     import zapanalytics.store  # noqa: F401
 
 
-def _child(argv: list[str], env: dict[str, str | None], out_path: str, err_path: str) -> None:
+def _child(
+    argv: list[str], env: dict[str, str | None], out_path: str, err_path: str, timeout_s: int
+) -> None:
     for name, value in env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -52,7 +60,7 @@ def _child(argv: list[str], env: dict[str, str | None], out_path: str, err_path:
     err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
-    signal.alarm(CASE_TIMEOUT_S)
+    signal.alarm(timeout_s)
     sys.argv = ["zapanalytics", *argv]
     code = 0
     try:
@@ -77,10 +85,13 @@ def run_cases(cases: list[dict]) -> list[dict]:
         for number, case in enumerate(cases):
             out_path = str(Path(scratch) / f"{number}.out")
             err_path = str(Path(scratch) / f"{number}.err")
+            started = time.monotonic()
             pid = os.fork()
             if pid == 0:
-                _child(case["argv"], case.get("env") or {}, out_path, err_path)
-            _, status = os.waitpid(pid, 0)
+                _child(case["argv"], case.get("env") or {}, out_path, err_path,
+                       int(case.get("timeout_s", CASE_TIMEOUT_S)))
+            _, status, usage = os.wait4(pid, 0)
+            seconds = time.monotonic() - started
             if os.WIFSIGNALED(status):
                 code = -os.WTERMSIG(status)
             else:
@@ -90,6 +101,8 @@ def run_cases(cases: list[dict]) -> list[dict]:
                 "exit_code": code,
                 "stdout": Path(out_path).read_text("utf-8", "backslashreplace"),
                 "stderr": Path(err_path).read_text("utf-8", "backslashreplace"),
+                "max_rss_kb": usage.ru_maxrss,
+                "seconds": seconds,
             })
     return results
 

@@ -110,7 +110,11 @@ def test_manifest_entry_is_complete(entry):
 
 
 def _assert_door(outcome: Outcome) -> None:
-    """The door's bookkeeping: per run, in = stored + quarantined; tables intact."""
+    """The door's bookkeeping: per run, in = stored + quarantined; tables intact.
+
+    A run ends ``ok``, or ``partial`` when a file was quarantined whole (named in the row's
+    ``source_file``); never ``running`` or ``failed`` once it returned.
+    """
     assert outcome.rows_in == outcome.stored + outcome.quarantined
     con = outcome.con
     if con is None:
@@ -119,8 +123,13 @@ def _assert_door(outcome: Outcome) -> None:
 
     present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert set(CONTRACT_TABLES) <= present, "a store table went missing"
+    whole_files = con.execute(
+        "SELECT count(*) FROM quarantine WHERE source_file IS NOT NULL AND raw_size_bytes IS NOT NULL"
+    ).fetchall()[0][0]
     for source, rows_in, stored, quarantined, status in outcome.run_rows:
-        assert status == "ok", f"run of {source} ended {status}"
+        assert status in ("ok", "partial"), f"run of {source} ended {status}"
+        if status == "partial":
+            assert whole_files, "a partial run quarantined no file whole"
         assert rows_in == stored + quarantined
     distinct = con.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
     total_quarantined = sum(r[3] for r in outcome.run_rows)
@@ -279,8 +288,9 @@ def assert_cli_result(entry, result) -> None:
             assert verdict["verdict"] == entry["verdict"]
             checks = verdict["transaction_checks"] or {}
             failed = ", ".join(checks.get("failed") or [])
-            clean = entry["verdict"] == "valid" and not entry["failed"]
-            assert code == (0 if clean else 1), (code, stderr)
+            # `audit ocmf` fails on signatures only; failed transaction checks are reported
+            # (and fail the run only with --strict).
+            assert code == (0 if entry["verdict"] == "valid" else 1), (code, stderr)
             if entry["failed"]:
                 assert re.search(entry["failed"], failed), failed
         return

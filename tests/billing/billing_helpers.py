@@ -88,9 +88,17 @@ exempt_municipalities = ["Nordreisa"]
 valid_from = 2020-01-01
 nok_per_kwh = 0.10
 
+[[elavgift_reduced.rates]]
+valid_from = 2020-01-01
+nok_per_kwh = 0.005
+
 [[enova.rates]]
 valid_from = 2020-01-01
 nok_per_kwh = 0.01
+
+[[enova_yearly.rates]]
+valid_from = 2020-01-01
+nok_per_year = 800
 
 [[stromstotte.rates]]
 valid_from = 2020-01-01

@@ -14,7 +14,12 @@ from billing_helpers import (
     utc,
 )
 
-from zapanalytics.billing.monthly import BillingError, bill_month, set_installation_settings
+from zapanalytics.billing.monthly import (
+    BillingError,
+    NoSessionsError,
+    bill_month,
+    set_installation_settings,
+)
 from zapanalytics.billing.split import MissingPricesError
 from zapanalytics.ingest.door import IngestRun, frame_for
 
@@ -80,7 +85,7 @@ def test_capacity_uses_the_ams_meter_when_it_covers_the_month(tmp_path):
     assert (line["user_id"], line["amount_ex_vat_ore"]) == ("A", 10133)
     assert bill.split.common["amount_ex_vat_ore"].to_list() == [5067]
     assert not any("AMS" in note for note in bill.notes)
-    assert bill.users.rows() == [("A", "Anne")]
+    assert bill.users.select("user_id", "user_name").rows() == [("A", "Anne")]
 
 
 def test_without_the_meter_the_chargers_set_the_step_and_a_note_says_so(tmp_path):
@@ -141,7 +146,10 @@ def test_clear_errors(tmp_path):
     con = _one_session(tmp_path)
     with pytest.raises(BillingError, match="grid company"):
         bill_month(con, "2025-10", "full")
-    with pytest.raises(MissingPricesError, match="no spot prices for NO1 in 2025-11"):
+    with pytest.raises(MissingPricesError, match="no spot prices for NO2 in 2025-10"):
+        bill_month(con, "2025-10", "spot", price_area="NO2")
+    # November holds no charging: said so, before any price is looked for.
+    with pytest.raises(NoSessionsError, match="no charging in 2025-11 at Borettslaget Test"):
         bill_month(con, "2025-11", "spot")
     with pytest.raises(BillingError, match="needs a price"):
         bill_month(con, "2025-10", "flat")

@@ -331,9 +331,10 @@ def test_monthly_cap_of_strømstøtte(tmp_path):
         r["user_id"]: (r["quantity_kwh"], r["amount_ex_vat_ore"])
         for r in lines.iter_rows(named=True)
     }
-    # (1.75 − 0.75) × 0.9 = 0.90 NOK/kWh. u1: only the first 10 of 12 kWh, in time order → −9.00;
-    # u2 stays under the cap: 6 × 0.90 = −5.40.
-    assert by_user == {"u1": (10.0, -900), "u2": (6.0, -540)}
+    # (1.75 − 0.75) × 0.9 = 0.90 NOK/kWh. The cap (10 kWh) belongs to the metering point, a
+    # household (one dwelling), not to each user: u1 charges first and uses 10 of 12 kWh of it
+    # → −9.00; u2 charges the day after, when the cap is used up, and gets no line at all.
+    assert by_user == {"u1": (10.0, -900)}
     uncapped = split.full(energy, _calendar(base, "2025-10", prices), base.grid("testnett"))
     assert _lines(uncapped, "u1")["stromstotte"][0] == -1080
 

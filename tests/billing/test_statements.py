@@ -27,11 +27,10 @@ from zapanalytics.billing.statements import (
     issue,
     issued,
     statement_document,
-    user_slug,
-    write_statements,
 )
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
+from zapanalytics.report.statements_files import user_stems, write_statements
 from zapanalytics.store import read_only_store
 
 HOSTILE = [
@@ -114,12 +113,15 @@ def test_csv_xlsx_and_html_are_safe_with_hostile_names(hostile_store, tmp_path):
     for page in pages:
         text = page.read_text(encoding="utf-8")
         assert "<script>alert" not in text and "<b>Ola</b>" not in text
+    # The file names are the users' names, made safe: no path ever leaves the folder.
+    stems = user_stems(document)
+    assert stems["../../etc/passwd"] == "2025-10 Path Traversal"
+    assert stems["u-html"] == "2025-10 script alert('x') script & b Ola b"
     html_page = (
-        tmp_path / "out" / "statements_2025-10_spot" / f"{user_slug('u-html')}.html"
+        tmp_path / "out" / "statements_2025-10_spot" / f"{stems['u-html']}.html"
     ).read_text()
     assert (
-        "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;Ola&lt;/b&gt;"
-        in html_page
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;b&gt;Ola&lt;/b&gt;" in html_page
     )
     assert "Plotly.newPlot" in html_page and "plotly.min.js" in html_page
     assert (
@@ -132,7 +134,9 @@ def test_inline_page_works_offline(hostile_store, tmp_path):
         bill_month(hostile_store, "2025-10", "flat", price_nok_per_kwh=2.0, now=utc(2026, 1, 1))
     )
     files = write_statements(document, tmp_path / "inline")
-    page = next(p for p in files if p.name.startswith("u-eq")).read_text()
+    stem = user_stems(document)["u-eq"]
+    assert stem == "2025-10 =HYPERLINK( http x , y )"
+    page = next(p for p in files if p.name == f"{stem}.html").read_text()
     assert re.search(r"<script[^>]*\bsrc=", page) is None  # no external script to fetch
     assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js embedded
 
@@ -208,7 +212,10 @@ def test_issued_statement_is_never_rewritten_by_a_later_rate_change(tmp_path):
         ],
     )
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output) == issued_doc  # the issued statement stands, unchanged
+    shown = json.loads(again.output)
+    # The issued statement stands, unchanged, and the option it was not made with is named.
+    assert shown.pop("not_applied") == [f"--tariff {correction}"]
+    assert shown == issued_doc
     reissued = runner.invoke(
         app,
         [
@@ -284,6 +291,8 @@ def test_bill_json_has_the_documented_shape(tmp_path):
         "vat_nok",
         "cost_nok",
         "lines",
+        "user_email",
+        "sessions",
     }
     # Kari: 10 kWh × (1.00 + 0.05) = 10.50 excl. VAT, + 2.50 + 0.13 VAT (per line) = 13.13.
     assert (kari["energy_kwh"], kari["cost_ex_vat_nok"], kari["vat_nok"], kari["cost_nok"]) == (
@@ -305,7 +314,10 @@ def test_bill_json_has_the_documented_shape(tmp_path):
         (["--month", "2025-10", "--method", "flat"], "needs --price"),
         (["--month", "10-2025", "--method", "spot"], "YYYY-MM"),
         (["--month", "2025-10", "--method", "cheap"], "--method must be one of"),
-        (["--month", "2025-12", "--method", "spot"], "no spot prices for NO1 in 2025-12"),
+        (
+            ["--month", "2025-10", "--method", "spot", "--price-area", "NO3"],
+            "no spot prices for NO3 in 2025-10",
+        ),
         (
             ["--month", "2025-10", "--method", "full", "--grid-company", "nowhere"],
             "no grid tariff 'nowhere'",
@@ -337,14 +349,16 @@ def test_cli_error_reaches_the_user_as_one_line(tmp_path):
         "--db",
         str(db),
         "--month",
-        "2025-12",
+        "2025-10",
         "--method",
         "full",
+        "--price-area",
+        "NO3",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
-        "error: the store has no spot prices for NO1 in 2025-12; ingest them first"
+        "error: the store has no spot prices for NO3 in 2025-10; ingest them first"
     ]
     assert "Traceback" not in completed.stderr
 

@@ -137,13 +137,17 @@ def test_meanings_are_unique_per_table():
         (Product.PRO, S.READY, Colour.GREEN, Pattern.CONTINUOUS),
         (Product.HOME, S.CHARGING, Colour.BLUE, Pattern.FLASHING),
         (Product.PRO, S.CHARGING, Colour.BLUE, Pattern.FLASHING),
-        (Product.HOME, S.FINISHED, Colour.BLUE, Pattern.CONTINUOUS),
-        (Product.PRO, S.FINISHED, Colour.BLUE, Pattern.CONTINUOUS),
+        # Charging complete: continuous yellow; connected and ready: continuous blue (the
+        # manuals' "green/blue" and "white/blue light" troubleshooting for a car that
+        # does not start). See the module docstring for the reading.
+        (Product.HOME, S.FINISHED, Colour.YELLOW, Pattern.CONTINUOUS),
+        (Product.PRO, S.FINISHED, Colour.YELLOW, Pattern.CONTINUOUS),
+        (Product.HOME, S.CONNECTED, Colour.BLUE, Pattern.CONTINUOUS),
         (Product.HOME, S.QUEUED, Colour.YELLOW, Pattern.FLASHING),
         (Product.PRO, S.WAITING_FOR_CLOUD, Colour.YELLOW, Pattern.FLASHING),
         (Product.PRO, S.BOOTING, Colour.YELLOW, Pattern.FLASHING),
         (Product.HOME, S.WAITING_FOR_AUTHENTICATION, Colour.YELLOW, Pattern.FLASHING),
-        (Product.PRO, S.CONNECTED, Colour.YELLOW, Pattern.CONTINUOUS),
+        (Product.PRO, S.CONNECTED, Colour.BLUE, Pattern.CONTINUOUS),
         (Product.HOME, S.AUTHENTICATION_OK, Colour.GREEN, Pattern.FLASHING),
         (Product.HOME, S.ERROR, Colour.RED, Pattern.CONTINUOUS),
         (Product.PRO, S.ERROR, Colour.RED, Pattern.CONTINUOUS),

@@ -62,3 +62,11 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: no such directory")
+
+
+def test_demo_refuses_a_folder_without_sessions_sources(tmp_path):
+    (tmp_path / "prices").mkdir()  # prices alone say nothing about chargings
+    result = _run("demo", "--out", str(tmp_path / "out"), "--sample", str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "neither a zaptec/ dump nor ocpp/*.jsonl logs" in result.stderr

@@ -103,14 +103,52 @@ def test_meters_json_maps_the_meter_to_the_stored_charger(tmp_path, store):
     assert installation == "inst-1"
 
 
-def test_a_file_without_the_needed_columns_quarantines_every_row(tmp_path, store):
-    csv = tmp_path / "odd.csv"
-    csv.write_text("time,value\n2025-01-01T00:00:00Z,1\n2025-01-01T00:15:00Z,2\n")
-    counts = ingest_submeter(store, [csv])
-    assert (counts.rows_in, counts.rows_quarantined) == (2, 2)
-    assert "needs the columns timestamp" in store.execute("SELECT reason FROM quarantine").fetchall()[0][0]
+def test_a_file_without_the_needed_columns_is_quarantined_whole_and_the_run_is_partial(tmp_path, store):
+    odd = tmp_path / "odd.csv"
+    odd.write_text("time,value\n2025-01-01T00:00:00Z,1\n2025-01-01T00:15:00Z,2\n")
+    good = tmp_path / "good.csv"
+    good.write_text("timestamp,energy_import_kwh\n2025-01-01T00:00:00Z,1\n")
+    counts = ingest_submeter(store, [odd, good])
+    assert (counts.rows_in, counts.rows_stored, counts.rows_quarantined) == (2, 1, 1)
+    reason, source_file, size = store.execute(
+        "SELECT reason, source_file, raw_size_bytes FROM quarantine").fetchall()[0]
+    assert reason.startswith("odd.csv: needs the columns timestamp")
+    assert source_file == str(odd) and size == odd.stat().st_size
+    assert store.execute("SELECT status FROM ingest_runs").fetchall() == [("partial",)]
 
 
+def test_a_folder_and_a_missing_file_are_quarantined_by_name_and_the_rest_loads(tmp_path, store):
+    meters = tmp_path / "meters"
+    (meters / "looks_like.csv").mkdir(parents=True)  # a folder where the glob expects a file
+    good = meters / "good.csv"
+    good.write_text("timestamp,energy_import_kwh\n2025-01-01T00:00:00Z,1\n")
+    counts = ingest_submeter(store, [meters, tmp_path / "gone.csv"])
+    assert (counts.rows_in, counts.rows_stored, counts.rows_quarantined) == (3, 1, 2)
+    reasons = sorted(r[0] for r in store.execute("SELECT reason FROM quarantine").fetchall())
+    assert reasons[0].endswith("gone.csv: no such file")
+    assert reasons[1].endswith("looks_like.csv: is a directory, not a file")
+    assert not any("Errno" in r for r in reasons)
+
+
+def test_a_long_field_and_a_long_line_cost_their_record_only(tmp_path, store):
+    from zapanalytics.ingest.limits import InputLimits
+
+    path = tmp_path / "MID-2.csv"
+    with path.open("w") as handle:
+        handle.write("timestamp,energy_import_kwh\n")
+        handle.write("2025-01-01T00:00:00Z,1\n")
+        handle.write("2025-01-01T00:15:00Z," + "9" * 200_000 + "\n")  # past Python's csv limit
+        handle.write("2025-01-01T00:30:00Z,\"" + "x" * 3_000_000 + "\"\n")  # past the line limit
+        handle.write("2025-01-01T00:45:00Z,2\n")
+    counts = ingest_submeter(store, [path], limits=InputLimits(max_line_bytes=2_000_000))
+    assert (counts.rows_in, counts.rows_stored, counts.rows_quarantined) == (4, 2, 2)
+    rows = store.execute(
+        "SELECT reason, raw_size_bytes, raw_truncated, length(raw), source_file FROM quarantine ORDER BY reason"
+    ).fetchall()
+    assert rows[0][0].startswith("MID-2.csv:3: field 2 has 200,000 characters, over the limit of 10,000")
+    assert rows[1][0].startswith("MID-2.csv:4: line of 3,000,023 bytes, over the limit of 2,000,000")
+    assert rows[1][1] == 3_000_023 and rows[1][2] is True and rows[1][3] <= 4096
+    assert rows[1][4] == str(path)
 def test_cli_loads_the_bundled_sample_meters(tmp_path):
     sample = ROOT / "data" / "sample"
     if not (sample / "submeter").is_dir() or not (sample / "han").is_dir():
@@ -131,3 +169,21 @@ def test_cli_loads_the_bundled_sample_meters(tmp_path):
     kinds = dict(con.execute("SELECT kind, count(*) FROM reference_readings GROUP BY kind").fetchall())
     con.close()
     assert set(kinds) == {"han", "submeter"}
+
+
+def test_a_file_of_junk_lines_under_a_good_header_is_quarantined_whole_not_line_by_line(tmp_path, store):
+    junk = tmp_path / "junk.csv"
+    junk.write_text("timestamp,energy_import_kwh\n" + "".join(f"noise{n},??\n" for n in range(30_000)))
+    counts = ingest_submeter(store, [junk])
+    assert (counts.rows_in, counts.rows_quarantined) == (1, 1)
+    (reason, size), = store.execute("SELECT reason, raw_size_bytes FROM quarantine").fetchall()
+    assert reason.startswith("junk.csv: none of the first 10,000 records is a reading (line 2: timestamp 'noise0'")
+    assert size == junk.stat().st_size
+
+
+def test_junk_lines_before_a_reading_are_quarantined_one_by_one(tmp_path, store):
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("timestamp,energy_import_kwh\n" + "".join(f"noise{n},??\n" for n in range(50))
+                     + "2025-01-01T00:00:00Z,1\n")
+    counts = ingest_submeter(store, [mixed])
+    assert (counts.rows_in, counts.rows_stored, counts.rows_quarantined) == (51, 1, 50)

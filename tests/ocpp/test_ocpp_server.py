@@ -288,3 +288,150 @@ def test_admin_hook_is_off_without_a_token(tmp_path):
             return refused.value.response.status_code
 
     assert asyncio.run(scenario()) == 404
+
+
+# -- answers that answer nothing ------------------------------------------------------------
+
+
+def test_unsolicited_answers_are_dropped_counted_and_not_spooled_but_real_answers_are(tmp_path):
+    async def scenario():
+        result = SimulationResult("ZPR100001")
+        async with running(tmp_path / "spool") as central:
+            async with raw_client(central) as ws:
+                for n in range(40):
+                    await ws.send(json.dumps([3, f"stray-{n}", {"status": "Accepted"}]))
+                    await ws.send(json.dumps([4, f"err-{n}", "GenericError", "nothing asked", {}]))
+                assert (await exchange(ws, [2, "hb", "Heartbeat", {}]))[0] == 3
+            dropped_before_call = central.unsolicited_dropped
+            async with connect(f"ws://127.0.0.1:{central.port}/ocpp/ZPR100001", subprotocols=["ocpp1.6"],
+                               additional_headers=auth_header("ZPR100001", PASSWORDS["ZPR100001"])) as ws:
+                charge_point = SimulatedChargePoint("ZPR100001", ws, result)
+                listener = asyncio.create_task(charge_point.start())
+                await asyncio.sleep(0.05)
+                status = await central.change_configuration("ZPR100001", "MeterValueSampleInterval", "60")
+                # The same answer again answers nothing any more.
+                await ws.send(json.dumps([3, "replayed", {"status": "Accepted"}]))
+                await asyncio.sleep(0.05)
+                listener.cancel()
+            return dropped_before_call, central.unsolicited_dropped, status
+
+    before, after, status = asyncio.run(scenario())
+    assert before == 80 and after == 81 and status == "Accepted"
+    records = list(spool_records(tmp_path / "spool"))
+    incoming = [json.loads(r["message"]) for r in records if r["direction"] == "in"]
+    assert not any(str(m[1]).startswith(("stray-", "err-", "replayed")) for m in incoming)
+    # The one solicited answer (to ChangeConfiguration) is spooled with the call it answers.
+    answers = [m for m in incoming if m[0] == 3]
+    calls = [json.loads(r["message"]) for r in records if r["direction"] == "out"]
+    assert len(answers) == 1 and answers[0][1] == calls[0][1]
+
+
+#: The central system alone (the console script would also import the analysis stack).
+FLOOD_SERVER = """
+import sys
+from pathlib import Path
+from zapanalytics.ingest.ocpp.server import ServerSettings, load_credentials, run_server
+settings = ServerSettings(spool_dir=Path(sys.argv[1]), port=0, credentials=load_credentials(Path(sys.argv[2])))
+run_server(settings, on_ready=lambda port: print(f"ws://127.0.0.1:{port}/ocpp/", flush=True))
+"""
+
+
+def _rss_mb(process) -> float:
+    return process.memory_info().rss / 2**20
+
+
+def test_an_answer_flood_leaves_server_memory_flat_and_the_spool_load_stores_none(tmp_path):
+    """8,000 answers of 30 KB that answer nothing, from an authenticated charge point."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    import psutil
+
+    from zapanalytics.ingest.ocpp.load import load_spool
+    from zapanalytics.store import open_store
+
+    credentials = tmp_path / "cps.json"
+    credentials.write_text(json.dumps(PASSWORDS))
+    spool = tmp_path / "spool"
+    server = subprocess.Popen(
+        [sys.executable, "-c", FLOOD_SERVER, str(spool), str(credentials)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        banner = server.stdout.readline()
+        port = int(banner.split("ws://127.0.0.1:", 1)[1].split("/", 1)[0])
+        process = psutil.Process(server.pid)
+        padding = "x" * 30_000
+
+        async def flood(frames: int) -> None:
+            async with connect(f"ws://127.0.0.1:{port}/ocpp/ZPR100001", subprotocols=["ocpp1.6"],
+                               additional_headers=auth_header("ZPR100001", PASSWORDS["ZPR100001"]),
+                               max_size=2**20) as ws:
+                assert (await exchange(ws, [2, "hb-0", "Heartbeat", {}]))[0] == 3
+                for n in range(frames):
+                    await ws.send(f'[3,"flood-{n}",{{"data":"{padding}"}}]')
+                # Frames are handled in order: this answer comes after every flood frame.
+                assert (await exchange(ws, [2, "hb-1", "Heartbeat", {}]))[0] == 3
+
+        asyncio.run(flood(50))  # warm: imports, first connection, spool segment
+        idle = _rss_mb(process)
+        peak = [idle]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], _rss_mb(process))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            asyncio.run(flood(8000))
+        finally:
+            done.set()
+            sampler.join()
+        after = _rss_mb(process)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert server.returncode == 0, server.stderr.read()
+    print(f"server RSS idle {idle:.0f} MB, peak {peak[0]:.0f} MB, after {after:.0f} MB")
+    assert after - idle < 50, (idle, after)
+    assert peak[0] - idle < 50, (idle, peak[0])
+    records = list(spool_records(spool))
+    assert len(records) == 4  # the four heartbeats, each with its answer
+    con = open_store(tmp_path / "store.duckdb")
+    try:
+        report = load_spool(con, spool)
+        assert report.counts.rows_in == 4 and report.counts.rows_quarantined == 0
+        stored = con.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
+        assert stored == 0
+    finally:
+        con.close()
+
+
+def test_the_login_throttle_forgets_sprayed_ids_before_addresses():
+    clock = [0.0]
+    throttle = LoginThrottle(clock=lambda: clock[0])
+    for n in range(30_000):
+        throttle.failed("peer:10.9.8.7", f"id:CP{n}")
+    assert len(throttle._failures) <= 10_001
+    # The spraying address is still remembered and slowed down.
+    assert throttle.delay_s("peer:10.9.8.7") == throttle.max_delay_s
+
+
+def test_connections_past_the_limit_get_503_and_a_reconnect_still_replaces(tmp_path):
+    async def scenario():
+        async with running(tmp_path / "spool", max_connections=1) as central:
+            async with raw_client(central, "ZPR100001") as first:
+                assert (await exchange(first, [2, "a", "Heartbeat", {}]))[0] == 3
+                with pytest.raises(InvalidStatus) as refused:
+                    async with raw_client(central, "ZPR100002"):
+                        pass
+                async with raw_client(central, "ZPR100001") as again:  # the same id replaces itself
+                    assert (await exchange(again, [2, "b", "Heartbeat", {}]))[0] == 3
+            return refused.value.response.status_code
+
+    assert asyncio.run(scenario()) == 503

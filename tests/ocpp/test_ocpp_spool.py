@@ -167,3 +167,17 @@ def test_reader_sees_only_complete_lines_while_a_writer_appends(tmp_path):
     writer.close()
     assert seen == [f"m{n}" for n in range(len(seen))]
     assert len(seen) == 3000
+
+
+def test_a_line_longer_than_any_frame_is_refused_naming_the_segment(tmp_path, monkeypatch):
+    from zapanalytics.ingest import spool as spool_module
+
+    monkeypatch.setattr(spool_module, "MAX_LINE_BYTES", 4096)
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    segment = directory / spool_module.segment_name(1, sealed=True)
+    segment.write_bytes(b'{"ok": 1}\n' + b"x" * 10_000 + b"\n")
+    first = spool_module.read_lines(directory, 1, 0, max_bytes=16)
+    assert first.lines == [b'{"ok": 1}']
+    with pytest.raises(spool_module.SpoolError, match=r"0000000001\.jsonl: the line at byte 10 is longer than 4,096 bytes"):
+        spool_module.read_lines(directory, 1, first.end_offset, max_bytes=16)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from zapanalytics.cli import app
 from zapanalytics.ingest.prices.spot import (
+    PriceFileError,
     coverage_problems,
     delivery_day_utc,
     intervals_in_day,
@@ -160,9 +161,11 @@ def test_unreadable_file_is_quarantined_whole(con, tmp_path):
     path = write_day(tmp_path, day, 60)
     path.write_text('[{"NOK_per_kWh": 0.5, "time_st')
     result = load_prices(con, area="NO1", first_day=day, last_day=day, source=tmp_path)
-    raw = con.execute("SELECT raw, reason FROM quarantine").fetchall()
-    assert raw[0][0] == '[{"NOK_per_kWh": 0.5, "time_st' and raw[0][1].startswith("not JSON")
+    raw = con.execute("SELECT raw, reason, source_file FROM quarantine").fetchall()
+    assert raw[0][0] == '[{"NOK_per_kWh": 0.5, "time_st'
+    assert raw[0][1].startswith("2025-04-03.json: not JSON") and raw[0][2] == str(path)
     assert result.missing_days == [day] and result.counts.rows_quarantined == 1
+    assert con.execute("SELECT status FROM ingest_runs").fetchall() == [("partial",)]
 
 
 def test_reloading_is_idempotent(con, tmp_path):
@@ -289,8 +292,8 @@ def test_entsoe_refusals(con, tmp_path):
     )
     day = dt.date(2025, 6, 1)
     result = load_prices(con, area="NO1", first_day=day, last_day=day, source=tmp_path)
-    assert "ENTSO-E answered with no data: No matching data found" in result.problems
-    assert "XML with a DTD or entities is refused" in result.problems
+    assert "ack.xml: ENTSO-E answered with no data: No matching data found" in result.problems
+    assert "evil.xml: XML with a DTD or entities is refused" in result.problems
     assert result.counts.rows_quarantined == 2 and result.missing_days == [day]
 
 
@@ -369,3 +372,47 @@ def test_cli_ingest_prices(tmp_path):
         ],
     )
     assert "--to is before --from" in str(backwards.exception) + backwards.output
+
+
+# -- hostile files: one bad file never sinks the run ------------------------------------------
+
+
+def test_a_non_utf8_xml_and_a_folder_are_quarantined_by_name_and_the_day_file_loads(con, tmp_path):
+    day = dt.date(2025, 3, 10)
+    write_day(tmp_path, day, 60)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "binary.xml").write_bytes(b"\xff\xfe\x00<garbage" + bytes(range(256)))
+    (tmp_path / "junk" / "folder.xml").mkdir()
+    result = load_prices(con, area="NO1", first_day=day, last_day=day, source=tmp_path)
+    assert result.counts.rows_stored == 24 and result.days_loaded == [day]
+    reasons = sorted(r[0] for r in con.execute("SELECT reason FROM quarantine").fetchall())
+    assert reasons[0].startswith("binary.xml: not UTF-8 text (byte 0xff at offset 0)")
+    assert reasons[1] == "folder.xml: is a directory, not a file"
+    assert not any("codec" in r or "Errno" in r for r in reasons)
+    assert con.execute("SELECT status FROM ingest_runs").fetchall() == [("partial",)]
+
+
+def test_a_declared_latin1_entsoe_document_is_read():
+    start, end = delivery_day_utc(dt.date(2025, 6, 2))
+    text = entsoe_document([entsoe_series(start, end, "PT60M", {1: 10.0})])
+    text = text.replace("<Publication_MarketDocument", "<!-- m\u00e5ned --><Publication_MarketDocument", 1)
+    data = ('<?xml version="1.0" encoding="ISO-8859-1"?>' + text.split("?>", 1)[-1]).encode("latin-1")
+    assert len(parse_entsoe(data, area="NO1").rows) == 24
+
+
+def test_a_huge_point_position_is_one_quarantined_record():
+    start, end = delivery_day_utc(dt.date(2025, 6, 2))
+    document = entsoe_document([entsoe_series(start, end, "PT60M", {1: 10.0})]).replace(
+        "</Period>", "<Point><position>99999999999999999999</position><price.amount>1</price.amount></Point></Period>"
+    )
+    parsed = parse_entsoe(document, area="NO1")
+    assert len(parsed.rows) == 24
+    assert [r.reason for r in parsed.rejected] == ["Point position '99999999999999999999' outside 1..24"]
+
+
+def test_a_period_of_centuries_is_refused_before_it_is_walked():
+    start = dt.datetime(1000, 1, 1, tzinfo=dt.UTC)
+    end = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+    document = entsoe_document([entsoe_series(start, end, "PT15M", {1: 10.0})])
+    with pytest.raises(PriceFileError, match="is not a period of up to 400 days"):
+        parse_entsoe(document, area="NO1")

@@ -39,7 +39,10 @@ DRIVER = REPO / "tests" / "badinput" / "cli_driver.py"
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_ATTR = '"><img src=x onerror=alert(1)>'
 SQL = "x'); DROP TABLE sessions; --"
-FORMULAS = ['=HYPERLINK("http://evil.example","pay")', "+SUM(A1:A9)", "-2+3", "@cmd|' /C calc'!A0"]
+FORMULAS = ['=HYPERLINK("http://evil.example","pay")', "+SUM(A1:A9)", "-2+3", "@cmd|' /C calc'!A0",
+            # Leading blanks a spreadsheet skips: no-break space, ideographic space, BOM, em space.
+            '\u00a0=HYPERLINK("http://evil.example","nbsp")', "\u3000=1+1", "\ufeff@SUM(1)",
+            "\u2003-2+3"]
 MARKUP = ["[/x]", "[bold red]Kari[/bold red]"]
 USER_NAMES = [XSS_SCRIPT, XSS_ATTR, SQL, *FORMULAS, *MARKUP, "Kari Nordmann"]
 CHARGER_NAMES = [XSS_SCRIPT, XSS_ATTR, "=cmd|' /C calc'!A0", SQL]
@@ -117,6 +120,15 @@ ALLOWED_DYNAMIC_SQL = {
         "column names from a fixed list, filtered by the catalogue",
     ("zapanalytics/billing/monthly.py", "set_installation_settings"):
         "column checked against _SITE_COLUMNS just above; the value is a parameter",
+    ("zapanalytics/dataset.py", "_partition_query"):
+        "table must be a key of the fixed _PARTITIONING map, which also gives the join and instant "
+        "text; columns come from the store's catalogue; the placeholders are module constants",
+    ("zapanalytics/dataset.py", "_partition_stats"):
+        "query comes from _partition_query",
+    ("zapanalytics/dataset.py", "_write_partitions"):
+        "columns from the catalogue via _partition_query; the partitions travel as a registered table",
+    ("zapanalytics/store/canonical.py", "resolve_session_copies"):
+        "view is a uuid4-hex name this function registers itself; the links travel as that view",
     ("zapanalytics/export.py", "_partitioned_query"):
         "table checked against CONTRACT_TABLES, columns from the catalogue, joins and instants fixed per table",
     ("zapanalytics/export.py", "export_table"):
@@ -244,6 +256,32 @@ def test_the_report_shows_the_hostile_names_as_text(hostile):
 _PREFIXES = ("=", "+", "-", "@")
 
 
+def _unblanked(text: str) -> str:
+    """``text`` without the leading blanks of any Unicode kind a spreadsheet skips."""
+    import unicodedata
+
+    position = 0
+    while position < len(text) and (
+        text[position].isspace() or unicodedata.category(text[position]) in ("Zs", "Cf", "Cc")
+    ):
+        position += 1
+    return text[position:]
+
+
+@pytest.mark.parametrize(
+    "blank",
+    sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | {"\ufeff", "\u200b", "\u2060"}),
+    ids=lambda b: f"U+{ord(b):04X}",
+)
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@"])
+def test_every_unicode_blank_before_a_formula_is_looked_through(blank, prefix):
+    from zapanalytics.spreadsheet import guard_formula
+
+    text = f"{blank}{blank}{prefix}1+1"
+    assert guard_formula(text) == "'" + text
+    assert guard_formula(f"{blank}Kari") == (f"'{blank}Kari" if blank in "\t\r\n" else f"{blank}Kari")
+
+
 def _spreadsheets(hostile, suffix: str) -> list[Path]:
     work = hostile["work"]
     files = sorted((work / "bills").rglob(f"*{suffix}")) + sorted((work / "exports").glob(f"*{suffix}"))
@@ -278,7 +316,7 @@ def test_xlsx_cells_are_never_formulas(hostile):
                 for cell in row:
                     assert cell.data_type != "f", f"{path.name}!{cell.coordinate} is a formula: {cell.value!r}"
                     if isinstance(cell.value, str):
-                        assert not cell.value.lstrip(" ").startswith(_PREFIXES), (
+                        assert not _unblanked(cell.value).startswith(_PREFIXES), (
                             f"{path.name}!{cell.coordinate}: {cell.value!r}"
                         )
                         if cell.value.startswith("'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import logging
@@ -29,6 +30,8 @@ def _run_cli(args: list[str], env: dict[str, str], stdin: str | None = None, tim
     """Run the console script in a subprocess, as a user would (errors go through run_app)."""
     full_env = {**os.environ, **env}
     full_env.pop("ZAPANALYTICS_DEBUG", None)
+    # A third-party import warning (pandas 3 under pyspark) is not the command's output.
+    full_env["PYTHONWARNINGS"] = "ignore::FutureWarning"
     return subprocess.run(
         [sys.executable, "-c", MAIN, *args],
         env=full_env,
@@ -57,18 +60,24 @@ def test_cli_sync_prints_counts_and_json(fake, tmp_path, account):
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
     assert result["rows_in"] == result["rows_stored"] + result["rows_quarantined"]
-    window = next(iter(result["windows"].values()))
-    # The second run is incremental: it starts seven days before the first run's end.
-    assert not window["resumed"] and window["from_utc"] > "2026"
+    assert result["endpoint"] == "archived"  # the fake has the newer listing
     con = read_only_store(db)
     try:
         stored = con.execute(
             "SELECT count(*), any_value(price_area) FROM sessions"
             " JOIN installations USING (installation_id)"
         ).fetchall()
+        last_start = con.execute(
+            "SELECT charger_id, max(start_utc) - INTERVAL 7 DAY FROM sessions GROUP BY 1"
+        ).fetchall()
     finally:
         con.close()
     assert stored == [(len(account.sessions), "NO1")]
+    # The second run is incremental: each charger from its last session less seven days.
+    windows = {w["charger_id"]: w["from_utc"] for w in result["windows"]}
+    assert windows == {
+        charger_id: start.astimezone(dt.UTC).isoformat() for charger_id, start in last_start
+    }
 
 
 def test_cli_wrong_password_is_one_line_without_traceback(fake, tmp_path):
@@ -109,12 +118,14 @@ def test_cli_without_credentials_and_no_input_is_a_clear_error(fake, tmp_path):
 
 
 def test_cli_5xx_storm_is_a_one_line_error(fake, tmp_path):
-    fake.inject("/api/chargehistory", 503, times=None)
+    path = "/api/chargehistory"
+    fake.inject(path, 503, times=None)
     db = tmp_path / "z.duckdb"
-    done = _run_cli(["ingest", "zaptec", "--db", str(db), "--retries", "2"], _env(fake))
+    args = ["ingest", "zaptec", "--db", str(db), "--retries", "2", "--endpoint", "chargehistory"]
+    done = _run_cli(args, _env(fake))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: Zaptec API GET /api/chargehistory: HTTP 503 after 3 attempts"
+        f"error: Zaptec API GET {path}: HTTP 503 after 3 attempts"
     )
     assert "Traceback" not in done.stderr
     con = read_only_store(db)
@@ -123,9 +134,7 @@ def test_cli_5xx_storm_is_a_one_line_error(fake, tmp_path):
         sessions = con.execute("SELECT count(*) FROM sessions").fetchall()
     finally:
         con.close()
-    assert runs == [
-        ("failed", "ZaptecApiError: Zaptec API GET /api/chargehistory: HTTP 503 after 3 attempts")
-    ]
+    assert runs == [("failed", f"ZaptecApiError: Zaptec API GET {path}: HTTP 503 after 3 attempts")]
     assert sessions == [(0,)]
     fake.clear_faults()
     fake.inject("/api/installation", 500, times=None)  # 500 on GET is retried, then given up
@@ -232,6 +241,7 @@ def test_sigkill_mid_sync_then_rerun_equals_a_clean_sync(start_fake, tmp_path):
     env = {**os.environ, **_env(fake)}
     killed_db = tmp_path / "killed.duckdb"
     args = [sys.executable, "-c", MAIN, "ingest", "zaptec", "--db", str(killed_db), "--json"]
+    args += ["--endpoint", "chargehistory"]
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while len(fake.requests("/api/chargehistory")) < 8 and time.monotonic() < deadline:
@@ -244,16 +254,22 @@ def test_sigkill_mid_sync_then_rerun_equals_a_clean_sync(start_fake, tmp_path):
 
     con = read_only_store(killed_db)  # the store opens after the kill
     try:
-        pending = con.execute("SELECT pending_next_page FROM zaptec_sync_state").fetchall()
+        killed_run = con.execute("SELECT run_id, status FROM ingest_runs").fetchall()
+        stored_before = con.execute("SELECT count(*) FROM sessions").fetchall()[0][0]
     finally:
         con.close()
-    assert pending and pending[0][0] is not None
+    assert [status for _, status in killed_run] == ["running"] and stored_before > 0
 
     mark = len(fake.log)
-    done = _run_cli(["ingest", "zaptec", "--db", str(killed_db)], _env(fake), timeout=300)
+    done = _run_cli(
+        ["ingest", "zaptec", "--db", str(killed_db), "--endpoint", "chargehistory"],
+        _env(fake),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    resumed_pages = [r for r in fake.log[mark:] if r.path == "/api/chargehistory"]
-    assert int(resumed_pages[0].query["pageindex"]) == pending[0][0] > 0
+    # The rerun goes on from what was stored: per charger, not from the start of history.
+    resumed = [r for r in fake.log[mark:] if r.path == "/api/chargehistory"]
+    assert resumed and all("chargerid" in r.query for r in resumed)
 
     clean_db = tmp_path / "clean.duckdb"
     done = _run_cli(["ingest", "zaptec", "--db", str(clean_db)], _env(fake), timeout=300)
@@ -262,6 +278,8 @@ def test_sigkill_mid_sync_then_rerun_equals_a_clean_sync(start_fake, tmp_path):
     killed, clean = read_only_store(killed_db), read_only_store(clean_db)
     try:
         assert store_snapshot(killed) == store_snapshot(clean)
+        statuses = killed.execute("SELECT run_id, status FROM ingest_runs").fetchall()
     finally:
         killed.close()
         clean.close()
+    assert dict(statuses)[killed_run[0][0]] == "aborted"

@@ -19,7 +19,13 @@ accuracy
     ``accuracy_verdicts`` judges the bands against ``limits`` (±1 % claim, EN 50470-3,
     MID).
 regression
-    Each charger's gain error from the installation's HAN meter, with no sub-meter.
-store_audit, report
-    The whole audit of a store, as JSON and as an offline HTML report.
+    Each charger's gain error from the installation's HAN meter, with no sub-meter, the
+    HAN meter's own class limit in every interval; ``regression_hours`` builds the
+    hourly energies it fits.
+store_audit
+    The whole audit of a store as data (frames and a JSON-ready dict); the HTML report
+    is built from it by :mod:`zapanalytics.report.audit_section`.
+limits
+    The ±1 % claim, EN 50470-3 and MID limits, the guard-banded decision rule, and a
+    meter's class as a standard uncertainty.
 """

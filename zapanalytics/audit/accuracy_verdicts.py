@@ -49,6 +49,7 @@ def accuracy_bands(
     reference_uncertainty_pct: float | None = None,
     coverage_factor: float = 2.0,
     min_windows: int = 3,
+    single_phase_chargers: Iterable[str] = (),
 ) -> pl.DataFrame:
     """Error per charger and current band, with its expanded uncertainty and verdicts.
 
@@ -71,6 +72,9 @@ def accuracy_bands(
         k for the expanded uncertainty (2: about 95 %).
     min_windows : int
         Fewer windows in a band give an inconclusive verdict.
+    single_phase_chargers : iterable of str
+        Chargers that charge on one phase: their (polyphase) meters are judged by MID's
+        row for a single-phase load (``verdict_mid`` only).
 
     Returns
     -------
@@ -82,6 +86,7 @@ def accuracy_bands(
         criterion ``limit_<c>_pct`` and ``verdict_<c>``.
     """
     u_reference = _reference_uncertainty_pct(reference_uncertainty_pct, reference_class)
+    single_phase = set(single_phase_chargers)
     grouped = (
         windows.with_columns(
             u_abs_sq=(
@@ -123,13 +128,16 @@ def accuracy_bands(
     rows = []
     for row in grouped.iter_rows(named=True):
         for criterion in CRITERIA:
-            limit = limit_pct(
-                criterion,
-                row["min_current_a"],
-                meter_class=meter_class,
-                itr_a=itr_a,
-                temperature_band=temperature_band,
-            )
+            options = {"meter_class": meter_class, "itr_a": itr_a, "temperature_band": temperature_band}
+            try:
+                limit = limit_pct(
+                    criterion, row["min_current_a"], **options,
+                    single_phase_load=row["charger_id"] in single_phase,
+                )  # fmt: skip
+            except KeyError:
+                # No sourced single-phase figure for this class: the balanced row, the
+                # tighter limit, so a meter is never passed on a guessed one.
+                limit = limit_pct(criterion, row["min_current_a"], **options)
             row["sufficient"] = row["windows"] >= min_windows
             verdict = (
                 judge(row["error_pct"], row["expanded_uncertainty_pct"], limit)

@@ -19,6 +19,7 @@ from zapanalytics.audit.signed import (
 )
 
 __all__ = [
+    "HOW_TO_VERIFY",
     "clock_findings",
     "clock_offsets",
     "duplicate_findings",
@@ -290,6 +291,14 @@ def duplicate_findings(sessions: pl.DataFrame, signed: pl.DataFrame | None = Non
     return findings_frame(rows)
 
 
+#: What to do about signed records no key could check (said in findings and the report).
+HOW_TO_VERIFY = (
+    "To verify them, give the meters' public keys with --public-keys (a directory of "
+    "<serial>.pem files, or a JSON file mapping serials to keys), or have the keys in the "
+    "dataset: the chargers' MIDPublicKey observation (state 981) in the Zaptec dump."
+)
+
+
 def signature_findings(signed: pl.DataFrame, sessions: pl.DataFrame | None = None) -> pl.DataFrame:
     """Signed records that fail, unsigned records, and signed sessions without a record.
 
@@ -299,7 +308,8 @@ def signature_findings(signed: pl.DataFrame, sessions: pl.DataFrame | None = Non
         Findings ``ocmf_invalid_signature``, ``ocmf_key_mismatch``, ``ocmf_malformed``
         (errors), ``ocmf_unsupported_curve``, ``ocmf_unsigned``, ``ocmf_missing``
         (warnings), ``ocmf_transaction_failed`` (error) and one ``ocmf_not_verified``
-        (info) per charger whose records could not be checked for want of a key.
+        (warning, saying how to verify them) per charger whose records could not be
+        checked for want of a key: an unchecked signature is not a passed one.
     """
     sessions = utc_frame(sessions)
     rows = []
@@ -349,8 +359,9 @@ def signature_findings(signed: pl.DataFrame, sessions: pl.DataFrame | None = Non
         rows.append(
             finding(
                 "ocmf_not_verified",
-                "info",
-                f"{row['count']} signed records: {row['reason']}",
+                "warning",
+                f"{row['count']} signed records were not verified ({row['reason']}). "
+                f"{HOW_TO_VERIFY}",
                 charger_id=row["charger_id"],
                 ts_utc=row["first"],
                 magnitude=float(row["count"]),

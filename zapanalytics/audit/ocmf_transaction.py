@@ -9,6 +9,12 @@ never go backwards, register values a meter can hold (0 to 10^7 kWh), meter stat
 readings, and an identification level that is not an error state. The weakest clock
 status in the transaction (``S`` > ``R`` > ``I`` > ``U``) is reported; it decides
 whether the times may be used for time-based billing, not whether the energy is sound.
+
+A record that holds one reading -- a begin-only or end-only record of a transaction sent
+as separate records (DZG, NZR and others publish them so), or a fiscal record -- cannot
+carry a begin/end pair: the pairing is checked across records, not within one. Its
+``one_begin_one_end`` check is reported but marked not applicable, and does not fail
+the record.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ MAX_REGISTER_KWH = Decimal(10_000_000)
 
 @dataclass(frozen=True)
 class Check:
-    """One named transaction check: ``passed`` and a one-line ``detail``."""
+    """One named transaction check: ``passed`` and a one-line ``detail``; a check that
+    does not apply to the record (``applicable`` False) is reported but never fails it."""
 
     name: str
     passed: bool
     detail: str
+    applicable: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,16 @@ class TransactionCheck:
 
     @property
     def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
+        """Every applicable check passed."""
+        return all(check.passed for check in self.checks if check.applicable)
 
     @property
     def failed(self) -> tuple[str, ...]:
-        return tuple(check.name for check in self.checks if not check.passed)
+        return tuple(c.name for c in self.checks if c.applicable and not c.passed)
+
+    @property
+    def not_applicable(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.checks if not c.applicable)
 
     @property
     def energy_kwh(self) -> float | None:
@@ -91,7 +104,11 @@ class TransactionCheck:
         return {
             "passed": self.passed,
             "failed": list(self.failed),
-            "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in self.checks},
+            "not_applicable": list(self.not_applicable),
+            "checks": {
+                c.name: {"passed": c.passed, "applicable": c.applicable, "detail": c.detail}
+                for c in self.checks
+            },
             "begin_utc": None if self.begin is None else self.begin.time_utc.isoformat(),
             "end_utc": None if self.end is None else self.end.time_utc.isoformat(),
             "end_code": None if self.end is None else self.end.transaction_code,
@@ -229,6 +246,13 @@ def check_transaction(record: OcmfRecord) -> TransactionCheck:
     """
     readings = record.readings
     begin_end, begin, end = _begin_end(readings)
+    if len(readings) == 1:
+        begin_end = Check(
+            begin_end.name, begin_end.passed,
+            f"{begin_end.detail}: a record of one reading holds no begin/end pair "
+            "(its partner is another record)",
+            applicable=False,
+        )  # fmt: skip
     checks = [
         begin_end,
         _same_register(readings),

@@ -15,10 +15,29 @@ interval uses Student's t with one degree of freedom less than the number of day
 gain interval is the transformed ``beta`` interval ``1 / beta - 1``, exact for the
 monotone transform.
 
+The HAN meter's own error
+-------------------------
+The HAN meter is the reference, and its own gain error ``h`` shifts every estimate by
+about the same amount (a HAN reading 0.5 % high makes every charger look 0.5 % low):
+the estimate is ``(1 + g_j) / (1 + h) - 1``. Unless its uncertainty is known (a
+calibration), the meter is known by its accuracy class only, so ``h`` enters as a
+rectangular distribution bounded by the class's MID maximum permissible error
+(:func:`zapanalytics.audit.limits.class_uncertainty_pct`), and the wider MID row for a
+polyphase meter with a single-phase load where the chargers charge on one phase. Class
+B is assumed when none is given (Norwegian AMS meters are class B or better), and the
+result says which was used. Each side of the regression's interval is widened by the
+expanded HAN term in quadrature: ``g - sqrt((g - low)^2 + (k u_han)^2)`` and
+``g + sqrt((high - g)^2 + (k u_han)^2)``.
+
+The verdict is guarded acceptance (ILAC-G8), as for the sub-meter comparison:
+``pass`` when the whole widened interval lies inside ``±claim``, ``fail`` when it lies
+wholly outside, ``inconclusive`` otherwise. With a class B HAN meter (MPE 2 %) the
+widened interval is at least about ±2.3 % wide, so the HAN comparison can find a gross
+error but cannot confirm a ±1 % claim; a sub-meter or a better-known HAN meter can.
+
 Assumptions (state them with every result)
 ------------------------------------------
-* The HAN meter is the reference: its own gain error shifts every estimate by about
-  the same amount (a HAN reading 0.5 % high makes every charger look 0.5 % low).
+* The HAN meter's error is within its class (above).
 * All charger energy passes through the HAN meter and the import register is not netted
   against export (no solar export during the modelled hours).
 * Within a day and hour-of-day profile, the household does not react to charging. Load
@@ -32,6 +51,7 @@ Assumptions (state them with every result)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -39,9 +59,16 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from zapanalytics.audit.findings import utc_frame
+from zapanalytics.audit.limits import MID_TEMPERATURE_BANDS, class_uncertainty_pct
+from zapanalytics.audit.regression_hours import (
+    HOURLY_SCHEMA,
+    hourly_energies,
+    interpolate_register,
+    single_phase_share,
+)
 
 __all__ = [
+    "DEFAULT_HAN_CLASS",
     "HOURLY_SCHEMA",
     "GainFit",
     "GainRegression",
@@ -49,198 +76,11 @@ __all__ = [
     "fit_gains",
     "hourly_energies",
     "interpolate_register",
+    "single_phase_share",
 ]
 
-
-#: Columns of :func:`hourly_energies` output.
-HOURLY_SCHEMA = pl.Schema(
-    {
-        "installation_id": pl.String,
-        "meter_id": pl.String,
-        "hour_start_utc": pl.Datetime("us", "UTC"),
-        "han_kwh": pl.Float64,
-        "charger_id": pl.String,
-        "charger_kwh": pl.Float64,
-    }
-)
-
-
-def interpolate_register(
-    times_s: np.ndarray, values_kwh: np.ndarray, grid_s: np.ndarray, *, max_gap_s: float
-) -> np.ndarray:
-    """A cumulative register at the grid times, linear between readings.
-
-    Parameters
-    ----------
-    times_s : array
-        Reading times [s since epoch], sorted.
-    values_kwh : array
-        Register readings [kWh].
-    grid_s : array
-        Times to read the register at [s since epoch].
-    max_gap_s : float
-        Readings further apart than this are not interpolated between, unless the
-        register did not move (nothing happened in the gap) [s].
-
-    Returns
-    -------
-    numpy.ndarray
-        The register at each grid time [kWh]; NaN where unknown (outside the readings,
-        across a long gap, or across a fall of the register).
-    """
-    result = np.full(grid_s.shape, np.nan)
-    if times_s.size == 0:
-        return result
-    right = np.searchsorted(times_s, grid_s, side="left")
-    exact = (right < times_s.size) & (times_s[np.minimum(right, times_s.size - 1)] == grid_s)
-    result[exact] = values_kwh[right[exact]]
-    inside = ~exact & (right > 0) & (right < times_s.size)
-    left = right[inside] - 1
-    upper = right[inside]
-    gap = times_s[upper] - times_s[left]
-    rise = values_kwh[upper] - values_kwh[left]
-    ok = (rise >= 0) & ((gap <= max_gap_s) | (rise == 0))
-    fraction = (grid_s[inside] - times_s[left]) / gap
-    values = values_kwh[left] + fraction * rise
-    values[~ok] = np.nan
-    result[inside] = values
-    return result
-
-
-def _epoch_s(series: pl.Series) -> np.ndarray:
-    return series.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
-
-
-def hourly_energies(
-    meter_values: pl.DataFrame,
-    reference_readings: pl.DataFrame,
-    chargers: pl.DataFrame,
-    *,
-    source: str | None = None,
-    max_gap_s: float = 5400.0,
-    exclude_limited_hours: bool = True,
-) -> pl.DataFrame:
-    """Hourly HAN energy and each charger's hourly energy, per installation.
-
-    Parameters
-    ----------
-    meter_values : polars.DataFrame
-        The ``meter_values`` table (registers; ``current_offered_a`` and currents when
-        known, to find load-balanced hours).
-    reference_readings : polars.DataFrame
-        The ``reference_readings`` table; rows of kind ``han`` with an
-        ``energy_import_kwh`` register are used.
-    chargers : polars.DataFrame
-        The ``chargers`` table (``charger_id``, ``installation_id``, ``max_current_a``).
-    source : str, optional
-        The ``meter_values`` source; default: for each charger the register series that
-        knows the most hours.
-    max_gap_s : float
-        See :func:`interpolate_register`.
-    exclude_limited_hours : bool
-        Leave out hours in which a charger delivered energy while offered less than its
-        maximum current (load balancing), when the offered current is known.
-
-    Returns
-    -------
-    polars.DataFrame
-        Long format: ``installation_id``, ``meter_id``, ``hour_start_utc``,
-        ``han_kwh``, ``charger_id``, ``charger_kwh``; one row per hour and charger,
-        only for hours in which the HAN meter and every charger are known.
-    """
-    meter_values, reference_readings = utc_frame(meter_values), utc_frame(reference_readings)
-    han = reference_readings.filter(
-        (pl.col("kind") == "han")
-        & pl.col("energy_import_kwh").is_not_null()
-        & pl.col("installation_id").is_not_null()
-    ).sort("ts_utc")
-    registers = meter_values.filter(pl.col("energy_register_kwh").is_not_null())
-    if source is not None:
-        registers = registers.filter(pl.col("source") == source)
-    registers = registers.sort("ts_utc")
-    frames = []
-    for (installation_id, meter_id), readings in han.group_by(
-        "installation_id", "meter_id", maintain_order=True
-    ):
-        members = chargers.filter(pl.col("installation_id") == installation_id)["charger_id"]
-        if members.is_empty():
-            continue
-        times = _epoch_s(readings["ts_utc"])
-        grid = np.arange(np.ceil(times[0] / 3600) * 3600, times[-1] + 1, 3600.0)
-        if grid.size < 2:
-            continue
-        han_at = interpolate_register(
-            times, readings["energy_import_kwh"].to_numpy(), grid, max_gap_s=max_gap_s
-        )
-        columns = {"hour_start_utc": grid[:-1], "han_kwh": np.diff(han_at)}
-        for charger_id in members.to_list():
-            own = registers.filter(pl.col("charger_id") == charger_id)
-            columns[charger_id] = _hourly_register_energy(own, grid, max_gap_s)
-        wide = pl.DataFrame(columns).with_columns(
-            hour_start_utc=pl.from_epoch(pl.col("hour_start_utc").cast(pl.Int64), time_unit="s")
-            .dt.replace_time_zone("UTC")
-            .dt.cast_time_unit("us")
-        )
-        known = pl.all_horizontal(
-            pl.exclude("hour_start_utc").is_not_nan() & (pl.exclude("hour_start_utc") >= 0)
-        )
-        wide = wide.filter(known)
-        if exclude_limited_hours:
-            limited = _limited_hours(meter_values, chargers, members)
-            wide = wide.join(limited, on="hour_start_utc", how="anti")
-        frames.append(
-            wide.unpivot(
-                index=["hour_start_utc", "han_kwh"],
-                variable_name="charger_id",
-                value_name="charger_kwh",
-            ).with_columns(installation_id=pl.lit(installation_id), meter_id=pl.lit(meter_id))
-        )
-    if not frames:
-        return pl.DataFrame(schema=HOURLY_SCHEMA)
-    return pl.concat(frames).select(HOURLY_SCHEMA.names()).cast(HOURLY_SCHEMA)
-
-
-def _hourly_register_energy(
-    registers: pl.DataFrame, grid: np.ndarray, max_gap_s: float
-) -> np.ndarray:
-    """A charger's energy per hour of ``grid`` from the register series (source) that
-    knows the most hours; sources stamp with different clocks, so they are not mixed."""
-    best = np.full(grid.size - 1, np.nan)
-    best_known = -1
-    for _, series in registers.group_by("source", maintain_order=True):
-        series = series.unique("ts_utc", keep="first", maintain_order=True)
-        at = interpolate_register(
-            _epoch_s(series["ts_utc"]),
-            series["energy_register_kwh"].to_numpy(),
-            grid,
-            max_gap_s=max_gap_s,
-        )
-        energy = np.diff(at)
-        known = int(np.isfinite(energy).sum())
-        if known > best_known:
-            best, best_known = energy, known
-    return best
-
-
-def _limited_hours(
-    meter_values: pl.DataFrame, chargers: pl.DataFrame, members: pl.Series
-) -> pl.DataFrame:
-    """Hours in which a charger drew current while offered less than its maximum."""
-    empty = pl.DataFrame(schema={"hour_start_utc": pl.Datetime("us", "UTC")})
-    if "current_offered_a" not in meter_values.columns or "max_current_a" not in chargers.columns:
-        return empty
-    phases = [
-        c for c in ("current_l1_a", "current_l2_a", "current_l3_a") if c in meter_values.columns
-    ]
-    drawing = pl.max_horizontal(phases) > 0.5 if phases else pl.col("power_w") > 50
-    # A reading stamps the interval that ends at it: 12:00:00 belongs to 11:00-12:00.
-    return (
-        meter_values.filter(pl.col("charger_id").is_in(members.implode()))
-        .join(chargers.select("charger_id", "max_current_a"), on="charger_id")
-        .filter(drawing & (pl.col("current_offered_a") < pl.col("max_current_a") - 0.5))
-        .select(hour_start_utc=(pl.col("ts_utc") - pl.duration(microseconds=1)).dt.truncate("1h"))
-        .unique()
-    )
+#: The HAN meter's accuracy class when none is given.
+DEFAULT_HAN_CLASS = "B"
 
 
 @dataclass(frozen=True)
@@ -385,11 +225,60 @@ class GainRegression:
 
 
 def _classify(low: float, high: float, claim_pct: float) -> str:
+    """Guarded acceptance on an interval (ILAC-G8), as the sub-meter verdicts."""
     if -claim_pct <= low and high <= claim_pct:
-        return "within"
+        return "pass"
     if low > claim_pct or high < -claim_pct:
-        return "outside"
+        return "fail"
     return "inconclusive"
+
+
+def _per_installation(value, installation_id: str, default):
+    if isinstance(value, Mapping):
+        return value.get(installation_id, default)
+    return default if value is None else value
+
+
+_HAN_SCHEMA = {
+    "han_meter_id": pl.String,
+    "han_meter_class": pl.String,
+    "han_class_source": pl.String,
+    "u_han_pct": pl.Float64,
+    "single_phase_load": pl.Boolean,
+}
+
+
+def _han_meter(
+    installation_id: str,
+    meter_id: str | None,
+    meter_class: str | Mapping[str, str] | None,
+    uncertainty_pct: float | Mapping[str, float] | None,
+    single_phase_load: bool | Mapping[str, bool],
+) -> dict:
+    """The HAN meter's class and standard uncertainty [%] as used, and why."""
+    def lookup(value):
+        if isinstance(value, Mapping):
+            return value.get(meter_id, value.get(installation_id)) if meter_id else value.get(installation_id)
+        return value
+
+    single = bool(_per_installation(single_phase_load, installation_id, False))
+    known = lookup(uncertainty_pct)
+    given = lookup(meter_class)
+    chosen = given or DEFAULT_HAN_CLASS
+    if known is not None:
+        source, u = "calibrated", float(known)
+    else:
+        source = "given" if given else "default"
+        u = class_uncertainty_pct(
+            chosen, single_phase_load=single, temperature_band=MID_TEMPERATURE_BANDS[0]
+        )
+    return {
+        "han_meter_id": meter_id,
+        "han_meter_class": chosen,
+        "han_class_source": source,
+        "u_han_pct": u,
+        "single_phase_load": single,
+    }
 
 
 def estimate_gains(
@@ -399,6 +288,10 @@ def estimate_gains(
     confidence: float = 0.95,
     claim_pct: float = 1.0,
     min_charging_hours: int = 24,
+    han_meter_class: str | Mapping[str, str] | None = None,
+    han_uncertainty_pct: float | Mapping[str, float] | None = None,
+    single_phase_load: bool | Mapping[str, bool] = False,
+    coverage_factor: float = 2.0,
 ) -> GainRegression:
     """Gain error of every charger behind a HAN meter, with confidence intervals.
 
@@ -415,15 +308,29 @@ def estimate_gains(
         outside ``±claim_pct``.
     min_charging_hours : int
         Chargers with fewer hours of charging get ``insufficient_data``.
+    han_meter_class : str or mapping of installation_id or meter_id to class, optional
+        The HAN meter's MID accuracy class (``"A"``, ``"B"``, ``"C"``); default
+        :data:`DEFAULT_HAN_CLASS`, said so in ``han_class_source``.
+    han_uncertainty_pct : float or mapping, optional
+        The HAN meter's standard uncertainty [%] when known (a calibration); overrides
+        the class.
+    single_phase_load : bool or mapping of installation_id to bool
+        The chargers load the (polyphase) HAN meter on one phase: MID's wider row.
+    coverage_factor : float
+        k for the HAN meter's term (2: about 95 %).
 
     Returns
     -------
     GainRegression
         ``chargers``: installation_id, charger_id, hours, charging_hours,
-        charger_energy_kwh, gain_error_pct, ci_low_pct, ci_high_pct, confidence,
-        verdict (``within``, ``outside``, ``inconclusive``, ``insufficient_data``),
-        flagged. ``installations``: hours, days, r_squared, residual_std_kwh, chargers,
-        baseline, and the assumptions as text.
+        charger_energy_kwh, gain_error_pct, ci_low_pct and ci_high_pct (the interval
+        with the HAN meter's uncertainty), regression_ci_low_pct and
+        regression_ci_high_pct (the regression's alone), confidence, han_meter_id,
+        han_meter_class, han_class_source (``given``, ``default`` or ``calibrated``),
+        u_han_pct, single_phase_load, limit_pct, verdict (``pass``, ``fail``,
+        ``inconclusive``, ``insufficient_data``), flagged. ``installations``: hours,
+        days, r_squared, residual_std_kwh, chargers, baseline, the HAN meter's id,
+        class and standard uncertainty, and an error text when the fit failed.
     """
     charger_rows, installation_rows = [], []
     for (installation_id,), group in hourly.group_by("installation_id", maintain_order=True):
@@ -431,6 +338,10 @@ def estimate_gains(
             timezones
             if isinstance(timezones, str)
             else timezones.get(installation_id, "Europe/Oslo")
+        )
+        meter_id = group["meter_id"].drop_nulls().first() if "meter_id" in group.columns else None
+        han = _han_meter(
+            installation_id, meter_id, han_meter_class, han_uncertainty_pct, single_phase_load
         )
         wide = (
             group.pivot(on="charger_id", index=["hour_start_utc", "han_kwh"], values="charger_kwh")
@@ -454,8 +365,9 @@ def estimate_gains(
                 )
             except ValueError as exc:
                 installation_rows.append(
-                    {"installation_id": installation_id, "hours": wide.height, "error": str(exc)}
-                )
+                    {"installation_id": installation_id, "hours": wide.height, "error": str(exc),
+                     **han}
+                )  # fmt: skip
         fitted = iter(range(int(enough.sum())))
         for index, charger_id in enumerate(charger_ids):
             row = {
@@ -467,22 +379,32 @@ def estimate_gains(
                 "gain_error_pct": None,
                 "ci_low_pct": None,
                 "ci_high_pct": None,
+                "regression_ci_low_pct": None,
+                "regression_ci_high_pct": None,
                 "confidence": confidence,
+                **han,
+                "limit_pct": claim_pct,
                 "verdict": "insufficient_data",
                 "flagged": False,
             }
             if enough[index]:
                 position = next(fitted)
                 if fit is not None:
+                    gain = float(fit.gain_pct[position])
                     low = float(fit.gain_low_pct[position])
                     high = float(fit.gain_high_pct[position])
-                    verdict = _classify(low, high, claim_pct)
+                    spread = coverage_factor * han["u_han_pct"]
+                    wide_low = gain - float(np.hypot(gain - low, spread))
+                    wide_high = gain + float(np.hypot(high - gain, spread))
+                    verdict = _classify(wide_low, wide_high, claim_pct)
                     row.update(
-                        gain_error_pct=float(fit.gain_pct[position]),
-                        ci_low_pct=low,
-                        ci_high_pct=high,
+                        gain_error_pct=gain,
+                        ci_low_pct=wide_low,
+                        ci_high_pct=wide_high,
+                        regression_ci_low_pct=low,
+                        regression_ci_high_pct=high,
                         verdict=verdict,
-                        flagged=verdict == "outside",
+                        flagged=verdict == "fail",
                     )
             charger_rows.append(row)
         if fit is not None:
@@ -496,6 +418,7 @@ def estimate_gains(
                     "chargers": int(enough.sum()),
                     "baseline": "a level per local day + an hour-of-day profile",
                     "error": None,
+                    **han,
                 }
             )
     charger_schema = {
@@ -507,7 +430,11 @@ def estimate_gains(
         "gain_error_pct": pl.Float64,
         "ci_low_pct": pl.Float64,
         "ci_high_pct": pl.Float64,
+        "regression_ci_low_pct": pl.Float64,
+        "regression_ci_high_pct": pl.Float64,
         "confidence": pl.Float64,
+        **_HAN_SCHEMA,
+        "limit_pct": pl.Float64,
         "verdict": pl.String,
         "flagged": pl.Boolean,
     }
@@ -520,6 +447,7 @@ def estimate_gains(
         "chargers": pl.Int64,
         "baseline": pl.String,
         "error": pl.String,
+        **_HAN_SCHEMA,
     }
     return GainRegression(
         chargers=pl.DataFrame(charger_rows, schema=charger_schema),

@@ -4,7 +4,8 @@
 fleet's one-minute readings do not fit in memory at once), runs the pure audits of this
 package on them and returns a :class:`StoreAudit` whose :meth:`StoreAudit.as_dict` is
 the machine-readable audit and whose frames feed the HTML report
-(:mod:`zapanalytics.audit.report`).
+(:mod:`zapanalytics.report.audit_section`; this package returns data only). Every frame
+names its chargers ``name (serial)`` in ``charger_name`` beside ``charger_id``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from zapanalytics.audit.accuracy import (
     accuracy_verdicts,
     accuracy_windows,
 )
+from zapanalytics.audit.completeness import unaccounted_energy_findings, without_covered_gaps
 from zapanalytics.audit.evidence import clock_offsets, on_cloud_time
 from zapanalytics.audit.findings import utc_frame
 from zapanalytics.audit.integrity import combine_findings, integrity_findings, register_findings
 from zapanalytics.audit.regression import (
+    DEFAULT_HAN_CLASS,
     HOURLY_SCHEMA,
     GainRegression,
     estimate_gains,
     hourly_energies,
+    single_phase_share,
 )
 from zapanalytics.audit.signed import (
     MID_PUBLIC_KEY_STATE_ID,
@@ -39,6 +43,7 @@ from zapanalytics.audit.signed import (
     session_register_readings,
     signed_records,
 )
+from zapanalytics.naming import charger_names, with_charger_names
 
 __all__ = ["ASSUMPTIONS", "StoreAudit", "audit_store"]
 
@@ -54,10 +59,15 @@ ASSUMPTIONS = (
     "charger's observed power inside the interpolated interval; error with expanded "
     "uncertainty (k=2) from resolution, interpolation, timing and the reference's class "
     "limit; pass/fail only when the interval is clear of the limit (ILAC-G8 guarded "
-    "acceptance); a current band with fewer than 3 windows is shown but not judged.",
+    "acceptance); a current band with fewer than 3 windows is shown but not judged; a "
+    "charger that charges on one phase is judged against MID's row for a polyphase meter "
+    "on a single-phase load.",
     "Gain regression: the HAN meter is the reference; the household is a daily level plus "
     "an hour-of-day profile; hours of load balancing are excluded where the offered current "
-    "is known; 95 % intervals, cluster-robust by local day.",
+    "is known; 95 % intervals, cluster-robust by local day, widened by the HAN meter's own "
+    "uncertainty: its MID class limit as a rectangular bound (class B when no class is "
+    "given; MID's wider row for a polyphase meter when the chargers charge on one phase); "
+    "pass/fail only when the widened interval is clear of the ±1 % claim.",
     "Register series: each charger's readings of one source at a time (signed periodic "
     "values with its signed sessions' begin and end readings, OCPP meter values); a charger "
     "whose clock is found off has its readings moved to the cloud's time by the measured "
@@ -237,6 +247,7 @@ def audit_store(
     window_options: dict[str, Any] | None = None,
     band_options: dict[str, Any] | None = None,
     gain_options: dict[str, Any] | None = None,
+    han_meter_class: str | Mapping[str, str] | None = None,
 ) -> StoreAudit:
     """Audit every charger in a store.
 
@@ -253,6 +264,11 @@ def audit_store(
         :func:`zapanalytics.audit.accuracy.accuracy_bands`.
     gain_options : dict, optional
         Keyword arguments for :func:`zapanalytics.audit.regression.estimate_gains`.
+    han_meter_class : str or mapping of meter_id or installation_id to class, optional
+        The HAN meters' MID accuracy class; class B when not given (said in the result).
+        A charger set that charges on one phase most of the time (or a single-phase
+        installation) is judged with MID's row for a polyphase meter on a single-phase
+        load.
 
     Returns
     -------
@@ -260,7 +276,13 @@ def audit_store(
     """
     chargers = _frame(con, "SELECT * FROM chargers ORDER BY charger_id")
     installations = _frame(con, "SELECT installation_id, timezone FROM installations")
-    sessions = _frame(con, "SELECT * FROM sessions ORDER BY charger_id, start_utc")
+    single_phase_sites = {
+        r[0]
+        for r in con.execute(
+            "SELECT installation_id FROM installations WHERE phase_count = 1"
+        ).fetchall()
+    }
+    sessions = _frame(con, "SELECT * FROM canonical_sessions ORDER BY charger_id, start_utc")
     energy_details = _frame(con, "SELECT session_id, ts_utc, energy_kwh FROM energy_details")
     states = _frame(
         con,
@@ -274,7 +296,10 @@ def audit_store(
         _keys_by_charger(public_keys, chargers),
         include_meter_values=include_meter_value_signatures,
     )
-    findings = [integrity_findings(sessions, energy_details, None, states, signed=signed)]
+    findings = [
+        integrity_findings(sessions, energy_details, None, states, signed=signed),
+        unaccounted_energy_findings(sessions, signed),
+    ]
 
     meter_select = _meter_select(con)
     charger_ids = sorted(
@@ -293,6 +318,7 @@ def audit_store(
     # compared with the reference meters (whose clocks are their own, assumed right).
     offsets = clock_offsets(sessions, signed)
     windows = []
+    single_phase_chargers: set[str] = set()
     for charger_id in charger_ids:
         # One charger at a time keeps a fleet's minute readings out of memory at once.
         values = _frame(
@@ -301,6 +327,9 @@ def audit_store(
             [charger_id],
         )
         findings.append(register_findings(values))
+        share = single_phase_share(values)
+        if share is not None and share > 0.5:
+            single_phase_chargers.add(charger_id)
         values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         if charger_id in submetered:
             reference = _frame(
@@ -310,10 +339,13 @@ def audit_store(
             )
             windows.append(accuracy_windows(values, reference, chargers, **(window_options or {})))
     window_frame = pl.concat(windows) if windows else pl.DataFrame(schema=WINDOW_SCHEMA)
-    bands = accuracy_bands(window_frame, **(band_options or {}))
+    bands = accuracy_bands(
+        window_frame, **{"single_phase_chargers": single_phase_chargers, **(band_options or {})}
+    )
     accuracy = AccuracyAudit(window_frame, bands, accuracy_verdicts(bands, chargers, with_reference=submetered))
 
     hourly = []
+    single_phase: dict[str, bool] = {}
     han_installations = [
         r[0]
         for r in con.execute(
@@ -336,22 +368,39 @@ def audit_store(
             "(SELECT charger_id FROM chargers WHERE installation_id = ?)",
             [installation_id],
         )
+        share = single_phase_share(values)
+        single_phase[installation_id] = installation_id in single_phase_sites or (
+            share is not None and share > 0.5
+        )
         values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         hourly.append(hourly_energies(values, han, members))
     zones = dict(installations.iter_rows())
     gains = estimate_gains(
         pl.concat(hourly) if hourly else pl.DataFrame(schema=HOURLY_SCHEMA),
-        **{"timezones": zones, **(gain_options or {})},
+        **{
+            "timezones": zones,
+            "han_meter_class": han_meter_class,
+            "single_phase_load": single_phase,
+            **(gain_options or {}),
+        },
     )
-    all_findings = combine_findings(findings, sessions)
+    all_findings = without_covered_gaps(combine_findings(findings, sessions))
+    names = charger_names(chargers)
+    overview = _overview(chargers, all_findings, accuracy, gains)
     return StoreAudit(
-        findings=all_findings,
-        signed=signed,
-        accuracy=accuracy,
-        gains=gains,
-        chargers=_overview(chargers, all_findings, accuracy, gains),
+        findings=with_charger_names(all_findings, names),
+        signed=with_charger_names(signed, names),
+        accuracy=AccuracyAudit(
+            with_charger_names(accuracy.windows, names),
+            with_charger_names(accuracy.bands, names),
+            with_charger_names(accuracy.chargers, names),
+        ),
+        gains=GainRegression(with_charger_names(gains.chargers, names), gains.installations),
+        chargers=with_charger_names(overview, names).sort("charger_name", "charger_id"),
         generated_utc=dt.datetime.now(dt.UTC),
         parameters={
+            "han_meter_class": han_meter_class or DEFAULT_HAN_CLASS,
+            "han_meter_class_given": han_meter_class is not None,
             "include_meter_value_signatures": include_meter_value_signatures,
             "public_keys_given": sorted(public_keys or {}),
             "window_options": window_options or {},

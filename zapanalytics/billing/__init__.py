@@ -1,12 +1,16 @@
 """Billing: split the installation's electricity cost between its users.
 
-* :mod:`~zapanalytics.billing.rates` — dated rate tables (TOML) and the site;
+* :mod:`~zapanalytics.billing.rates` — dated, sourced rate tables (TOML), customer types, the site;
 * :mod:`~zapanalytics.billing.energy` — energy per user per quarter-hour from the store rows;
 * :mod:`~zapanalytics.billing.tariff` — the rate calendar and the capacity charge;
 * :mod:`~zapanalytics.billing.split` — the ``flat``, ``spot`` and ``full`` methods;
 * :mod:`~zapanalytics.billing.reconcile` — allocated against invoiced, and the residual;
-* :mod:`~zapanalytics.billing.monthly` — one month of one installation from the store;
-* :mod:`~zapanalytics.billing.statements` — statement documents, CSV/XLSX/HTML, issuing.
+* :mod:`~zapanalytics.billing.monthly` — one month of one installation, from frames or the store;
+* :mod:`~zapanalytics.billing.provenance` — each line's rate: valid-from date, source, status;
+* :mod:`~zapanalytics.billing.statements` — statement documents (data), CSV/XLSX, issuing.
+
+HTML, PDF and e-mail of the statements are :mod:`zapanalytics.report`'s
+(``statements_html``, ``statements_pdf``, ``statements_files``, ``statements_mail``).
 """
 
 from zapanalytics.billing.energy import month_bounds, user_interval_energy

@@ -11,7 +11,8 @@ Sections
 ``[vat]``            ``exempt_counties``; ``[[vat.rates]]`` with ``rate``.
 ``[elavgift]``       ``exempt_counties``, ``exempt_municipalities``; ``[[elavgift.rates]]`` with
                      ``nok_per_kwh``.
-``[[enova.rates]]``  ``nok_per_kwh``.
+``[[elavgift_reduced.rates]]`` ``nok_per_kwh``: the reduced rate (business in the tiltakssone).
+``[[enova.rates]]``  ``nok_per_kwh``; ``[[enova_yearly.rates]]`` ``nok_per_year`` (non-households).
 ``[[stromstotte.rates]]`` ``threshold_nok_per_kwh``, ``coverage``, ``cap_kwh_per_dwelling_month``.
 ``[[norgespris.rates]]``  ``price_nok_per_kwh``, ``cap_kwh_per_dwelling_month``.
 ``[[supplier.rates]]``    ``markup_nok_per_kwh``, ``monthly_fee_nok``.
@@ -19,8 +20,14 @@ Sections
                      ``capacity_method``, ``capacity_steps_kw``, ``capacity_nok_per_year`` and
                      ``[[grid.<company>.periods.rules]]`` (``days``, ``hours``, ``months``,
                      ``energy_nok_per_kwh``): the first matching rule sets the energy charge.
+``[customer.<type>]`` for ``household``, ``coop``, ``business``: which rules apply
+                     (:class:`CustomerRules`), each with ``source`` and ``status``.
 ``[site]``           (user files only) ``county``, ``municipality``, ``grid_company``,
-                     ``norgespris``, ``price_area``.
+                     ``norgespris``, ``price_area``, ``customer_type``, ``dwellings``.
+
+Every dated entry and every grid tariff may carry ``source`` (where the figure comes from)
+and ``status``: ``V`` stated by a primary or operator source, ``S`` secondary source only,
+``U`` not verified. Statements print both next to each rate and flag S and U.
 
 Each table's SHA-256 over its merged content identifies the rates a statement used; an issued
 statement keeps that hash and is never recomputed with later tables.
@@ -39,44 +46,45 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: Capacity methods the tariff engine knows (see :mod:`zapanalytics.billing.tariff`).
-CAPACITY_METHODS = ("three_daily_peaks", "monthly_max")
-#: Day tokens a grid rule may use; Norwegian names as in the fri-nettleie data set.
-DAY_TOKENS = {
-    "all": "all",
-    "alle": "all",
-    "working": "working",
-    "virkedag": "working",
-    "free": "free",
-    "fridag": "free",
-    "weekday": "weekday",
-    "ukedag": "weekday",
-    "weekend": "weekend",
-    "helg": "weekend",
-    "holiday": "holiday",
-    "helligdager": "holiday",
-    "helligdag": "holiday",
-    "monday": "1",
-    "mandag": "1",
-    "tuesday": "2",
-    "tirsdag": "2",
-    "wednesday": "3",
-    "onsdag": "3",
-    "thursday": "4",
-    "torsdag": "4",
-    "friday": "5",
-    "fredag": "5",
-    "saturday": "6",
-    "lørdag": "6",
-    "sunday": "7",
-    "søndag": "7",
-}
-_DATED_SECTIONS = ("vat", "elavgift", "enova", "stromstotte", "norgespris", "supplier")
-_SITE_KEYS = ("county", "municipality", "grid_company", "norgespris", "price_area")
+from zapanalytics.billing.grid import (  # noqa: F401 - re-exported: the rate tables' public names
+    CAPACITY_METHODS,
+    DAY_TOKENS,
+    GridPeriod,
+    GridRule,
+    GridTariff,
+    parse_grid,
+)
+from zapanalytics.billing.rate_values import (  # noqa: F401 - RateTableError re-exported
+    STATUSES,
+    RateTableError,
+    date_value,
+    normalise,
+    number_value,
+    status_value,
+    strings_value,
+)
 
-
-class RateTableError(ValueError):
-    """A rate table is malformed or lacks a rate the bill needs."""
+_DATED_SECTIONS = (
+    "vat",
+    "elavgift",
+    "elavgift_reduced",
+    "enova",
+    "enova_yearly",
+    "stromstotte",
+    "norgespris",
+    "supplier",
+)
+_SITE_KEYS = (
+    "county",
+    "municipality",
+    "grid_company",
+    "norgespris",
+    "price_area",
+    "customer_type",
+    "dwellings",
+)
+#: Who buys the power at the metering point; decides VAT, elavgift, subsidies and the Enova fee.
+CUSTOMER_TYPES = ("household", "coop", "business")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +104,12 @@ class Site:
         Key of a ``[grid.<company>]`` table.
     norgespris : bool
         The metering point has opted in to Norgespris (replaces strømstøtte while valid).
+    customer_type : {"household", "coop", "business"}
+        ``household``: one dwelling's meter; ``coop``: a housing co-op's (borettslag,
+        sameie) common meter; ``business``: anything else (næring).
+    dwellings : int
+        Dwellings behind a co-op's common meter: strømstøtte's and Norgespris' monthly cap
+        is ``cap per dwelling × dwellings``, shared with the co-op's other common use.
     """
 
     timezone: str = "Europe/Oslo"
@@ -104,51 +118,63 @@ class Site:
     municipality: str | None = None
     grid_company: str | None = None
     norgespris: bool = False
+    customer_type: str = "household"
+    dwellings: int = 1
+
+    def __post_init__(self) -> None:
+        if self.customer_type not in CUSTOMER_TYPES:
+            raise RateTableError(
+                f"customer type must be one of {', '.join(CUSTOMER_TYPES)}, not {self.customer_type!r}"
+            )
+        if (
+            isinstance(self.dwellings, bool)
+            or not isinstance(self.dwellings, int)
+            or not 1 <= self.dwellings <= 100_000
+        ):
+            raise RateTableError(
+                f"dwellings must be a whole number 1-100000, not {self.dwellings!r}"
+            )
+        if self.customer_type != "coop" and self.dwellings != 1:
+            raise RateTableError(
+                "--dwellings applies to a co-op's common meter (customer coop) only"
+            )
 
 
-def _normalise(name: str | None) -> str:
-    return " ".join((name or "").split()).casefold()
+@dataclasses.dataclass(frozen=True)
+class CustomerRules:
+    """The rules of one customer type, as the rate tables state them.
+
+    Attributes
+    ----------
+    vat_exempt_in_north : bool
+        Household use in the VAT-exempt counties (Nordland, Troms, Finnmark) pays no VAT.
+    elavgift_in_tiltakssone : {"exempt", "reduced", "general"}
+        Elavgift in Finnmark and Nord-Troms: none, the reduced rate, or the general rate.
+    stromstotte : bool
+        Eligible for strømstøtte.
+    norgespris : bool
+        May opt in to Norgespris.
+    enova : {"per_kwh", "per_year"}
+        The Enova fee: per kWh (households) or a fixed sum per metering point and year.
+    cap_per_dwelling : bool
+        The subsidy cap counts the dwellings behind the meter (a co-op's common meter).
+    source, status : str
+    """
+
+    customer_type: str
+    vat_exempt_in_north: bool
+    elavgift_in_tiltakssone: str
+    stromstotte: bool
+    norgespris: bool
+    enova: str
+    cap_per_dwelling: bool
+    source: str
+    status: str
 
 
-def _date(value: Any, where: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        raise RateTableError(f"{where}: give a date (YYYY-MM-DD), not a date-time")
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise RateTableError(f"{where}: {value!r} is not a date (YYYY-MM-DD)")
-
-
-def _number(
-    entry: Mapping[str, Any],
-    key: str,
-    where: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> float:
-    if key not in entry:
-        raise RateTableError(f"{where}: missing {key}")
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise RateTableError(f"{where}.{key}: {value!r} is not a number")
-    if value in (float("inf"), float("-inf")):
-        raise RateTableError(f"{where}.{key}: must be finite")
-    if low is not None and value < low:
-        raise RateTableError(f"{where}.{key}: {value} is below {low}")
-    if high is not None and value > high:
-        raise RateTableError(f"{where}.{key}: {value} is above {high}")
-    return float(value)
-
-
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RateTableError(f"{where}: must be a list of strings")
-    return value
+def _default_customer_rules() -> Mapping[str, Any]:
+    text = (resources.files("zapanalytics.billing") / "rates" / "national.toml").read_text("utf-8")
+    return tomllib.loads(text)["customer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,164 +189,12 @@ class Dated:
         return self.values[key]
 
 
-@dataclasses.dataclass(frozen=True)
-class GridRule:
-    """An energy-charge exception: when all its conditions hold, its price applies."""
-
-    name: str
-    days: tuple[str, ...]
-    hours: tuple[int, int] | None
-    months: tuple[int, ...]
-    energy_nok_per_kwh: float
-
-
-@dataclasses.dataclass(frozen=True)
-class GridPeriod:
-    """One dated version of a grid tariff."""
-
-    valid_from: dt.date
-    valid_to: dt.date | None
-    energy_nok_per_kwh: float
-    rules: tuple[GridRule, ...]
-    capacity_method: str
-    capacity_steps_kw: tuple[float, ...]
-    capacity_nok_per_year: tuple[float, ...]
-
-    def capacity_step(self, peak_kw: float) -> int:
-        """Index of the step a capacity figure falls in (lower bounds are inclusive)."""
-        index = 0
-        for i, lower in enumerate(self.capacity_steps_kw):
-            if peak_kw >= lower:
-                index = i
-        return index
-
-
-@dataclasses.dataclass(frozen=True)
-class GridTariff:
-    """A grid company's tariff history."""
-
-    key: str
-    name: str
-    periods: tuple[GridPeriod, ...]
-
-    def period_on(self, day: dt.date) -> GridPeriod:
-        """The period valid on local date ``day``."""
-        chosen = None
-        for period in self.periods:
-            if period.valid_from <= day and (period.valid_to is None or day < period.valid_to):
-                chosen = period
-        if chosen is None:
-            raise RateTableError(f"grid tariff {self.key!r} has no period covering {day}")
-        return chosen
-
-
-def _parse_rule(raw: Any, where: str) -> GridRule:
-    if not isinstance(raw, Mapping):
-        raise RateTableError(f"{where}: must be a table")
-    days_raw = raw.get("days", ["all"])
-    if isinstance(days_raw, str):
-        days_raw = [days_raw]
-    days = []
-    for token in _strings(days_raw, f"{where}.days"):
-        if _normalise(token) not in DAY_TOKENS:
-            raise RateTableError(f"{where}.days: unknown day {token!r}")
-        days.append(DAY_TOKENS[_normalise(token)])
-    hours = raw.get("hours")
-    if hours is not None:
-        if (
-            not isinstance(hours, list)
-            or len(hours) != 2
-            or not all(
-                isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 24 for h in hours
-            )
-            or hours[0] == hours[1]
-        ):
-            raise RateTableError(
-                f"{where}.hours: must be [start, end) local hours 0-24, e.g. [6, 22]"
-            )
-        hours = (hours[0], hours[1])
-    months = raw.get("months", [])
-    if not isinstance(months, list) or not all(
-        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months
-    ):
-        raise RateTableError(f"{where}.months: must be a list of month numbers 1-12")
-    return GridRule(
-        name=str(raw.get("name", "rule")),
-        days=tuple(days),
-        hours=hours,
-        months=tuple(months),
-        energy_nok_per_kwh=_number(raw, "energy_nok_per_kwh", where, low=-10, high=10),
-    )
-
-
-def _parse_grid(key: str, raw: Any) -> GridTariff:
-    where = f"grid.{key}"
-    if not isinstance(raw, Mapping):
-        raise RateTableError(f"{where}: must be a table")
-    periods_raw = raw.get("periods")
-    if not isinstance(periods_raw, list) or not periods_raw:
-        raise RateTableError(f"{where}: needs at least one [[{where}.periods]]")
-    if not all(isinstance(p, Mapping) for p in periods_raw):
-        raise RateTableError(f"{where}.periods: must be an array of tables")
-    rules_raw = [p.get("rules", []) for p in periods_raw]
-    if not all(isinstance(r, list) for r in rules_raw):
-        raise RateTableError(f"{where}.periods.rules: must be an array of tables")
-    starts = sorted(_date(p.get("valid_from"), f"{where}.periods.valid_from") for p in periods_raw)
-    periods = []
-    for raw_period in sorted(periods_raw, key=lambda p: _date(p.get("valid_from"), where)):
-        valid_from = _date(raw_period.get("valid_from"), f"{where}.periods.valid_from")
-        at = f"{where}.periods[{valid_from}]"
-        later = [s for s in starts if s > valid_from]
-        valid_to = raw_period.get("valid_to")
-        valid_to = (
-            _date(valid_to, f"{at}.valid_to")
-            if valid_to is not None
-            else (later[0] if later else None)
-        )
-        method = raw_period.get("capacity_method", "three_daily_peaks")
-        if method not in CAPACITY_METHODS:
-            raise RateTableError(
-                f"{at}.capacity_method: {method!r} is not one of {CAPACITY_METHODS}"
-            )
-        steps = raw_period.get("capacity_steps_kw", [0])
-        prices = raw_period.get("capacity_nok_per_year", [0])
-        if (
-            not isinstance(steps, list)
-            or not isinstance(prices, list)
-            or len(steps) != len(prices)
-            or not steps
-        ):
-            raise RateTableError(
-                f"{at}: capacity_steps_kw and capacity_nok_per_year must be lists of equal length"
-            )
-        numbers = {f"s{i}": v for i, v in enumerate(steps)} | {
-            f"p{i}": v for i, v in enumerate(prices)
-        }
-        for name in numbers:
-            _number(numbers, name, f"{at}.capacity", low=0, high=1e7)
-        if list(steps) != sorted(steps) or steps[0] != 0:
-            raise RateTableError(f"{at}.capacity_steps_kw: must start at 0 and increase")
-        rules = tuple(
-            _parse_rule(r, f"{at}.rules[{i}]") for i, r in enumerate(raw_period.get("rules", []))
-        )
-        periods.append(
-            GridPeriod(
-                valid_from=valid_from,
-                valid_to=valid_to,
-                energy_nok_per_kwh=_number(raw_period, "energy_nok_per_kwh", at, low=-10, high=10),
-                rules=rules,
-                capacity_method=method,
-                capacity_steps_kw=tuple(float(s) for s in steps),
-                capacity_nok_per_year=tuple(float(p) for p in prices),
-            )
-        )
-    return GridTariff(key=key, name=str(raw.get("name", key)), periods=tuple(periods))
-
-
 _REQUIRED = {
     "vat": {"rate": (0.0, 1.0)},
     "elavgift": {"nok_per_kwh": (0.0, 10.0)},
+    "elavgift_reduced": {"nok_per_kwh": (0.0, 10.0)},
     "enova": {"nok_per_kwh": (0.0, 10.0)},
+    "enova_yearly": {"nok_per_year": (0.0, 1e6)},
     "stromstotte": {
         "threshold_nok_per_kwh": (0.0, 100.0),
         "coverage": (0.0, 1.0),
@@ -336,23 +210,25 @@ def _parse_dated(section: str, raw: Any) -> tuple[Dated, ...]:
         return ()
     if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
         raise RateTableError(f"{section}.rates: must be an array of tables ([[{section}.rates]])")
-    starts = sorted(_date(r.get("valid_from"), f"{section}.rates.valid_from") for r in raw)
+    starts = sorted(date_value(r.get("valid_from"), f"{section}.rates.valid_from") for r in raw)
     if len(set(starts)) != len(starts):
         raise RateTableError(f"{section}.rates: two entries share a valid_from")
     entries = []
     for entry in raw:
-        valid_from = _date(entry.get("valid_from"), f"{section}.rates.valid_from")
+        valid_from = date_value(entry.get("valid_from"), f"{section}.rates.valid_from")
         where = f"{section}.rates[{valid_from}]"
         values = {}
         for key, (low, high) in _REQUIRED[section].items():
             if key == "monthly_fee_nok" and key not in entry:
                 values[key] = 0.0
                 continue
-            values[key] = _number(entry, key, where, low=low, high=high)
+            values[key] = number_value(entry, key, where, low=low, high=high)
+        values["source"] = str(entry.get("source", "user rate table"))
+        values["status"] = status_value(entry.get("status", "U"), where)
         valid_to = entry.get("valid_to")
         later = [s for s in starts if s > valid_from]
         end = (
-            _date(valid_to, f"{where}.valid_to")
+            date_value(valid_to, f"{where}.valid_to")
             if valid_to is not None
             else (later[0] if later else None)
         )
@@ -458,25 +334,77 @@ class RateTables:
     def grid(self, company: str) -> GridTariff:
         """The tariff of grid company ``company`` (key, case-insensitive)."""
         tables = self.content.get("grid", {})
-        matches = [k for k in tables if _normalise(k) == _normalise(company)]
+        matches = [k for k in tables if normalise(k) == normalise(company)]
         if not matches:
+            areas = sorted(k for k in tables if normalise(k).startswith(normalise(company) + "-"))
+            if areas:
+                raise RateTableError(
+                    f"{company!r} has one tariff per area; choose {' or '.join(areas)}"
+                )
             known = ", ".join(sorted(tables)) or "none"
             raise RateTableError(f"no grid tariff {company!r} (known: {known})")
-        return _parse_grid(matches[0], tables[matches[0]])
+        return parse_grid(matches[0], tables[matches[0]])
+
+    def customer(self, customer_type: str) -> CustomerRules:
+        """The rules of ``customer_type`` from ``[customer.<type>]`` (tables without any
+        ``[customer]`` section, e.g. a user's own, get the shipped rules)."""
+        table = self.content.get("customer") or _DEFAULT_CUSTOMER_RULES
+        if not isinstance(table, Mapping) or customer_type not in table:
+            raise RateTableError(f"the rate tables have no [customer.{customer_type}] rules")
+        raw = table[customer_type]
+        where = f"customer.{customer_type}"
+        if not isinstance(raw, Mapping):
+            raise RateTableError(f"{where}: must be a table")
+        flags = {}
+        for key in ("vat_exempt_in_north", "stromstotte", "norgespris", "cap_per_dwelling"):
+            if not isinstance(raw.get(key), bool):
+                raise RateTableError(f"{where}.{key}: must be true or false")
+            flags[key] = raw[key]
+        choices = {
+            "elavgift_in_tiltakssone": ("exempt", "reduced", "general"),
+            "enova": ("per_kwh", "per_year"),
+        }
+        for key, allowed in choices.items():
+            if raw.get(key) not in allowed:
+                raise RateTableError(f"{where}.{key}: must be one of {', '.join(allowed)}")
+            flags[key] = raw[key]
+        return CustomerRules(
+            customer_type=customer_type,
+            source=str(raw.get("source", "user rate table")),
+            status=status_value(raw.get("status", "U"), where),
+            **flags,
+        )
 
     def vat_exempt(self, site: Site) -> bool:
-        """Whether household electricity at ``site`` is exempt from VAT (by county)."""
-        counties = {_normalise(c) for c in self.content.get("vat", {}).get("exempt_counties", [])}
-        return _normalise(site.county) in counties if site.county else False
+        """Whether electricity at ``site`` is exempt from VAT: household use (incl. a co-op's
+        common meter) in the exempt counties."""
+        if not self.customer(site.customer_type).vat_exempt_in_north:
+            return False
+        return self.in_vat_north(site)
+
+    def in_vat_north(self, site: Site) -> bool:
+        """Whether ``site`` lies in a county where household electricity is VAT-exempt."""
+        counties = {normalise(c) for c in self.content.get("vat", {}).get("exempt_counties", [])}
+        return normalise(site.county) in counties if site.county else False
+
+    def elavgift_rule(self, site: Site) -> str:
+        """``"exempt"``, ``"reduced"`` or ``"general"``: which elavgift ``site`` pays."""
+        if not self.in_tiltakssone(site):
+            return "general"
+        return self.customer(site.customer_type).elavgift_in_tiltakssone
 
     def elavgift_exempt(self, site: Site) -> bool:
-        """Whether ``site`` lies in the tiltakssone (no elavgift on household use)."""
+        """Whether ``site`` pays no elavgift (household use in the tiltakssone)."""
+        return self.elavgift_rule(site) == "exempt"
+
+    def in_tiltakssone(self, site: Site) -> bool:
+        """Whether ``site`` lies in the tiltakssone (Finnmark and Nord-Troms)."""
         table = self.content.get("elavgift", {})
-        counties = {_normalise(c) for c in table.get("exempt_counties", [])}
-        municipalities = {_normalise(m) for m in table.get("exempt_municipalities", [])}
+        counties = {normalise(c) for c in table.get("exempt_counties", [])}
+        municipalities = {normalise(m) for m in table.get("exempt_municipalities", [])}
         return bool(
-            (site.county and _normalise(site.county) in counties)
-            or (site.municipality and _normalise(site.municipality) in municipalities)
+            (site.county and normalise(site.county) in counties)
+            or (site.municipality and normalise(site.municipality) in municipalities)
         )
 
     def validate(self) -> RateTables:
@@ -486,10 +414,20 @@ class RateTables:
         for company in self.grid_companies():
             self.grid(company)
         for key in ("exempt_counties",):
-            _strings(self.content.get("vat", {}).get(key, []), f"vat.{key}")
+            strings_value(self.content.get("vat", {}).get(key, []), f"vat.{key}")
+        for customer_type in self.content.get("customer", {}):
+            if customer_type not in CUSTOMER_TYPES:
+                raise RateTableError(
+                    f"[customer.{customer_type}]: customer types are {', '.join(CUSTOMER_TYPES)}"
+                )
+            self.customer(customer_type)
         for key in ("exempt_counties", "exempt_municipalities"):
-            _strings(self.content.get("elavgift", {}).get(key, []), f"elavgift.{key}")
+            strings_value(self.content.get("elavgift", {}).get(key, []), f"elavgift.{key}")
         return self
+
+
+#: The shipped ``[customer]`` rules, for rate tables loaded without the shipped files.
+_DEFAULT_CUSTOMER_RULES = _default_customer_rules()
 
 
 def _shipped_files() -> list[tuple[str, str]]:
@@ -578,7 +516,22 @@ def site_from(
             values[key] = value
     if "norgespris" in values and not isinstance(values["norgespris"], bool):
         raise RateTableError("[site] norgespris must be true or false")
-    for key in ("county", "municipality", "grid_company", "price_area", "timezone"):
+    if values.get("dwellings") is not None and values.get("customer_type", "household") != "coop":
+        values.pop("dwellings")  # a dwelling count only means something for a co-op
+    for key in (
+        "county",
+        "municipality",
+        "grid_company",
+        "price_area",
+        "timezone",
+        "customer_type",
+    ):
         if key in values and not isinstance(values[key], str):
             raise RateTableError(f"[site] {key} must be a string")
-    return Site(**{k: v for k, v in values.items() if k in Site.__dataclass_fields__})
+    site = Site(**{k: v for k, v in values.items() if k in Site.__dataclass_fields__})
+    if site.norgespris and not rates.customer(site.customer_type).norgespris:
+        raise RateTableError(
+            f"a {site.customer_type} metering point cannot be on Norgespris"
+            " (households and cabins only); drop --norgespris or change --customer"
+        )
+    return site

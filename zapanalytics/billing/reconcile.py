@@ -1,8 +1,9 @@
 """Reconciliation: what the split allocated against what the owner was invoiced.
 
-The supplier invoice and the grid (nettleie) invoice of a month are compared with the lines
-that reconcile against each of them (see :data:`zapanalytics.billing.split.LINES`); a
-flat-price split is compared with their sum. The difference — the residual: losses in the
+The supplier invoice and the grid (nettleie) invoice of a month are each compared with the
+lines that reconcile against them (see :data:`zapanalytics.billing.split.LINES`); an invoice
+not given is not compared (a grid-only invoice never meets the supplier lines). A
+flat-price split is compared with the sum of the invoices given. The difference — the residual: losses in the
 cables, other common use behind the meter, meter differences, fixed fees — is shown and
 then shared:
 
@@ -192,9 +193,11 @@ def reconcile(
         kinds = set(month_lines["invoice"].to_list()) | set(
             split.common.filter(pl.col("month") == month)["invoice"].to_list()
         )
-        # A flat price cannot be told apart by invoice: compare everything with the sum.
-        separate = "total" not in kinds and all(v is not None for v in parts.values())
-        compared = parts if separate else {"total": sum(v or 0 for v in parts.values())}
+        # Each invoice given is compared with its own lines only: a grid-only invoice with
+        # the grid lines, a supplier-only one with the supplier lines. A flat price cannot
+        # be told apart by invoice: everything is compared with the invoices given.
+        given = {name: v for name, v in parts.items() if v is not None}
+        compared = given if "total" not in kinds else {"total": sum(given.values())}
         residual_total = 0
         for name, invoiced in compared.items():
             if invoiced is None:
@@ -246,8 +249,6 @@ def reconcile(
         common=pl.concat([split.common, kept], how="vertical").sort("month"),
     )
     return Reconciliation(summary, shares, policy, updated)
-
-
 
 
 def _share(

@@ -17,8 +17,11 @@ see :mod:`zapanalytics.billing.energy`) and a rate calendar
     chargers) is the common meter's.
 
 Strømstøtte and Norgespris are computed on the hourly price (the mean of the hour's
-quarter prices) and applied to each quarter's energy; their monthly cap counts each user as
-one dwelling, and kWh beyond it, in time order, get no support.
+quarter prices) and applied to each quarter's energy. Their monthly cap belongs to the
+metering point (one dwelling; for a co-op's common meter, every dwelling), and the
+metering point's whole load uses it up in time order — the chargers and, when the AMS meter
+is known, the other common use. In the quarter that crosses the cap every user gets the
+same eligible fraction of their energy; later kWh get no support.
 
 Every line is a sum of energy × a per-quarter rate per user and month, computed on the
 users × quarters energy matrix (:mod:`zapanalytics.billing.matrix`). Money follows
@@ -52,6 +55,8 @@ LINES: dict[str, tuple[str, str]] = {
     "stromstotte": ("Strømstøtte (subsidy)", "grid"),
     "norgespris": ("Norgespris settlement", "grid"),
     "capacity": ("Capacity charge (share of the peak hours)", "grid"),
+    "enova_yearly": ("Enova fee (per metering point and year)", "grid"),
+    "rounding": ("Rounding residue (per-line VAT rounding of the users' shares)", "grid"),
     "residual": ("Reconciliation residual", "total"),
 }
 LINE_ORDER = {code: i for i, code in enumerate(LINES)}
@@ -295,31 +300,48 @@ def _scheme_rates(calendar: pl.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
+def _site_quarters(
+    matrix: EnergyMatrix, calendar: pl.DataFrame, site_hourly_kwh: pl.DataFrame | None
+) -> np.ndarray:
+    """The metering point's energy per calendar quarter [kWh]: the AMS meter's hour spread
+    evenly over its quarters (never below the chargers' own sum), else the chargers' sum."""
+    if site_hourly_kwh is None:
+        return matrix.quarter_totals
+    hourly = _site_hourly(matrix, calendar, site_hourly_kwh)["energy_kwh"].to_numpy()
+    hour_of_quarter = calendar["hour_index"].to_numpy()
+    quarters_in_hour = np.bincount(hour_of_quarter, minlength=hourly.size)
+    spread = hourly[hour_of_quarter] / quarters_in_hour[hour_of_quarter]
+    return np.maximum(spread, matrix.quarter_totals)
+
+
 def _apply_cap(
     matrix: EnergyMatrix,
     calendar: pl.DataFrame,
-    quantity: np.ndarray,
+    site_quarter_kwh: np.ndarray,
     sums: dict[str, np.ndarray],
     rates: dict[str, np.ndarray],
 ) -> None:
-    """Redo the scheme sums of the (user, month) cells above the monthly cap, in place.
+    """Redo the scheme sums of the months whose metering point went over its cap, in place.
 
-    The sums were made as if every kWh were eligible. Where a user's month exceeds the cap
-    (strømstøtte's or Norgespris' kWh per dwelling), only the first kWh up to the cap, in
-    time order, are eligible; cells under the cap keep their sums.
+    The sums were made as if every kWh were eligible. In a month where the metering point's
+    load (``site_quarter_kwh``) exceeds the cap (strømstøtte's or Norgespris' kWh for the
+    metering point), the first kWh up to the cap, in time order, are eligible: each quarter
+    is eligible by the fraction of its load still under the cap, for every user alike.
     """
     cap = np.fmin(vector(calendar, "subsidy_cap_kwh"), vector(calendar, "norgespris_cap_kwh"))
     cap = np.where(np.isnan(cap), np.inf, cap)
-    caps = np.array(
-        [np.min(cap[matrix.month_slice(m)], initial=np.inf) for m in range(len(matrix.months))]
-    )
-    for row, month in np.argwhere(quantity > caps[None, :]):
-        columns = matrix.month_slice(int(month))
-        drawn = matrix.energy[row, columns]
-        before = np.cumsum(drawn) - drawn
-        eligible = np.minimum(drawn, np.clip(caps[month] - before, 0.0, None))
+    for month in range(len(matrix.months)):
+        columns = matrix.month_slice(month)
+        month_cap = float(np.min(cap[columns], initial=np.inf))
+        load = site_quarter_kwh[columns]
+        if not np.isfinite(month_cap) or load.sum() <= month_cap:
+            continue
+        before = np.cumsum(load) - load
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = np.where(load > 0, np.clip((month_cap - before) / load, 0.0, 1.0), 0.0)
+        eligible = matrix.energy[:, columns] * fraction[None, :]
         for name, rate in rates.items():
-            sums[name][row, month] = eligible @ rate[columns]
+            sums[name][:, month] = eligible @ rate[columns]
 
 
 def _site_hourly(
@@ -455,9 +477,15 @@ def full(
     # One pass over the energy matrix for every line; the monthly cap is fixed up after.
     sums = matrix.per_month_many({"energy": None, **rates})
     quantity = sums.pop("energy")
-    _apply_cap(matrix, calendar, quantity, sums, schemes)
+    _apply_cap(matrix, calendar, _site_quarters(matrix, calendar, site_hourly_kwh), sums, schemes)
     active = quantity > 0  # energy is never negative
     energy_lines = ("spot", "markup", "grid_energy", "elavgift", "enova")
+    if (
+        "enova_nok_per_year" in calendar.columns
+        and calendar["enova_nok_per_year"].null_count() == 0
+    ):
+        # A yearly Enova fee (non-households) is the common meter's line, not a kWh line.
+        energy_lines = energy_lines[:-1]
     parts = [_raw_lines(matrix, active, quantity, {code: sums[code] for code in energy_lines})]
     for code in ("stromstotte", "norgespris"):
         eligible_kwh = sums[f"{code}_kwh"]
@@ -469,10 +497,13 @@ def full(
     )
     parts.append(capacity_raw)
     lines = round_lines(pl.concat(parts, how="vertical"), calendar)
+    common = pl.concat(
+        [_common_capacity(lines, capacity, calendar), _common_enova(calendar)], how="vertical"
+    ).sort("month", maintain_order=True)
     return Split(
         "full",
         lines,
-        _common_capacity(lines, capacity, calendar),
+        common,
         peaks=peaks,
         capacity=capacity,
         peak_energy=peak_energy,
@@ -486,7 +517,8 @@ def _common_capacity(
 
     The whole charge and its VAT are rounded once per month; the common line takes the
     difference from the users' rounded lines, so everything adds up to the charge exactly
-    (its VAT may carry the users' per-line VAT rounding, at most an øre per user).
+    (its VAT may carry the users' per-line VAT rounding, at most an øre per user; a
+    statement moves that to a named line with :func:`settle_rounding`).
     """
     charged = (
         capacity.select("month", ore_expr(pl.col("capacity_nok")).alias("charge_ore"))
@@ -517,3 +549,65 @@ def _common_capacity(
         .with_columns((pl.col("amount_ex_vat_ore") + pl.col("vat_ore")).alias("amount_ore"))
     )
     return common.sort("month")
+
+
+def settle_rounding(result: Split, calendar: pl.DataFrame) -> Split:
+    """Give the common meter's capacity line the VAT that follows from its own amount, and
+    put what the users' per-line VAT rounding left over on a named ``rounding`` line.
+
+    The common line otherwise carries the users' VAT rounding in its VAT (e.g. −0.01 NOK
+    VAT on a zero amount), which a board will ask about. The rounding line carries the
+    residue as an amount without VAT, so users + common still equal the charge to the øre.
+    """
+    common = result.common
+    if common.height == 0:
+        return result
+    vat = _month_vat(calendar)
+    capacity = (
+        common.filter(pl.col("line") == "capacity")
+        .join(vat, on="month", how="left")
+        .with_columns(vat_ore_expr(pl.col("amount_ex_vat_ore"), pl.col("vat_bp")).alias("_own"))
+    )
+    residue = capacity.filter(pl.col("vat_ore") != pl.col("_own")).select(
+        "month",
+        "user_id",
+        pl.lit("rounding").alias("line"),
+        pl.lit(LINES["rounding"][0]).alias("label"),
+        pl.lit(LINES["rounding"][1]).alias("invoice"),
+        pl.lit(0.0).alias("quantity_kwh"),
+        (pl.col("vat_ore") - pl.col("_own")).cast(pl.Int64).alias("amount_ex_vat_ore"),
+        pl.lit(0, dtype=pl.Int64).alias("vat_ore"),
+        (pl.col("vat_ore") - pl.col("_own")).cast(pl.Int64).alias("amount_ore"),
+    )
+    fixed = capacity.with_columns(
+        pl.col("_own").cast(pl.Int64).alias("vat_ore"),
+        (pl.col("amount_ex_vat_ore") + pl.col("_own")).cast(pl.Int64).alias("amount_ore"),
+    ).select(common.columns)
+    others = common.filter(pl.col("line") != "capacity")
+    settled = pl.concat([fixed, residue, others], how="vertical").sort("month", maintain_order=True)
+    return dataclasses.replace(result, common=settled)
+
+
+def _common_enova(calendar: pl.DataFrame) -> pl.DataFrame:
+    """The Enova fee of a non-household metering point: its yearly sum / 12 each month."""
+    if "enova_nok_per_year" not in calendar.columns:
+        return pl.DataFrame(schema=LINE_SCHEMA)
+    yearly = (
+        calendar.group_by("month", maintain_order=True)
+        .agg(pl.col("enova_nok_per_year").drop_nulls().first())
+        .filter(pl.col("enova_nok_per_year").is_not_null())
+        .join(_month_vat(calendar), on="month", how="left")
+        .with_columns(ore_expr(pl.col("enova_nok_per_year") / 12.0).alias("amount_ex_vat_ore"))
+        .with_columns(vat_ore_expr(pl.col("amount_ex_vat_ore"), pl.col("vat_bp")).alias("vat_ore"))
+    )
+    return yearly.select(
+        "month",
+        pl.lit(None, dtype=pl.String).alias("user_id"),
+        pl.lit("enova_yearly").alias("line"),
+        pl.lit(LINES["enova_yearly"][0]).alias("label"),
+        pl.lit("grid").alias("invoice"),
+        pl.lit(1.0).alias("quantity_kwh"),
+        pl.col("amount_ex_vat_ore").cast(pl.Int64),
+        pl.col("vat_ore").cast(pl.Int64),
+        (pl.col("amount_ex_vat_ore") + pl.col("vat_ore")).cast(pl.Int64).alias("amount_ore"),
+    )

@@ -1,36 +1,39 @@
-"""Per-user statements: the statement document, CSV, XLSX, one HTML page per user, and issuing.
+"""Per-user statements as data: the statement document, its CSV and XLSX, and issuing.
 
 The *statement document* (:func:`statement_document`) is the canonical record of a bill: a
-JSON-ready dict with every user's lines in NOK (exact to the øre), the common meter's share,
-the capacity step, the reconciliation, the rate tables' hash, the notes and an hourly
-breakdown per user. The files are rendered from the document, so an issued statement can be
-rendered again, identically, from the store.
+JSON-ready dict with every user's lines in NOK (exact to the øre), each line auditable —
+``quantity``, ``unit``, ``unit_rate_nok`` (a weighted mean where the rate varies inside the
+month, labelled in ``unit_rate_basis``), ``amount_ex_vat_nok``, ``vat_nok``, ``amount_nok``,
+``rate_valid_from``, ``rate_source`` and ``rate_verified`` — the user's sessions, the common
+meter's share, the capacity step, the reconciliation, the rate tables' hash, the notes and an
+hourly breakdown per user. Every rendering (CSV, XLSX here; HTML and PDF in
+:mod:`zapanalytics.report`) is made from the document, so an issued statement renders again,
+identically, from the store.
 
 Issuing (:func:`issue`) stores the document in ``issued_statements``; a later rate change
 never touches it, and issuing again adds a version.
 
 Every text cell in CSV/XLSX goes through :func:`guard_formula` (no formula injection from a
-user name); every user string in HTML goes through :func:`html.escape`.
+user name).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
-import html
 import json
-import re
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
-import plotly.graph_objects as go
 import polars as pl
 
+from zapanalytics.billing.energy import month_bounds
 from zapanalytics.billing.monthly import Bill
+from zapanalytics.billing.provenance import LINE_UNITS, WEIGHTED_LINES, RateSource, line_rates
 from zapanalytics.spreadsheet import FORMULA_PREFIXES, guard_formula  # noqa: F401 - re-exported
 
 NO_USER = "(no user)"
@@ -41,15 +44,36 @@ def _nok(ore: int) -> float:
     return float(Decimal(int(ore)) / 100)
 
 
-def _line_dict(row: dict[str, Any]) -> dict[str, Any]:
+def _line_dict(row: dict[str, Any], sources: dict[str, RateSource]) -> dict[str, Any]:
+    code = row["line"]
+    amount_ex_vat = _nok(row["amount_ex_vat_ore"])
+    quantity = round(float(row["quantity_kwh"] or 0.0), 3)
+    if code == "rounding":
+        quantity = 0.0
+    source = sources.get(code)
+    weighted = code in WEIGHTED_LINES or source is None or source.value is None
+    if not weighted:
+        unit_rate = round(source.value, 6)  # the tabled rate, as the tables give it
+    elif row["quantity_kwh"] and code != "rounding":
+        unit_rate = round(float(row["amount_ex_vat_ore"]) / 100 / float(row["quantity_kwh"]), 4)
+    else:
+        unit_rate = None
     return {
-        "line": row["line"],
+        "line": code,
         "label": row["label"],
         "invoice": row["invoice"],
-        "quantity_kwh": round(float(row["quantity_kwh"] or 0.0), 3),
-        "amount_ex_vat_nok": _nok(row["amount_ex_vat_ore"]),
+        "quantity": quantity,
+        "unit": LINE_UNITS.get(code, "kWh"),
+        "quantity_kwh": quantity if LINE_UNITS.get(code, "kWh") == "kWh" else 0.0,
+        "unit_rate_nok": unit_rate,
+        "unit_rate_basis": "weighted mean" if weighted else "rate",
+        "amount_ex_vat_nok": amount_ex_vat,
         "vat_nok": _nok(row["vat_ore"]),
         "amount_nok": _nok(row["amount_ore"]),
+        "rate_valid_from": source.valid_from if source else None,
+        "rate_source": source.source if source else None,
+        "rate_status": source.status if source else "U",
+        "rate_verified": source.verified if source else False,
     }
 
 
@@ -61,10 +85,34 @@ def _totals(lines: pl.DataFrame) -> dict[str, float]:
     }
 
 
+def _local(value: dt.datetime | None, zone: ZoneInfo) -> str | None:
+    return value.astimezone(zone).isoformat(timespec="minutes") if value is not None else None
+
+
+def _sessions(bill: Bill, user_id: str | None) -> list[dict[str, Any]]:
+    if not bill.sessions.height:
+        return []
+    zone = ZoneInfo(bill.site.timezone)
+    mine = bill.sessions.filter(
+        pl.col("user_id").is_null() if user_id is None else pl.col("user_id") == user_id
+    )
+    return [
+        {
+            "session_id": r["session_id"],
+            "start": _local(r["start_utc"], zone),
+            "end": _local(r["end_utc"], zone),
+            "charger_name": r["charger_name"],
+            "energy_kwh": round(float(r["energy_kwh"]), 3),
+        }
+        for r in mine.iter_rows(named=True)
+    ]
+
+
 def statement_document(bill: Bill) -> dict[str, Any]:
     """The bill as one JSON-ready document (see the module docstring)."""
     lines = bill.split.lines.filter(pl.col("month") == bill.month)
-    names = dict(bill.users.iter_rows())
+    sources = line_rates(bill.rates, bill.site, bill.month, bill.parameters)
+    people = {r["user_id"]: r for r in bill.users.iter_rows(named=True)}
     users = []
     user_ids = lines["user_id"].unique(maintain_order=True).to_list()
     for user_id in user_ids:
@@ -72,13 +120,16 @@ def statement_document(bill: Bill) -> dict[str, Any]:
             pl.col("user_id").is_null() if user_id is None else pl.col("user_id") == user_id
         )
         energy = mine.filter(pl.col("line").is_in(["flat_energy", "spot"]))["quantity_kwh"].sum()
+        person = people.get(user_id, {})
         users.append(
             {
                 "user_id": user_id,
-                "user_name": names.get(user_id),
+                "user_name": person.get("user_name"),
+                "user_email": person.get("user_email"),
                 "energy_kwh": round(float(energy), 3),
                 **_totals(mine),
-                "lines": [_line_dict(r) for r in mine.iter_rows(named=True)],
+                "lines": [_line_dict(r, sources) for r in mine.iter_rows(named=True)],
+                "sessions": _sessions(bill, user_id),
             }
         )
     users.sort(key=lambda u: (-u["cost_nok"], u["user_id"] or ""))
@@ -89,19 +140,34 @@ def statement_document(bill: Bill) -> dict[str, Any]:
         hourly.setdefault(row["user_id"] or "", []).append(
             [row["hour_start"].isoformat(), round(row["energy_kwh"], 4), round(row["cost_nok"], 4)]
         )
+    common_lines = [_line_dict(r, sources) for r in common.iter_rows(named=True)]
+    used = {line["line"] for user in users for line in user["lines"]} | {
+        line["line"] for line in common_lines
+    }
+    unverified = [
+        {
+            "line": code,
+            "rate_valid_from": sources[code].valid_from,
+            "rate_source": sources[code].source,
+            "rate_status": sources[code].status,
+        }
+        for code in sorted(used)
+        if code in sources and not sources[code].verified
+    ]
+    zone = ZoneInfo(bill.site.timezone)
+    start, end = month_bounds(bill.month, bill.site.timezone)
     document: dict[str, Any] = {
         "month": bill.month,
         "method": bill.method,
         "currency": "NOK",
+        "group_by": bill.group_by,
         "installation_id": bill.installation_id,
         "installation_name": bill.installation_name,
+        "period": {"start": _local(start, zone), "end": _local(end, zone)},
         "users": users,
         "total_energy_kwh": round(float(sum(u["energy_kwh"] for u in users)), 3),
         "total_cost_nok": _nok(total_ore),
-        "common": {
-            **_totals(common),
-            "lines": [_line_dict(r) for r in common.iter_rows(named=True)],
-        },
+        "common": {**_totals(common), "lines": common_lines},
         "capacity": [
             {**r, "capacity_nok": round(r["capacity_nok"], 2), "peak_kw": round(r["peak_kw"], 3)}
             for r in bill.split.capacity.filter(pl.col("month") == bill.month).iter_rows(named=True)
@@ -117,8 +183,14 @@ def statement_document(bill: Bill) -> dict[str, Any]:
             "municipality": bill.site.municipality,
             "grid_company": bill.site.grid_company,
             "norgespris": bill.site.norgespris,
+            "customer_type": bill.site.customer_type,
+            "dwellings": bill.site.dwellings,
         },
-        "rates": {"sha256": bill.rates.sha256, "sources": list(bill.rates.sources)},
+        "rates": {
+            "sha256": bill.rates.sha256,
+            "sources": list(bill.rates.sources),
+            "unverified": unverified,
+        },
         "parameters": bill.parameters,
         "notes": list(bill.notes),
         "rounding": (
@@ -178,74 +250,59 @@ def public_document(document: dict[str, Any]) -> dict[str, Any]:
 # --- files ---------------------------------------------------------------------------------
 
 
-def _display_name(user: dict[str, Any]) -> str:
+def display_name(user: dict[str, Any]) -> str:
+    """The name a statement shows for a user (or charger, or card); guests have none."""
     if user["user_id"] is None:
         return NO_USER
     return user["user_name"] or user["user_id"]
 
 
-def user_slug(user_id: str | None) -> str:
-    """A file name for a user's page: safe characters only, plus a hash against collisions."""
-    key = user_id if user_id is not None else ""
-    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", key)[:40].strip("-") or "user"
-    return f"{readable}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}"
+_LINE_FIELDS = [
+    "line",
+    "label",
+    "quantity",
+    "unit",
+    "unit_rate_nok",
+    "unit_rate_basis",
+    "amount_ex_vat_nok",
+    "vat_nok",
+    "amount_nok",
+    "rate_valid_from",
+    "rate_source",
+    "rate_verified",
+]
+
+
+def _line_cells(line: dict[str, Any]) -> list[Any]:
+    return [line.get(field) for field in _LINE_FIELDS]
 
 
 def _rows(document: dict[str, Any]) -> Iterable[list[Any]]:
     for user in document["users"]:
-        name = _display_name(user)
+        name = display_name(user)
+        head = [document["month"], document["method"], user["user_id"] or "", name]
         for line in user["lines"]:
-            yield [
-                document["month"],
-                document["method"],
-                user["user_id"] or "",
-                name,
-                line["line"],
-                line["label"],
-                line["quantity_kwh"],
-                line["amount_ex_vat_nok"],
-                line["vat_nok"],
-                line["amount_nok"],
-            ]
+            yield [*head, *_line_cells(line)]
         yield [
-            document["month"],
-            document["method"],
-            user["user_id"] or "",
-            name,
+            *head,
             "total",
             "Total",
             user["energy_kwh"],
+            "kWh",
+            None,
+            None,
             user["cost_ex_vat_nok"],
             user["vat_nok"],
             user["cost_nok"],
+            None,
+            None,
+            None,
         ]
     for line in document["common"]["lines"]:
-        yield [
-            document["month"],
-            document["method"],
-            "",
-            COMMON,
-            line["line"],
-            line["label"],
-            line["quantity_kwh"],
-            line["amount_ex_vat_nok"],
-            line["vat_nok"],
-            line["amount_nok"],
-        ]
+        yield [document["month"], document["method"], "", COMMON, *_line_cells(line)]
 
 
-_HEADER = [
-    "month",
-    "method",
-    "user_id",
-    "user_name",
-    "line",
-    "label",
-    "quantity_kwh",
-    "amount_ex_vat_nok",
-    "vat_nok",
-    "amount_nok",
-]
+_HEADER = ["month", "method", "user_id", "user_name", *_LINE_FIELDS]
 
 
 def write_csv(document: dict[str, Any], path: str | Path) -> Path:
@@ -293,7 +350,7 @@ def write_xlsx(document: dict[str, Any], path: str | Path) -> Path:
                 document["month"],
                 document["method"],
                 user["user_id"] or "",
-                _display_name(user),
+                display_name(user),
                 user["energy_kwh"],
                 user["cost_ex_vat_nok"],
                 user["vat_nok"],
@@ -319,161 +376,13 @@ def write_xlsx(document: dict[str, Any], path: str | Path) -> Path:
         put(lines, row)
     hourly = book.create_sheet("Hourly")
     put(hourly, ["user_id", "user_name", "hour_start", "energy_kwh", "cost_nok"])
-    names = {u["user_id"] or "": _display_name(u) for u in document["users"]}
+    names = {u["user_id"] or "": display_name(u) for u in document["users"]}
     for user_id, rows in document.get("hourly", {}).items():
         for hour, energy, cost in rows:
             put(hourly, [user_id, names.get(user_id, user_id), hour, energy, cost])
     target = Path(path)
     book.save(target)
     return target
-
-
-_PAGE_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:24px;color:#1d2433;max-width:980px}"
-    "table{border-collapse:collapse;font-size:14px;margin:8px 0}"
-    "th,td{padding:4px 10px;border-bottom:1px solid #e3e6ea;text-align:right}"
-    "th.text,td.text{text-align:left} tr.total td{font-weight:600;border-top:2px solid #1d2433}"
-    ".note{color:#5b6472;font-size:13px}"
-)
-
-
-def _hourly_figure(rows: list[list[Any]], timezone: str) -> go.Figure:
-    hours = [r[0] for r in rows]
-    figure = go.Figure()
-    figure.add_bar(
-        x=hours,
-        y=[r[1] for r in rows],
-        name="Energy [kWh]",
-        marker_color="#2b6cb0",
-        width=3_600_000,  # one hour, in the date axis' milliseconds
-    )
-    figure.add_scatter(
-        x=hours,
-        y=[r[2] for r in rows],
-        name="Cost incl. VAT [NOK]",
-        yaxis="y2",
-        mode="markers",
-        marker={"color": "#c05621", "size": 6},
-    )
-    figure.update_layout(
-        title=f"Energy and cost per hour ({timezone})",
-        yaxis={"title": "Energy [kWh]", "rangemode": "tozero"},
-        yaxis2={"title": "Cost [NOK]", "overlaying": "y", "side": "right", "rangemode": "tozero"},
-        height=380,
-        margin={"t": 50, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    return figure
-
-
-def _lines_table(lines: list[dict[str, Any]], total: dict[str, Any] | None) -> str:
-    head = (
-        "<tr><th class='text'>Line</th><th>kWh</th><th>Excl. VAT [NOK]</th>"
-        "<th>VAT [NOK]</th><th>Amount [NOK]</th></tr>"
-    )
-    rows = [
-        f"<tr><td class='text'>{html.escape(line['label'])}</td><td>{line['quantity_kwh']:,.3f}</td>"
-        f"<td>{line['amount_ex_vat_nok']:,.2f}</td><td>{line['vat_nok']:,.2f}</td>"
-        f"<td>{line['amount_nok']:,.2f}</td></tr>"
-        for line in lines
-    ]
-    if total is not None:
-        rows.append(
-            f"<tr class='total'><td class='text'>Total</td><td>{total['energy_kwh']:,.3f}</td>"
-            f"<td>{total['cost_ex_vat_nok']:,.2f}</td><td>{total['vat_nok']:,.2f}</td>"
-            f"<td>{total['cost_nok']:,.2f}</td></tr>"
-        )
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def render_user_page(
-    document: dict[str, Any], user: dict[str, Any], *, plotlyjs: str | bool = True
-) -> str:
-    """One user's statement as an HTML page (plotly.js inline by default: works offline)."""
-    e = html.escape
-    title = f"Charging statement {document['month']}"
-    place = document.get("installation_name") or document.get("installation_id") or ""
-    rows = document.get("hourly", {}).get(user["user_id"] or "", [])
-    figure = (
-        _hourly_figure(rows, document["site"]["timezone"]).to_html(
-            include_plotlyjs=plotlyjs,
-            full_html=False,
-            div_id="hourly",
-            config={"displaylogo": False},
-        )
-        if rows
-        else "<p class='note'>No hourly data.</p>"
-    )
-    notes = "".join(f"<li>{e(n)}</li>" for n in document.get("notes", []))
-    issued = document.get("issued")
-    issued_text = (
-        f"Issued {e(str(issued['issued_at'])[:16].replace('T', ' '))} UTC, version {e(str(issued['version']))}."
-        if issued
-        else "Not issued (preview)."
-    )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{e(title)} – {e(_display_name(user))}</title><style>{_PAGE_STYLE}</style></head><body>"
-        f"<h1>{e(title)}</h1>"
-        f"<p><b>{e(_display_name(user))}</b> · user id {e(user['user_id'] or '–')} · {e(str(place))}</p>"
-        f"<p>Method: {e(document['method'])} · currency NOK · time zone {e(document['site']['timezone'])}</p>"
-        + _lines_table(user["lines"], user)
-        + figure
-        + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
-        + f"<p class='note'>{e(document.get('rounding', ''))} Rate tables "
-        f"{e(document['rates']['sha256'][:12])}. {issued_text}</p></body></html>"
-    )
-
-
-def render_index(document: dict[str, Any], pages: dict[str, str]) -> str:
-    """An index of the users' pages with the totals and the common meter's lines."""
-    e = html.escape
-    rows = "".join(
-        f"<tr><td class='text'><a href='{e(pages[user_slug(u['user_id'])])}'>{e(_display_name(u))}</a></td>"
-        f"<td>{u['energy_kwh']:,.3f}</td><td>{u['cost_nok']:,.2f}</td></tr>"
-        for u in document["users"]
-    )
-    common = _lines_table(document["common"]["lines"], None) if document["common"]["lines"] else ""
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Statements {e(document['month'])}</title><style>{_PAGE_STYLE}</style></head><body>"
-        f"<h1>Statements {e(document['month'])} ({e(document['method'])})</h1>"
-        f"<table><tr><th class='text'>User</th><th>kWh</th><th>NOK</th></tr>{rows}"
-        f"<tr class='total'><td class='text'>Total</td><td>{document['total_energy_kwh']:,.3f}</td>"
-        f"<td>{document['total_cost_nok']:,.2f}</td></tr></table>"
-        + (f"<h2>Common meter</h2>{common}" if common else "")
-        + "</body></html>"
-    )
-
-
-def write_statements(
-    document: dict[str, Any], out_dir: str | Path, *, plotlyjs: str | bool = True
-) -> list[Path]:
-    """Write CSV, XLSX and one HTML page per user (plus an index) under ``out_dir``.
-
-    Returns the files written. ``plotlyjs=True`` embeds plotly.js in every page, so each page
-    works alone and offline; ``"directory"`` writes one shared ``plotly.min.js`` instead.
-    """
-    out = Path(out_dir)
-    stem = f"statements_{document['month']}_{document['method']}"
-    pages_dir = out / stem
-    pages_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_csv(document, out / f"{stem}.csv"), write_xlsx(document, out / f"{stem}.xlsx")]
-    pages = {}
-    for user in document["users"]:
-        slug = user_slug(user["user_id"])
-        page = pages_dir / f"{slug}.html"
-        page.write_text(render_user_page(document, user, plotlyjs=plotlyjs), encoding="utf-8")
-        pages[slug] = page.name
-        written.append(page)
-    if plotlyjs == "directory":
-        import plotly.offline
-
-        (pages_dir / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-    index = pages_dir / "index.html"
-    index.write_text(render_index(document, pages), encoding="utf-8")
-    written.append(index)
-    return written
 
 
 # --- issuing -------------------------------------------------------------------------------

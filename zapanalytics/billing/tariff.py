@@ -135,7 +135,8 @@ def interval_calendar(
     rates : RateTables
         Dated rates (:func:`zapanalytics.billing.rates.load_rates`).
     site : Site
-        Time zone and location (VAT and elavgift exemptions, Norgespris opt-in).
+        Time zone, location and customer type (VAT and elavgift rules, strømstøtte
+        eligibility and cap, Enova fee form, Norgespris opt-in).
     prices : polars.DataFrame, optional
         Price rows ``start_utc, end_utc, spot_nok_per_kwh`` of the site's price area.
     grid : GridTariff, optional
@@ -148,12 +149,15 @@ def interval_calendar(
     polars.DataFrame
         ``interval_start_utc, hour_start, day, month, hour_index, spot_nok_per_kwh,
         hourly_spot_nok_per_kwh, markup_nok_per_kwh, grid_energy_nok_per_kwh,
-        elavgift_nok_per_kwh, enova_nok_per_kwh, subsidy_nok_per_kwh, subsidy_cap_kwh,
+        elavgift_nok_per_kwh, enova_nok_per_kwh, enova_nok_per_year, subsidy_nok_per_kwh, subsidy_cap_kwh,
         norgespris_nok_per_kwh, norgespris_cap_kwh, vat_bp``. Strømstøtte is
         ``max(hourly price − threshold, 0) × coverage`` [NOK/kWh excl. VAT], null before hourly
         support began; the Norgespris terms are null unless the site opted in and the date is
-        inside the scheme, and then strømstøtte is null. ``vat_bp`` is VAT in basis points
-        (2500 = 25 %, 0 in the exempt counties).
+        inside the scheme, and then strømstøtte is null; strømstøtte is null for a customer
+        type without it (business). The caps are the metering point's kWh per month (per
+        dwelling × dwellings for a co-op). ``enova_nok_per_kwh`` is 0 where the fee is a
+        yearly sum. ``vat_bp`` is VAT in basis points (2500 = 25 %, 0 for household use in
+        the exempt counties).
     """
     if start_utc.tzinfo is None or end_utc.tzinfo is None:
         raise ValueError("start_utc and end_utc must be tz-aware")
@@ -208,19 +212,27 @@ def interval_calendar(
         if markup_nok_per_kwh is not None
         else _dated_expr(rates.dated("supplier"), "markup_nok_per_kwh", day)
     )
-    elavgift = (
-        pl.lit(0.0)
-        if rates.elavgift_exempt(site)
-        else _dated_expr(rates.dated("elavgift"), "nok_per_kwh", day)
+    rules = rates.customer(site.customer_type)
+    elavgift = {
+        "exempt": pl.lit(0.0),
+        "reduced": _dated_expr(rates.dated("elavgift_reduced"), "nok_per_kwh", day),
+        "general": _dated_expr(rates.dated("elavgift"), "nok_per_kwh", day),
+    }[rates.elavgift_rule(site)]
+    enova = (
+        _dated_expr(rates.dated("enova"), "nok_per_kwh", day)
+        if rules.enova == "per_kwh"
+        else pl.lit(0.0)  # a fixed sum per metering point and year: the common meter's line
     )
-    support = rates.dated("stromstotte")
+    # The cap covers the metering point: one dwelling, or every dwelling of a co-op.
+    dwellings = float(site.dwellings if rules.cap_per_dwelling else 1)
+    support = rates.dated("stromstotte") if rules.stromstotte else ()
     threshold = _dated_expr(support, "threshold_nok_per_kwh", day)
     coverage = _dated_expr(support, "coverage", day)
-    support_cap = _dated_expr(support, "cap_kwh_per_dwelling_month", day)
-    if site.norgespris:
+    support_cap = _dated_expr(support, "cap_kwh_per_dwelling_month", day) * dwellings
+    if site.norgespris and rules.norgespris:
         scheme = rates.dated("norgespris")
         norgespris = _dated_expr(scheme, "price_nok_per_kwh", day)
-        norgespris_cap = _dated_expr(scheme, "cap_kwh_per_dwelling_month", day)
+        norgespris_cap = _dated_expr(scheme, "cap_kwh_per_dwelling_month", day) * dwellings
     else:
         norgespris = norgespris_cap = pl.lit(None, dtype=pl.Float64)
 
@@ -231,7 +243,12 @@ def interval_calendar(
             "grid_energy_nok_per_kwh"
         ),
         elavgift.cast(pl.Float64).alias("elavgift_nok_per_kwh"),
-        _dated_expr(rates.dated("enova"), "nok_per_kwh", day).alias("enova_nok_per_kwh"),
+        enova.cast(pl.Float64).alias("enova_nok_per_kwh"),
+        (
+            _dated_expr(rates.dated("enova_yearly"), "nok_per_year", day)
+            if rules.enova == "per_year"
+            else pl.lit(None, dtype=pl.Float64)
+        ).alias("enova_nok_per_year"),
         ((pl.col("hourly_spot_nok_per_kwh") - threshold).clip(lower_bound=0.0) * coverage).alias(
             "subsidy_nok_per_kwh"
         ),

@@ -18,6 +18,23 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Load a source into the stor
 app.add_typer(ingest_app, name="ingest")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from zapanalytics import __version__
+
+        typer.echo(f"zapanalytics {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_show_version
+    ),
+) -> None:
+    """Audit and analyse EV-charging installations built on Zaptec chargers."""
+
+
 def main() -> None:
     """Console-script entry point."""
     from zapanalytics.cli.errors import run_app
@@ -37,3 +54,6 @@ from zapanalytics.cli import meters as _meters  # noqa: E402,F401
 from zapanalytics.cli import ocpp as _ocpp  # noqa: E402,F401
 from zapanalytics.cli import replay as _replay  # noqa: E402,F401
 from zapanalytics.cli import sample as _sample  # noqa: E402,F401
+from zapanalytics.cli.output import tidy_help  # noqa: E402
+
+tidy_help(app)

@@ -37,18 +37,38 @@ def demo(
     out: Path = typer.Option(Path("out"), "--out", help="Directory for zap.duckdb and report.html."),
     sample: Path = typer.Option(None, "--sample", help="Dataset directory (default: the bundled data/sample)."),
     price: float = typer.Option(2.50, "--price", help="Flat price when spot billing is impossible, NOK/kWh incl. VAT."),
+    timezone: str = typer.Option(
+        "Europe/Oslo", "--timezone", help="IANA zone of a site without a zaptec/ dump (OCPP only)."
+    ),
+    installation_name: str = typer.Option(
+        None, "--installation-name", help="Name of a site without a zaptec/ dump (default: the folder's name)."
+    ),
+    fuse: float = typer.Option(
+        None, "--fuse", min=1.0, max=4000.0,
+        help="Main fuse [A] of a site without a zaptec/ dump, for the load-balancing replay.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ingest the sample, bill the month per user, audit the meters, replay the load
     balancing, and write one offline HTML report.
 
+    The dataset needs a zaptec/ dump or OCPP logs in ocpp/ (an OCPP-only site).
+
     Example: zapanalytics demo --out out
     """
-    from zapanalytics.pipeline import bundled_sample_dir, run_demo
+    from zapanalytics.pipeline import bundled_sample_dir, has_sessions_source, run_demo
+    from zapanalytics.store.sites import check_timezone
 
     sample_dir = sample or bundled_sample_dir()
-    if not (sample_dir / "zaptec").is_dir():
-        raise UserError(f"no dataset at {sample_dir}; run `zapanalytics sample --out {sample_dir}`")
+    if not has_sessions_source(sample_dir):
+        raise UserError(
+            f"no dataset at {sample_dir} (neither a zaptec/ dump nor ocpp/*.jsonl logs); "
+            f"run `zapanalytics sample --out {sample_dir}`"
+        )
+    try:
+        check_timezone(timezone)
+    except ValueError as exc:
+        raise UserError(f"--timezone: {exc}") from None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from zapanalytics.cli.errors import err_console
@@ -60,6 +80,7 @@ def demo(
         "han": "AMS/HAN meter",
         "submeter": "MID sub-meters",
         "ocpp": "OCPP message logs",
+        "sessions": "one session per charging",
         "report": "billing, audit, replay and report",
     }
     with Progress(
@@ -71,7 +92,10 @@ def demo(
         def on_stage(stage: str) -> None:
             progress.update(task, completed=DEMO_STAGES.index(stage), description=labels[stage])
 
-        result = run_demo(out, sample_dir, price_nok_per_kwh=price, on_stage=on_stage)
+        result = run_demo(
+            out, sample_dir, price_nok_per_kwh=price, timezone=timezone,
+            installation_name=installation_name, main_fuse_a=fuse, on_stage=on_stage,
+        )
     report = result.report
     if as_json:
         print_json(
@@ -114,7 +138,10 @@ def demo(
 @app.command()
 def report(
     db: Path = typer.Option(..., "--db", help="DuckDB store."),
-    out: Path = typer.Option(Path("out"), "--out", help="Directory for report.html."),
+    out: str = typer.Option(
+        "out/", "--out",
+        help="The report file (e.g. board.html), or a directory for report.html (an existing one, or a path ending with /).",
+    ),
     month: str = typer.Option(None, "--month", help="Month to bill, YYYY-MM (default: the latest)."),
     public_keys: Path = typer.Option(None, "--public-keys", help="OCMF public keys: a directory or JSON map."),
     grid_company: str = typer.Option(None, "--grid-company", help="Grid tariff for the full bill, e.g. elvia."),
@@ -135,7 +162,7 @@ def report(
     try:
         with working("billing, auditing and replaying", quiet=as_json):
             result = build_report(
-                con, out / "report.html", month=month, flat_price_nok_per_kwh=price,
+                con, out, month=month, flat_price_nok_per_kwh=price,
                 grid_company=grid_company, public_keys=public_keys,
             )
     except KeyMapError as exc:

@@ -14,9 +14,15 @@ from zapanalytics.cli.output import console, print_json
 @app.command()
 def export(
     db: Path = typer.Option(..., "--db", help="DuckDB store file."),
-    table: str = typer.Option(..., "--table", help="Store table, e.g. sessions or energy_details."),
+    table: str = typer.Option(
+        None, "--table",
+        help="Store table, e.g. sessions (one row per charging), session_copies or energy_details.",
+    ),
     fmt: str = typer.Option("csv", "--format", help="csv, xlsx or parquet."),
-    out: Path = typer.Option(..., "--out", help="Output file (csv/xlsx) or directory (parquet)."),
+    out: Path = typer.Option(None, "--out", help="Output file (csv/xlsx) or directory (parquet)."),
+    dataset: Path = typer.Option(
+        None, "--dataset", help="Bring every table's incremental Parquet dataset in DIR up to date."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export a table; Parquet is partitioned by installation_id and month for DuckDB/Spark/Trino.
@@ -28,6 +34,12 @@ def export(
 
     if not db.exists():
         raise UserError(f"no such store: {db}")
+    if dataset is not None:
+        from zapanalytics.engines.cli import export_dataset_command
+
+        return export_dataset_command(db, dataset, as_json=as_json)
+    if table is None or out is None:
+        raise UserError("give --table and --out (or --dataset DIR)")
     con = read_only_store(db)
     try:
         path, rows = export_table(con, table, fmt, out)

@@ -24,7 +24,7 @@ from zapanalytics.cli.output import console, print_json
 
 @contextlib.contextmanager
 def _page_progress(enabled: bool) -> Iterator[Any]:
-    """A rich progress bar per installation, advanced per charge-history page."""
+    """A rich progress bar per installation, advanced per session page."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     if not enabled:
@@ -40,13 +40,12 @@ def _page_progress(enabled: bool) -> Iterator[Any]:
         tasks: dict[str, Any] = {}
 
         def on_page(installation_id: str, page_index: int, total: int | None) -> None:
+            # Windows are per charger and cursor pages have no total: count pages read.
             if installation_id not in tasks:
                 tasks[installation_id] = progress.add_task(
-                    f"charge history {installation_id[:8]}", total=total
+                    f"session pages {installation_id[:8]}", total=None
                 )
-            task = tasks[installation_id]
-            done = page_index + 1 if total is None else min(page_index + 1, total)
-            progress.update(task, completed=done, total=total)
+            progress.advance(tasks[installation_id])
 
         yield on_page
 
@@ -99,28 +98,58 @@ def ingest_zaptec(
             "--retries", help="Retries of a failed call (429, 5xx, network) before giving up."
         ),
     ] = 6,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Fetch the whole session history again (stored rows stay as they are)."
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str,
+        typer.Option(
+            "--endpoint",
+            help="Session listing: archived (/api/sessions/archived), chargehistory, or auto "
+            "(archived where the cloud has it).",
+        ),
+    ] = "auto",
+    max_pages: Annotated[
+        int,
+        typer.Option("--max-pages", help="Session pages one run reads at most (100 sessions each)."),
+    ] = 20_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Sync installations, chargers, charge history and charger state from the Zaptec cloud.
 
     Credentials come from ZAPTEC_USERNAME / ZAPTEC_PASSWORD or a prompt.
 
-    A second run fetches only what is new; an interrupted run resumes where it stopped.
+    Each charger is asked for from its last stored session (less --overlap-days), so a
+    charger that was offline gets all its sessions once they reach the cloud; an
+    interrupted run resumes from what it stored. An unreadable page ends the run (failed,
+    page quarantined, exit code 1).
 
     Example: zapanalytics ingest zaptec --db out/zap.duckdb --price-area NO1
     """
     check_area(price_area)
     if dump is not None:
-        if installation or since or save:
-            raise UserError("--installation, --since and --save apply to the API, not to --dump")
+        if installation or since or save or full:
+            raise UserError(
+                "--installation, --since, --full and --save apply to the API, not to --dump"
+            )
         _ingest_dump(db, dump, price_area, as_json)
         return
     if overlap_days < 0:
         raise UserError("--overlap-days must not be negative")
     if not 0 <= retries <= 20:
         raise UserError("--retries must be between 0 and 20")
+    if max_pages < 1:
+        raise UserError("--max-pages must be at least 1")
+    if full and since:
+        raise UserError("--full fetches everything; leave out --since")
+    from zapanalytics.ingest.zaptec.sync import ENDPOINTS, sync_zaptec
+
+    if endpoint not in ENDPOINTS:
+        raise UserError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
     since_utc = parse_when(since, "--since") if since else None
-    from zapanalytics.ingest.zaptec.sync import sync_zaptec
 
     con = open_store(db)
     try:
@@ -133,6 +162,9 @@ def ingest_zaptec(
                 client,
                 installation_ids=installation or None,
                 since=since_utc,
+                full=full,
+                endpoint=endpoint,
+                max_pages=max_pages,
                 price_area=price_area,
                 overlap=dt.timedelta(days=overlap_days),
                 save_dir=save,
@@ -148,7 +180,8 @@ def ingest_zaptec(
     console.print(
         f"synced {len(result.installations)} installation(s): records in {counts.rows_in}, "
         f"stored {counts.rows_stored}, quarantined {counts.rows_quarantined}; "
-        f"{result.history_pages} charge-history page(s), {result.requests} request(s)",
+        f"{result.history_pages} session page(s) from {result.endpoint or 'no listing'}, "
+        f"{result.requests} request(s)",
         highlight=False,
         soft_wrap=True,
     )

@@ -36,6 +36,10 @@ def ingest_prices(
     """Load day-ahead spot prices for an area and a range of delivery days.
 
     Example: zapanalytics ingest prices --db out/zap.duckdb --area NO1 --from 2025-03-01 --to 2025-03-31 --source data/sample
+
+    Documents are read within limits (bytes per document, JSON nesting); raise one with its
+    ZAPANALYTICS_MAX_* environment variable. A document that cannot be read is quarantined
+    whole, named under "problem:", and the run ends 'partial'.
     """
     from zapanalytics.ingest.prices.spot import load_prices
     from zapanalytics.schemas import PRICE_AREAS
@@ -55,6 +59,8 @@ def ingest_prices(
         result = load_prices(
             con, area=area, first_day=first, last_day=last, source=source, eur_nok=eur_nok
         )
+    except ValueError as exc:  # an unusable limit in ZAPANALYTICS_MAX_*
+        raise UserError(str(exc)) from None
     finally:
         con.close()
     if as_json:

@@ -30,12 +30,20 @@ def _zone(name: str | None) -> str | None:
     return name
 
 
-def _report(counts, as_json: bool) -> None:
+def _last_status(con, source: str) -> str | None:
+    rows = con.execute(
+        "SELECT status FROM ingest_runs WHERE source = ? ORDER BY started_at DESC LIMIT 1", [source]
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _report(counts, as_json: bool, status: str | None) -> None:
     if as_json:
-        print_json(counts.as_dict())
+        print_json({**counts.as_dict(), "status": status})
     else:
         console.print(
             f"records in {counts.rows_in}, stored {counts.rows_stored}, quarantined {counts.rows_quarantined}"
+            + (" (partial: a file was quarantined whole)" if status == "partial" else "")
         )
 
 
@@ -53,6 +61,10 @@ def ingest_han_command(
     """Load AMS/HAN frames (Aidon, Kaifa, Kamstrup; List 1/2/3) into reference_readings.
 
     Example: zapanalytics ingest han data/sample/han --db out/zap.duckdb
+
+    Inputs are read within limits (bytes per file and per line); raise one with its
+    ZAPANALYTICS_MAX_* environment variable. A file that cannot be read is quarantined whole
+    and the run ends 'partial'.
     """
     from zapanalytics.ingest.meters.han import ingest_han
     from zapanalytics.store import open_store
@@ -62,9 +74,12 @@ def ingest_han_command(
     con = open_store(db)
     try:
         counts = ingest_han(con, paths, timezone=zone, meter_id=meter_id, installation_id=installation_id)
+        status = _last_status(con, "han")
+    except ValueError as exc:  # an unusable limit in ZAPANALYTICS_MAX_*
+        raise UserError(str(exc)) from None
     finally:
         con.close()
-    _report(counts, as_json)
+    _report(counts, as_json, status)
 
 
 @ingest_app.command("submeter")
@@ -80,6 +95,10 @@ def ingest_submeter_command(
     """Load MID sub-meter readings (timestamp, cumulative kWh, currents) into reference_readings.
 
     Example: zapanalytics ingest submeter data/sample/submeter --db out/zap.duckdb
+
+    Inputs are read within limits (bytes per file and per line, characters per field); raise
+    one with its ZAPANALYTICS_MAX_* environment variable. A file that cannot be read is
+    quarantined whole and the run ends 'partial'.
     """
     from zapanalytics.ingest.meters.submeter import ingest_submeter
     from zapanalytics.store import open_store
@@ -93,8 +112,9 @@ def ingest_submeter_command(
         counts = ingest_submeter(
             con, paths, timezone=zone, meter_id=meter_id, charger_id=charger_id, resolution_kwh=resolution_kwh
         )
+        status = _last_status(con, "submeter")
     except ValueError as exc:
         raise UserError(str(exc)) from None
     finally:
         con.close()
-    _report(counts, as_json)
+    _report(counts, as_json, status)

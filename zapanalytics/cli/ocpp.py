@@ -45,7 +45,13 @@ def serve(
     ),
     heartbeat_interval: int = typer.Option(300, "--heartbeat-interval", help="Heartbeat interval [s]."),
     idle_timeout: float = typer.Option(720.0, "--idle-timeout", help="Close silent connections after [s]."),
-    max_frame_bytes: int = typer.Option(65536, "--max-frame-bytes", help="Largest accepted frame [bytes]."),
+    max_frame_bytes: int = typer.Option(
+        None, "--max-frame-bytes",
+        help="Largest accepted frame [bytes] (default 65536, or ZAPANALYTICS_MAX_FRAME_BYTES).",
+    ),
+    max_connections: int = typer.Option(
+        1000, "--max-connections", help="Charge points connected at once; more get HTTP 503."
+    ),
     admin_token_file: Path = typer.Option(
         None, "--admin-token-file", help=f"Enable the /admin hook with this token (or ${ADMIN_TOKEN_ENV})."
     ),
@@ -71,6 +77,15 @@ def serve(
         tags = load_id_tags(id_tags) if id_tags is not None else None
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if max_frame_bytes is None:
+        from zapanalytics.ingest.limits import InputLimits
+
+        try:
+            max_frame_bytes = InputLimits.from_env().max_frame_bytes
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    if max_frame_bytes < 1024 or max_connections < 1:
+        raise UserError("--max-frame-bytes must be at least 1024 and --max-connections at least 1")
     token = os.environ.get(ADMIN_TOKEN_ENV)
     if admin_token_file is not None:
         token = _read_secret_file(admin_token_file, "admin token")
@@ -83,6 +98,7 @@ def serve(
         heartbeat_interval_s=heartbeat_interval,
         idle_timeout_s=idle_timeout,
         max_frame_bytes=max_frame_bytes,
+        max_connections=max_connections,
         admin_token=token,
     )
 

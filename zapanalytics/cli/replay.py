@@ -9,17 +9,24 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zapanalytics.cli import app
 from zapanalytics.cli.errors import UserError
 from zapanalytics.cli.output import console, working
+from zapanalytics.engines.cli import (
+    DatasetOption,
+    EngineOption,
+    SparkMasterOption,
+    run_engine_command,
+)
 
 _POLICIES = ("reference", "equal_share", "first_come", "priority")
 
 
 @app.command()
 def replay(
-    db: Annotated[Path, typer.Option("--db", help="DuckDB store (opened read-only).")],
+    db: Annotated[Path | None, typer.Option("--db", help="DuckDB store (opened read-only).")] = None,
     fuse: Annotated[
         float | None, typer.Option("--fuse", help="What-if main fuse [A].", min=1.0, max=4000.0)
     ] = None,
@@ -71,6 +78,12 @@ def replay(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the replay as one JSON object.")
     ] = False,
+    dataset: DatasetOption = None,
+    engine: EngineOption = "local",
+    spark_master: SparkMasterOption = "local[*]",
+    month: Annotated[
+        str | None, typer.Option("--month", help="With --dataset: replay only this month, YYYY-MM.")
+    ] = None,
 ) -> None:
     """Replay recorded load balancing: conformance findings, fairness and what-if scenarios.
 
@@ -80,6 +93,16 @@ def replay(
     from zapanalytics.replay import Scenario, load_recording, run_replay
     from zapanalytics.store import StoreLockedError, read_only_store
 
+    if dataset is not None:
+        return run_engine_command(
+            "replay", dataset=dataset, engine=engine, spark_master=spark_master,
+            installation=installation, month=month, as_json=as_json,
+            unsupported={"--db": db, "--fuse": fuse, "--chargers": chargers, "--policy": policy,
+                         "--budget-kw": budget_kw, "--apm": apm, "--available": available,
+                         "--peer": peer, "--out": out},
+        )  # fmt: skip
+    if db is None:
+        raise UserError("give --db STORE (or --dataset DIR)")
     if policy is not None and policy not in _POLICIES:
         raise UserError(f"--policy must be one of {', '.join(_POLICIES)}, not {policy!r}")
     if not db.is_file():
@@ -137,13 +160,15 @@ def _scenario_name(
 
 
 def _write(out: Path, result: Any, payload: dict) -> None:
+    from zapanalytics.naming import charger_names, with_charger_names
     from zapanalytics.replay.conformance import findings_frame
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "replay.json").write_text(
         json.dumps(payload, default=str, ensure_ascii=False, indent=1) + "\n", "utf-8"
     )
-    findings_frame(result.findings).write_csv(out / "findings.csv")
+    names = charger_names(result.recording.chargers)
+    with_charger_names(findings_frame(result.findings), names).write_csv(out / "findings.csv")
     result.fairness.intervals.write_parquet(out / "fairness_intervals.parquet")
     result.fairness.users.write_csv(out / "fairness_users.csv")
     result.recording.line_steps.write_parquet(out / "line_load.parquet")
@@ -151,20 +176,23 @@ def _write(out: Path, result: Any, payload: dict) -> None:
 
 
 def _print(result: Any, out: Path | None) -> None:
+    from zapanalytics.naming import charger_names
+
     zone = result.recording.installation.timezone
-    names = {cid: cid[:8] for cid in result.recording.chargers["charger_id"]}
+    names = charger_names(result.recording.chargers)
     if result.findings:
         table = Table(title=f"Load-balancing findings ({zone})")
         for column, justify in (("kind", "left"), ("start", "left"), ("end", "left"),
                                 ("charger", "left"), ("phase", "left"), ("A", "right"),
                                 ("constraint", "left")):  # fmt: skip
-            table.add_column(column, justify=justify)
+            # A charger's name is never cut: people find it by that name.
+            table.add_column(column, justify=justify, no_wrap=column == "charger")
         for f in result.findings:
             table.add_row(
                 f.kind,
                 _local(f.start_utc, zone),
                 _local(f.end_utc, zone),
-                names.get(f.charger_id, f.charger_id or "–"),
+                Text(names.get(f.charger_id, f.charger_id or "–")),
                 f.phase or "–",
                 "–" if f.magnitude_a is None else f"{f.magnitude_a:.2f}",
                 f.constraint,

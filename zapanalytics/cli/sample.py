@@ -65,14 +65,14 @@ def sample(
         raise UserError(f"--start: expected a date like 2025-10-01, got {start!r}") from exc
     if kind not in ("coop", "home", "workplace"):
         raise UserError(f"--kind: expected coop, home or workplace, got {kind!r}")
-    if kind == "home" and chargers > 3:
-        raise UserError("--kind home: at most 3 chargers (ZAPTEC HOME)")
     if network not in ("TN", "IT"):
         raise UserError(f"--network: expected TN or IT, got {network!r}")
     if faults not in FAULT_PRESETS:
         raise UserError(f"--faults: expected one of {', '.join(FAULT_PRESETS)}, got {faults!r}")
     if min(fuse or 1.0, ocpp_interval, han_interval, meter_value_interval) <= 0:
         raise UserError("--fuse and the intervals must be positive")
+    from firmware_ref.products import ProductLimitError
+
     spec = DatasetSpec(
         days=days,
         n_chargers=chargers,
@@ -88,8 +88,11 @@ def sample(
         meter_value_interval_s=meter_value_interval,
         ocpp_chargers=_parse_indices(ocpp_chargers, chargers),
     )
-    with console.status("simulating and writing ...", spinner="dots"):
-        result, files = generate_dataset(out, spec)
+    try:
+        with console.status("simulating and writing ...", spinner="dots"):
+            result, files = generate_dataset(out, spec)
+    except ProductLimitError as exc:
+        raise UserError(str(exc)) from None
     size = sum(f.stat().st_size for f in files)
     summary = {
         "out": str(out),

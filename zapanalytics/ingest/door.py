@@ -19,6 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 import duckdb
+
+import zapanalytics.pandera_guard  # noqa: F401  # before pandera: see the module
+
+# isort: split
 import pandera.errors
 import polars as pl
 
@@ -28,8 +32,10 @@ from zapanalytics.store import primary_key, upsert
 RECORD_COLUMN = "_record"
 #: Columns set by the user, not reported by sources: a source's NULL never erases them.
 KEEP_WHEN_NULL = {"installations": ("price_area",)}
-#: Reasons longer than this are cut: quarantine rows stay readable, the raw payload is kept whole.
+#: Reasons longer than this are cut: quarantine rows stay readable.
 _MAX_REASON_CHARS = 2000
+#: Raw payloads keep this prefix [characters]; size and sha256 describe the whole record.
+_MAX_RAW_CHARS = 65_536
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +84,36 @@ def _storable_raw(raw: str) -> str:
     return raw
 
 
+def _raw_columns(payloads: Sequence[str]) -> dict[str, pl.Series]:
+    """Quarantine columns of raw payloads: a bounded prefix, the size and sha256 of the whole.
+
+    A reader that streamed a record too large to hold passes its prefix as a ``str`` carrying
+    ``size_bytes``, ``sha256`` and ``source_file`` (:class:`zapanalytics.ingest.limits.RawPrefix`);
+    the full bytes then stay in that file.
+    """
+    columns: dict[str, list] = {
+        "raw": [], "raw_sha256": [], "raw_size_bytes": [], "raw_truncated": [], "source_file": []
+    }
+    for payload in payloads:
+        size = getattr(payload, "size_bytes", None)
+        if size is None:
+            size = len(payload.encode("utf-8", "surrogatepass"))
+        digest = getattr(payload, "sha256", None) or hashlib.sha256(
+            payload.encode("utf-8", "surrogatepass")
+        ).hexdigest()
+        kept = _storable_raw(payload[:_MAX_RAW_CHARS])
+        columns["raw"].append(kept)
+        columns["raw_sha256"].append(digest)
+        columns["raw_size_bytes"].append(size)
+        columns["raw_truncated"].append(
+            len(payload) > _MAX_RAW_CHARS or bool(getattr(payload, "truncated", False))
+        )
+        columns["source_file"].append(getattr(payload, "source_file", None))
+    dtypes = {"raw_size_bytes": pl.Int64, "raw_truncated": pl.Boolean}
+    return {name: pl.Series(name, values, dtype=dtypes.get(name, pl.String))
+            for name, values in columns.items()}
+
+
 def _failed_rows(table: str, frame: pl.DataFrame) -> dict[int, list[str]]:
     """Validate ``frame`` (without ``_record``) and return failing row positions with reasons."""
     model = TABLE_SCHEMAS.get(table)
@@ -116,11 +152,45 @@ def _conflicting_duplicates(table: str, frame: pl.DataFrame, key: Sequence[str])
     return repeated.join(first.select(RECORD_COLUMN), on=RECORD_COLUMN, how="anti")
 
 
+def mark_aborted_runs(
+    con: duckdb.DuckDBPyConnection, *, found_by: str, alive: Iterable[str] = ()
+) -> list[str]:
+    """Mark ``running`` runs not in ``alive`` as ``aborted``; return their ids.
+
+    Call it only while holding the store's writer lock: then no other process can be
+    running an ingestion, and a ``running`` row is a run whose process ended without
+    finishing it. ``finished_at`` is left empty (when it died is unknown).
+    """
+    rows = con.execute(
+        "SELECT run_id FROM ingest_runs WHERE status = 'running'"
+        " AND NOT list_contains(?::VARCHAR[], run_id) ORDER BY started_at",
+        [sorted(alive)],
+    ).fetchall()
+    stale = [row[0] for row in rows]
+    if stale:
+        con.execute(
+            "UPDATE ingest_runs SET status = 'aborted', error = ? WHERE list_contains(?::VARCHAR[], run_id)",
+            [
+                f"aborted: its process ended before the run finished (found by run {found_by})",
+                stale,
+            ],
+        )
+    return stale
+
+
 class IngestRun:
     """One ingestion run: a row in ``ingest_runs`` plus the batches admitted under it.
 
     Use as a context manager; the run is marked ``ok`` or ``failed`` (with the error) on exit.
+
+    A run whose process died (SIGKILL, power loss) cannot mark itself and stays ``running``.
+    The store has one writer, so a ``running`` row that no live run of this process owns
+    belongs to a dead process: entering a run marks every such row ``aborted``
+    (:attr:`aborted_runs` lists them).
     """
+
+    #: Runs open in this process (nested or concurrent runs on one connection are alive).
+    _open_runs: set[str] = set()
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str):
         self.con = con
@@ -128,15 +198,21 @@ class IngestRun:
         self.run_id = uuid.uuid4().hex
         self.started_at = dt.datetime.now(dt.UTC)
         self.counts = RunCounts()
+        self.aborted_runs: list[str] = []
 
     def __enter__(self) -> IngestRun:
+        self.aborted_runs = mark_aborted_runs(
+            self.con, found_by=self.run_id, alive=IngestRun._open_runs
+        )
         self.con.execute(
             "INSERT INTO ingest_runs (run_id, source, started_at, status) VALUES (?, ?, ?, 'running')",
             [self.run_id, self.source, self.started_at],
         )
+        IngestRun._open_runs.add(self.run_id)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        IngestRun._open_runs.discard(self.run_id)
         status = "ok" if exc is None else "failed"
         error = None if exc is None else f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
         self.con.execute(
@@ -216,11 +292,7 @@ class IngestRun:
                 "reason": [
                     "; ".join(dict.fromkeys(reasons[r]))[:_MAX_REASON_CHARS] for r in sorted(bad)
                 ],
-                "raw": [_storable_raw(raw[r]) for r in sorted(bad)],
-                "raw_sha256": [
-                    hashlib.sha256(raw[r].encode("utf-8", "surrogatepass")).hexdigest()
-                    for r in sorted(bad)
-                ],
+                **_raw_columns([raw[r] for r in sorted(bad)]),
                 "quarantined_at": [now] * len(bad),
             },
             schema_overrides={"quarantined_at": pl.Datetime("us", "UTC")},

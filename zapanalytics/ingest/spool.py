@@ -45,6 +45,10 @@ SEALED_SUFFIX = ".jsonl"
 ACTIVE_SUFFIX = ".jsonl.open"
 #: Segments are sealed once they pass this size [bytes].
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+#: A spool line holds one frame (at most ``max_frame_bytes``, 64 KiB by default) and its
+#: answer, each escaped to ASCII (up to 6× longer): a longer line is not the server's and is
+#: refused rather than read into memory [bytes].
+MAX_LINE_BYTES = 64 * 1024 * 1024
 _INDEX_DIGITS = 10
 
 
@@ -216,6 +220,11 @@ def read_lines(
         A line boundary to start at (0 or a previous ``end_offset``) [bytes].
     max_bytes : int
         Read about this much at most; a single longer line is still returned whole [bytes].
+
+    Raises
+    ------
+    SpoolError
+        When one line is longer than :data:`MAX_LINE_BYTES` (naming the segment and offset).
     """
     directory = Path(directory)
     handle, sealed = _open_segment(directory, index)
@@ -228,7 +237,12 @@ def read_lines(
             reached_eof = len(data) < want
             if cut >= 0 or reached_eof:
                 break
-            want *= 2  # one line longer than the window: widen it until the line fits
+            if want >= MAX_LINE_BYTES:
+                raise SpoolError(
+                    f"{handle.name}: the line at byte {offset:,} is longer than {MAX_LINE_BYTES:,} bytes;"
+                    " a spool line holds one frame and its answer (is this file a spool segment?)"
+                )
+            want = min(want * 2, MAX_LINE_BYTES)  # one line longer than the window: widen it
     if cut < 0:
         return LineChunk([], offset, offset, sealed, True, len(data))
     end = offset + cut + 1

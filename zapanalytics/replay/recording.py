@@ -118,8 +118,8 @@ class Recording:
     installation : InstallationInfo
         Site facts.
     chargers : polars.DataFrame
-        ``charger_id, name, phase_rotation, min_current_a, max_current_a, circuit_id,
-        phase_rotation_source``.
+        ``charger_id, name, device_id, phase_rotation, min_current_a, max_current_a,
+        circuit_id, phase_rotation_source``.
     sessions : polars.DataFrame
         Non-void sessions: ``session_id, charger_id, user_id, user_name, start_utc`` (the
         authorisation), ``end_utc`` (unplugged), ``energy_kwh``, and derived from the steps
@@ -358,6 +358,7 @@ def _normalise_chargers(
     frame = ids.join(chargers, on="charger_id", how="left")
     defaults = {
         "name": pl.lit(None, dtype=pl.String),
+        "device_id": pl.lit(None, dtype=pl.String),
         "phase_rotation": pl.lit(None, dtype=pl.String),
         "min_current_a": pl.lit(6.0),
         "max_current_a": pl.lit(32.0),
@@ -546,8 +547,8 @@ def load_recording(
     try:
         chargers = queries.frame(
             con,
-            "SELECT c.charger_id, c.name, c.phase_rotation, c.min_current_a, c.max_current_a,"
-            " c.circuit_id FROM chargers c JOIN _replay_chargers USING (charger_id)",
+            "SELECT c.charger_id, c.name, c.device_id, c.phase_rotation, c.min_current_a,"
+            " c.max_current_a, c.circuit_id FROM chargers c JOIN _replay_chargers USING (charger_id)",
         )
         sessions = queries.frame(
             con,
@@ -608,7 +609,11 @@ def _installation(
         raise ValueError(f"the store holds {rows.height} installations; choose one of {listed}")
     elif rows.is_empty():
         raise ValueError("the store holds no installation")
-    row = rows.row(0, named=True)
+    return installation_info(rows.row(0, named=True), apm)
+
+
+def installation_info(row: dict, apm: bool | None = None) -> InstallationInfo:
+    """:class:`InstallationInfo` of an ``installations`` row (pure; the dataset engines use it)."""
     network = (row["network_type"] or "TN").upper()
     # AvailableCurrent (migration 0005) when reported; MaxCurrent otherwise.
     available = row.get("available_current_a")

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from zapanalytics.naming import charger_names, named_record
 from zapanalytics.replay.acn import PeerComparison, compare_with_acnsim
 from zapanalytics.replay.conformance import ConformanceConfig, Finding, check_conformance
 from zapanalytics.replay.demands import session_demands, site_limits
@@ -62,6 +63,7 @@ class ReplayResult:
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
         site = self.recording.installation
+        names = charger_names(self.recording.chargers)
         return {
             "installation": {
                 "installation_id": site.installation_id,
@@ -76,7 +78,7 @@ class ReplayResult:
             "end_utc": self.recording.end_utc.isoformat(),
             "chargers": self.recording.chargers.height,
             "sessions": self.recording.sessions.height,
-            "findings": [f.as_dict() for f in self.findings],
+            "findings": [named_record(f.as_dict(), names) for f in self.findings],
             "fairness": self.fairness.as_dict(),
             "scenarios": [s.as_dict() for s in self.scenarios],
             "peer": [p.as_dict() for p in self.peer],

@@ -409,7 +409,8 @@ def _load_frame(
 ) -> pl.DataFrame:
     times = np.asarray(t, dtype=float)
     values = np.asarray(lines, dtype=float).reshape(-1, 3)
-    ends = np.append(times[1:], max(end_s, times[-1] if times.size else end_s))
+    # No session, no allocation: an empty load series, not one end without a start.
+    ends = np.append(times[1:], max(end_s, times[-1])) if times.size else times
     frame = pl.DataFrame(
         {
             "start_utc": from_epoch_s("start_utc", times),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
 
-from zapanalytics.report.document import Section, figure_html, kpis_html, table_html
+from zapanalytics.report import blocks
+from zapanalytics.report.document import Section
 
 _NO_USER = "(no user)"
 
@@ -57,8 +57,9 @@ def peak_hours_figure(document: dict[str, Any]) -> go.Figure | None:
     return figure
 
 
-def billing_section(document: dict[str, Any]) -> Section:
-    """Per-user table, cost split per line, capacity step and peak-hour attribution."""
+def billing_section(document: dict[str, Any], notes: list[str] | None = None) -> Section:
+    """Per-user table, cost split per line, capacity step and peak-hour attribution;
+    ``notes`` (e.g. why a simpler billing method was used) come first."""
     users = pl.DataFrame(
         [
             {
@@ -81,18 +82,16 @@ def billing_section(document: dict[str, Any]) -> Section:
     ]
     for block in document.get("capacity") or []:
         kpis.append(("Capacity step", f"{block['step']} ({block['peak_kw']:.1f} kW)"))
-    body = kpis_html(kpis) + table_html(users, float_digits=2)
+    parts = [blocks.notes(*(notes or [])), blocks.kpis(kpis), blocks.table_block(users, float_digits=2)]
     common = document.get("common") or {}
     if common.get("cost_nok"):
-        amount = f"{common['cost_nok']:,.2f}"
-        body += f'<p class="note">Common meter: {amount} NOK incl. VAT.</p>'
-    for note in document.get("notes") or []:
-        body += f'<p class="note">{html.escape(note)}</p>'
-    body += figure_html(cost_by_line_figure(document), "fig-cost-by-line")
+        parts.append(blocks.notes(f"Common meter: {common['cost_nok']:,.2f} NOK incl. VAT."))
+    parts.append(blocks.notes(*(document.get("notes") or [])))
+    parts.append(blocks.figure(cost_by_line_figure(document), "fig-cost-by-line"))
     peaks = peak_hours_figure(document)
     if peaks is not None:
-        body += figure_html(peaks, "fig-peak-hours")
+        parts.append(blocks.figure(peaks, "fig-peak-hours"))
     rates = document.get("rates") or {}
     if rates.get("sha256"):
-        body += f'<p class="note">Rate tables sha256 {html.escape(rates["sha256"][:16])}…</p>'
-    return Section("billing", "Billing", body)
+        parts.append(blocks.notes(f"Rate tables sha256 {rates['sha256'][:16]}…"))
+    return blocks.section("billing", "Billing", parts)

@@ -1,20 +1,23 @@
-"""Build the one-file report from a store: overview, billing, audit, replay, usage.
+"""Build the one-file report from a store: findings first, then overview, billing, audit,
+replay and usage.
 
 Each analysis runs through the same functions the CLI commands use; the report only lays
 their results out. A part that cannot run on the store (no prices for the month, no
-reference meter) says so in its section instead of failing the report.
+reference meter) says so in its section instead of failing the report. The first
+section says in one sentence per finding what happened, where and when, each linked to
+the chart of its own window.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from zapanalytics.report.document import Section, write_document
+from zapanalytics.report import blocks
+from zapanalytics.report.document import Section, report_path, write_document
 from zapanalytics.report.sections import overview_section, usage_section
 from zapanalytics.store import queries
 
@@ -42,7 +45,15 @@ def latest_month(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _note_section(anchor: str, title: str, message: str) -> Section:
-    return Section(anchor, title, f'<p class="note">{html.escape(message)}</p>')
+    return blocks.section(anchor, title, [blocks.notes(message)])
+
+
+def summary_section(findings: list[blocks.Finding], notes: list[str]) -> Section:
+    """The first screen: one sentence per finding, linked to its chart."""
+    parts = [blocks.findings(findings)] if findings else [
+        blocks.paragraph("No finding: the meters, signatures and load balancing conform.")
+    ]
+    return blocks.section("summary", "Findings", [*parts, blocks.notes(*notes)])
 
 
 def bill_for_report(
@@ -82,15 +93,18 @@ def build_report(
     grid_company: str | None = None,
     public_keys: str | Path | dict[str, str] | None = None,
 ) -> ReportResult:
-    """Write the report for ``month`` (default: the latest with sessions) to ``path``."""
+    """Write the report for ``month`` (default: the latest with sessions) to ``path`` (a
+    directory, or a path ending with a separator, gets ``report.html`` inside it)."""
     from zapanalytics.audit.keys import read_key_map
-    from zapanalytics.audit.report import audit_sections
     from zapanalytics.audit.store_audit import audit_store
+    from zapanalytics.report.audit_section import audit_findings, audit_section
     from zapanalytics.report.billing_section import billing_section
 
     notes: list[str] = []
     month = month or latest_month(con)
+    timezone = queries.installation_timezone(con)
     sections = [overview_section(con)]
+    first_screen: list[blocks.Finding] = []
 
     document = None
     if month is None:
@@ -100,26 +114,17 @@ def build_report(
             con, month, flat_price_nok_per_kwh=flat_price_nok_per_kwh, grid_company=grid_company
         )
         notes.extend(billing_notes)
-        section = billing_section(document)
-        for note in billing_notes:
-            section.body_html = f'<p class="note">{html.escape(note)}</p>' + section.body_html
-        sections.append(section)
+        sections.append(billing_section(document, billing_notes))
 
     keys = read_key_map(public_keys) if isinstance(public_keys, str | Path) else public_keys
     audit = audit_store(con, public_keys=keys)
-    audit_parts = audit_sections(audit)
-    sections.append(
-        Section(
-            "audit",
-            "Meter audit",
-            "".join(f"<h3>{html.escape(part.title)}</h3>{part.body_html}" for part in audit_parts),
-        )
-    )
+    sections.append(audit_section(audit, timezone))
+    first_screen += audit_findings(audit, timezone)
 
     replay_payload = None
     try:
         from zapanalytics.replay import load_recording, run_replay
-        from zapanalytics.report.replay_section import replay_section
+        from zapanalytics.report.replay_section import replay_findings, replay_section
 
         replay = run_replay(load_recording(con))
     except ValueError as exc:
@@ -128,10 +133,12 @@ def build_report(
     else:
         replay_payload = replay.as_dict()
         sections.append(replay_section(replay))
+        first_screen = replay_findings(replay) + first_screen
 
     sections.append(usage_section(con, month))
     installation = con.execute("SELECT name FROM installations ORDER BY installation_id LIMIT 1").fetchall()
     title = installation[0][0] if installation and installation[0][0] else "zapanalytics report"
     subtitle = f"Charging report · {month}" if month else "Charging report"
-    written = write_document(path, title, subtitle, sections)
+    sections.insert(0, summary_section(first_screen, notes))
+    written = write_document(report_path(path), title, subtitle, sections)
     return ReportResult(written, month, document, audit.as_dict(), replay_payload, notes)

@@ -1,21 +1,34 @@
 """Assemble report sections into one offline HTML document.
 
-Every user-provided string must pass through :func:`html.escape` before it reaches the page;
-:func:`table_html` does so for every cell. plotly.js is embedded once, inline, so the file
-opens with no network.
+Every page is rendered by the shared Jinja2 environment (:mod:`.templating`, autoescaping
+on): a section builder passes data -- text, :class:`~.tables.Table` objects, figures --
+to a template under ``templates/report/`` and gets back :class:`markupsafe.Markup`. The
+only markup that is not escaped is what this package makes itself: plotly's figure
+``<div>``s and plotly.js, embedded once, inline, so the file opens with no network.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.offline
-import polars as pl
+from markupsafe import Markup
+
+from zapanalytics.report.templating import render
+
+__all__ = [
+    "Section",
+    "figure_html",
+    "render_document",
+    "render_fragment",
+    "report_path",
+    "write_document",
+]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
@@ -31,77 +44,60 @@ th{background:#f0f2f5} td.text,th.text{text-align:left}
 .note{color:#5b6472;font-size:13px}
 .kpis{display:flex;gap:16px;flex-wrap:wrap} .kpi{background:#f0f4f8;border-radius:6px;padding:8px 14px}
 .kpi b{display:block;font-size:20px}
+ol.findings{font-size:15px;line-height:1.6} ol.findings li.error{color:#a11}
+ol.findings li.warning{color:#8a5a00} ol.findings a{color:inherit}
+.finding-chart{border-top:1px solid #e3e6ea;margin-top:12px;padding-top:8px}
 """
 
 
 @dataclasses.dataclass
 class Section:
-    """One section of a report: an anchor id, a title and trusted HTML built by this package."""
+    """One section of a report: an anchor id, a title and its body, rendered by a template
+    of this package (:func:`render_fragment`)."""
 
     anchor: str
     title: str
-    body_html: str
+    body: Markup
 
 
-def figure_html(figure: go.Figure, div_id: str) -> str:
-    """HTML for one plotly figure, without plotly.js (the document embeds it once)."""
-    return figure.to_html(
-        include_plotlyjs=False, full_html=False, div_id=div_id, config={"displaylogo": False}
+def render_fragment(template: str, /, **context: Any) -> Markup:
+    """A template under ``templates/report/`` rendered to trusted markup."""
+    return Markup(render(f"report/{template}", **context))  # noqa: S704 - rendered with autoescape
+
+
+def figure_html(figure: go.Figure, div_id: str) -> Markup:
+    """HTML for one plotly figure, without plotly.js (the document embeds it once).
+
+    Plotly serialises every string of the figure as JSON inside its own ``<script>``;
+    it is this package's markup, so it is marked safe here and nowhere else.
+    """
+    return Markup(  # noqa: S704 - plotly's own output
+        figure.to_html(include_plotlyjs=False, full_html=False, div_id=div_id,
+                       config={"displaylogo": False})  # fmt: skip
     )
-
-
-def table_html(frame: pl.DataFrame, *, float_digits: int = 2, max_rows: int = 500) -> str:
-    """Render a frame as an HTML table; every cell is escaped."""
-    head = "".join(
-        f'<th class="{"text" if frame.schema[c] == pl.String else "num"}">{html.escape(c)}</th>'
-        for c in frame.columns
-    )
-    rows = []
-    for record in frame.head(max_rows).iter_rows():
-        cells = []
-        for value in record:
-            if isinstance(value, float):
-                text, css = f"{value:,.{float_digits}f}", "num"
-            elif value is None:
-                text, css = "", "text"
-            else:
-                text, css = str(value), "num" if isinstance(value, int) else "text"
-            cells.append(f'<td class="{css}">{html.escape(text)}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    more = (
-        f'<p class="note">{frame.height - max_rows} more rows in the exports.</p>'
-        if frame.height > max_rows
-        else ""
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
-
-
-def kpis_html(items: Sequence[tuple[str, str]]) -> str:
-    """A row of key figures; labels and values are escaped."""
-    cells = "".join(
-        f'<div class="kpi">{html.escape(label)}<b>{html.escape(value)}</b></div>'
-        for label, value in items
-    )
-    return f'<div class="kpis">{cells}</div>'
 
 
 def render_document(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The whole report as one HTML string with plotly.js inline."""
-    nav = "".join(
-        f'<a href="#{html.escape(s.anchor)}">{html.escape(s.title)}</a>' for s in sections
+    return render(
+        "report/document.html.j2",
+        title=title,
+        subtitle=subtitle,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sections=sections,
+        style=Markup(_STYLE),  # noqa: S704 - a constant of this module
+        plotly_js=Markup(plotly.offline.get_plotlyjs()),  # noqa: S704 - the bundled library
     )
-    body = "".join(
-        f'<section id="{html.escape(s.anchor)}"><h2>{html.escape(s.title)}</h2>{s.body_html}</section>'
-        for s in sections
-    )
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head><body>'
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)} · generated {generated}</p></header>"
-        f"<nav>{nav}</nav><main>{body}</main></body></html>"
-    )
+
+
+def report_path(out: str | Path, default_name: str = "report.html") -> Path:
+    """Where ``--out`` asks the report to go: the file itself, or ``default_name`` inside
+    it when it is an existing directory or ends with a path separator."""
+    text = str(out)
+    target = Path(text)
+    if text.endswith(("/", "\\")) or target.is_dir():
+        return target / default_name
+    return target
 
 
 def write_document(path: str | Path, title: str, subtitle: str, sections: Sequence[Section]) -> Path:

@@ -52,14 +52,18 @@ def load_heatmap(intervals: pl.DataFrame, timezone: str) -> go.Figure:
 
 
 def session_timeline(sessions: pl.DataFrame, timezone: str) -> go.Figure:
-    """One bar per session on its charger's row, coloured by user, in local time."""
+    """One bar per session on its charger's row, coloured by user, in local time; rows are
+    named by ``charger_name`` (``name (serial)``) where the frame has it."""
     frame = (
         sessions.filter(pl.col("end_utc").is_not_null())
         .with_columns(
             pl.col("start_utc").dt.convert_time_zone(timezone).alias("start"),
             pl.col("end_utc").dt.convert_time_zone(timezone).alias("end"),
             pl.col("user_name").fill_null(pl.col("user_id")).fill_null("(no user)").alias("user"),
-            pl.col("charger_id").fill_null("(unknown)").alias("charger"),
+            (
+                pl.coalesce("charger_name", "charger_id") if "charger_name" in sessions.columns
+                else pl.col("charger_id")
+            ).fill_null("(unknown)").alias("charger"),
         )
         .select("start", "end", "user", "charger", "energy_kwh")
         .to_pandas()

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from zapanalytics.report import figures
-from zapanalytics.report.document import Section, figure_html, kpis_html, table_html
+from zapanalytics.naming import charger_names, with_charger_names
+from zapanalytics.report import blocks, figures
+from zapanalytics.report.document import Section
 from zapanalytics.store import queries
 
 
@@ -17,7 +18,8 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
     installations = queries.table(con, "installations")
     chargers = queries.table(con, "chargers")
     period = con.execute(
-        "SELECT min(start_utc), max(coalesce(end_utc, start_utc)), count(*),"
+        "SELECT min(start_utc), max(coalesce(end_utc, start_utc)),"
+        " count(*) FILTER (WHERE NOT coalesce(is_void, FALSE)),"
         " sum(energy_kwh) FILTER (WHERE NOT coalesce(is_void, FALSE)) FROM canonical_sessions"
     ).fetchall()[0]
     timezone = queries.installation_timezone(con)
@@ -26,7 +28,7 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
     def local(ts):
         return ts.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M") if ts else "–"
 
-    kpis = kpis_html(
+    kpis = blocks.kpis(
         [
             ("Installations", str(installations.height)),
             ("Chargers", str(chargers.height)),
@@ -36,13 +38,15 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
             ("To", local(last)),
         ]
     )
-    install_table = table_html(
+    install_table = blocks.table_block(
         installations.select(
-            "installation_id", "name", "timezone", "network_type", "phase_count", "main_fuse_a", "price_area"
+            "name", "installation_id", "timezone", "network_type", "phase_count", "main_fuse_a", "price_area"
         )
     )
-    charger_table = table_html(
-        chargers.select("charger_id", "device_id", "name", "model", "firmware_version").sort("name")
+    charger_table = blocks.table_block(
+        with_charger_names(chargers, charger_names(chargers))
+        .sort("name", "device_id", nulls_last=True)
+        .select(pl.col("charger_name").alias("charger"), "device_id", "model", "firmware_version", "charger_id")
     )
     quality = queries.data_quality(con)
     quarantine = queries.frame(
@@ -50,18 +54,17 @@ def overview_section(con: duckdb.DuckDBPyConnection) -> Section:
         "SELECT table_name, count(*) AS records, any_value(reason) AS example_reason"
         " FROM quarantine GROUP BY table_name ORDER BY table_name",
     )
-    body = (
-        kpis
-        + "<h3>Installation</h3>" + install_table
-        + "<h3>Chargers</h3>" + charger_table
-        + "<h3>Data quality</h3>" + table_html(quality)
-        + (
-            "<h4>Quarantined records</h4>" + table_html(quarantine)
-            if quarantine.height
-            else '<p class="note">No record was quarantined.</p>'
-        )
-    )
-    return Section("overview", "Overview", body)
+    parts = [
+        kpis,
+        blocks.heading("Installation"), install_table,
+        blocks.heading("Chargers"), charger_table,
+        blocks.heading("Data quality"), blocks.table_block(quality),
+    ]  # fmt: skip
+    if quarantine.height:
+        parts += [blocks.heading("Quarantined records", 4), blocks.table_block(quarantine)]
+    else:
+        parts.append(blocks.notes("No record was quarantined."))
+    return blocks.section("overview", "Overview", parts)
 
 
 def usage_section(con: duckdb.DuckDBPyConnection, month: str | None = None) -> Section:
@@ -73,12 +76,13 @@ def usage_section(con: duckdb.DuckDBPyConnection, month: str | None = None) -> S
     if month is not None:
         local_month = pl.col("start_utc").dt.convert_time_zone(timezone).dt.strftime("%Y-%m")
         sessions = sessions.filter(local_month == month)
-    names = queries.table(con, "chargers").select(
-        "charger_id", pl.col("name").fill_null(pl.col("device_id")).alias("charger_name")
+    names = charger_names(queries.table(con, "chargers"))
+    sessions = with_charger_names(sessions, names)
+    return blocks.section(
+        "usage",
+        "Usage",
+        [
+            blocks.figure(figures.load_heatmap(intervals, timezone), "fig-load-heatmap"),
+            blocks.figure(figures.session_timeline(sessions, timezone), "fig-session-timeline"),
+        ],
     )
-    sessions = sessions.join(names, on="charger_id", how="left").with_columns(
-        pl.col("charger_name").fill_null(pl.col("charger_id")).alias("charger_id")
-    )
-    body = figure_html(figures.load_heatmap(intervals, timezone), "fig-load-heatmap")
-    body += figure_html(figures.session_timeline(sessions, timezone), "fig-session-timeline")
-    return Section("usage", "Usage", body)

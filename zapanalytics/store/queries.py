@@ -21,7 +21,8 @@ def table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
 
 
 def canonical_sessions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Sessions with the OCPP copies of cloud sessions left out (see migration 0007)."""
+    """One row per charging: the canonical sessions, copies left out (see migration 0011 and
+    :mod:`zapanalytics.store.canonical`)."""
     return frame(con, "SELECT * FROM canonical_sessions ORDER BY start_utc, session_id")
 
 

@@ -62,8 +62,84 @@ class _Session:
     installation_id: str | None
     start: dt.datetime
     arrival: dt.datetime | None
+    """When the cloud got the session (``EndDateTime``; ``recognizedDateTime`` when archived)."""
+    end: dt.datetime | None
+    """When charging ended (``CommitEndDateTime``, else ``EndDateTime``)."""
     json_full: str
     json_summary: str
+    json_archived: str
+    """The session as ``/api/sessions/archived`` lists it."""
+
+
+#: ``CommitMetadata`` bit → ``/api/sessions/archived`` flag (bit 1, online, has none).
+_ARCHIVED_FLAGS = {
+    2: "offline",
+    4: "reliableClock",
+    8: "stoppedByRfid",
+    16: "signed",
+    32: "voided",
+    64: "aborted",
+    128: "ocppNative",
+}
+
+
+def _utc_text(value: object) -> object:
+    """A naive Zaptec time as the archived listing writes it (``Z``); anything else as is."""
+    if isinstance(value, str) and _lenient_time(value) is not None and value[-1:].isdigit():
+        return value + "Z"
+    return value
+
+
+def archived_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A charge-history item as ``/api/sessions/archived`` lists the same session.
+
+    camelCase, booleans for the ``CommitMetadata`` bits, a nested ``authorizedUser``,
+    ``sessionSignature``, firmware as ``"5.0.2.1"``; ``endDateTime`` is when charging ended
+    and ``recognizedDateTime`` when the cloud got the session (shapes as two public clients
+    of the endpoint read them).
+    """
+    out: dict[str, Any] = {
+        "id": item.get("Id"),
+        "chargerId": item.get("ChargerId"),
+        "deviceId": item.get("DeviceId"),
+        "deviceName": item.get("DeviceName"),
+        "startDateTime": _utc_text(item.get("StartDateTime")),
+        "endDateTime": _utc_text(item.get("CommitEndDateTime") or item.get("EndDateTime")),
+        "recognizedDateTime": _utc_text(item.get("EndDateTime")),
+        "energy": item.get("Energy"),
+    }
+    metadata = item.get("CommitMetadata")
+    if isinstance(metadata, int) and not isinstance(metadata, bool):
+        out.update({flag: bool(metadata & bit) for bit, flag in _ARCHIVED_FLAGS.items()})
+        out["externallyAbandoned"] = False
+    if item.get("UserId") or item.get("UserFullName"):
+        out["authorizedUser"] = {
+            "id": item.get("UserId"),
+            "email": item.get("UserEmail"),
+            "fullName": item.get("UserFullName"),
+        }
+    for history, archived in (
+        ("TokenName", "tokenName"),
+        ("ExternalId", "externalId"),
+        ("ReplacedBySessionId", "replacedBySessionId"),
+        ("SignedSession", "sessionSignature"),
+    ):
+        if item.get(history) is not None:
+            out[archived] = item[history]
+    firmware = item.get("ChargerFirmwareVersion")
+    if isinstance(firmware, Mapping):
+        parts = [firmware.get(k) for k in ("Major", "Minor", "Build", "Revision")]
+        if all(isinstance(p, int) for p in parts):
+            out["chargerFirmwareVersion"] = ".".join(str(p) for p in parts)
+    details = item.get("EnergyDetails")
+    if isinstance(details, list):
+        out["energyDetails"] = [
+            {"timestamp": p.get("Timestamp"), "energy": p.get("Energy")}
+            if isinstance(p, Mapping)
+            else p
+            for p in details
+        ]
+    return out
 
 
 #: Where the fake files a session whose start it cannot read (it still serves it as is).
@@ -174,10 +250,39 @@ class FakeData:
                 or self._charger_installation.get(str(item.get("ChargerId"))),
                 start=_lenient_time(item.get("StartDateTime")) or _UNREADABLE_TIME,
                 arrival=_lenient_time(item.get("EndDateTime") or item.get("CommitEndDateTime")),
+                end=_lenient_time(item.get("CommitEndDateTime") or item.get("EndDateTime")),
                 json_full=json.dumps(item, ensure_ascii=False, separators=(",", ":")),
                 json_summary=json.dumps(summary, ensure_ascii=False, separators=(",", ":")),
+                json_archived=json.dumps(
+                    archived_item(item), ensure_ascii=False, separators=(",", ":")
+                ),
             )
         self.sessions = sorted(by_id.values(), key=lambda s: (s.start, str(s.item.get("Id"))))
+
+    def take_offline(
+        self, charger_id: str, offline_from: dt.datetime, back_online: dt.datetime
+    ) -> list[str]:
+        """Let a charger lose its connection from ``offline_from`` until ``back_online``.
+
+        Its sessions that started in between are committed offline and reach the cloud
+        only when it is back (``EndDateTime`` a minute after ``back_online``), as a charger
+        that was offline for weeks uploads them. Returns the ids of those sessions.
+        """
+        arrival = back_online + dt.timedelta(minutes=1)
+        moved = []
+        for session in self.sessions:
+            item = session.item
+            if str(item.get("ChargerId")) != charger_id:
+                continue
+            if not offline_from <= session.start < back_online:
+                continue
+            metadata = item.get("CommitMetadata") or 0
+            item["CommitMetadata"] = (metadata & ~1) | 2
+            item["CommitEndDateTime"] = item.get("CommitEndDateTime") or item.get("EndDateTime")
+            item["EndDateTime"] = arrival.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            moved.append(item)
+        self.add_sessions(moved)
+        return [str(item.get("Id")) for item in moved]
 
     def add_observations(self, items: Iterable[Mapping[str, Any]]) -> None:
         """Add state observations (``/state`` items with ``ChargerId``)."""

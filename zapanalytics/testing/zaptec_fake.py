@@ -17,11 +17,20 @@ behaves like the cloud where a client can get it wrong:
   arrive late, long after they started. ``EnergyDetails`` only with ``DetailLevel=1``.
   ``From``/``To`` filter on ``StartDateTime`` (inclusive) by default; Zaptec does not
   document which field they filter on, so ``history_filter_field`` can switch it.
+* ``GET /api/sessions/archived``: the same sessions, camelCase, paged by an opaque
+  ``cursor`` while ``hasMore`` (``PageSize`` at most 200). ``From`` and ``To`` are required
+  and filter on when charging ended (``archived_filter_field`` can switch it to
+  ``recognizedDateTime``); exactly one of ``InstallationId`` and ``ChargerId``.
+  ``serve_archived=False`` answers 404 there, like a cloud without the endpoint;
+  ``serve_chargehistory=False`` answers 410 on the retired one.
 * ``POST /api/chargehistory/installationreport``: totals per user, charger or card.
 
 Every request is logged with its arrival time (:attr:`ZaptecFake.log`), so a test can
 prove a client never sent more than 10 requests in any second. Faults (5xx storms,
-malformed pages, 429s) are injected with :meth:`ZaptecFake.inject`.
+malformed pages, 429s) are injected with :meth:`ZaptecFake.inject`; :meth:`ZaptecFake.serve_html`
+answers a path with a captive portal's page and status 200. Sessions published late (a
+charger that was offline) are set up with :meth:`FakeData.take_offline` and moving
+:attr:`ZaptecFake.now` on.
 
 Example
 -------
@@ -31,7 +40,6 @@ Example
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import json
@@ -46,10 +54,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from zapanalytics.ingest.zaptec.records import RecordError, parse_zaptec_time
+from zapanalytics.ingest.zaptec.records import parse_zaptec_time
 from zapanalytics.testing.zaptec_account import DEFAULT_CONSTANTS, FakeData
+from zapanalytics.testing.zaptec_listings import (
+    BadRequest,
+    archived_answer,
+    history_answer,
+    json_answer,
+    paged_answer,
+    report_answer,
+)
 
 __all__ = [
+    "CAPTIVE_PORTAL_HTML",
     "DEFAULT_CONSTANTS",
     "Fault",
     "FakeData",
@@ -58,15 +75,12 @@ __all__ = [
     "max_requests_in_window",
 ]
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
-
-_HISTORY_SORT_FIELDS = {
-    "startdatetime": "StartDateTime",
-    "enddatetime": "EndDateTime",
-    "commitenddatetime": "CommitEndDateTime",
-    "energy": "Energy",
-}
+#: A captive portal's login page, as a proxy answers any URL with status 200.
+CAPTIVE_PORTAL_HTML = (
+    "<!DOCTYPE html><html><head><title>Wi-Fi login</title></head><body>"
+    '<h1>Welcome to Guest Wi-Fi</h1><form action="/login" method="post">'
+    '<input name="room"><button>Connect</button></form></body></html>'
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,7 +144,11 @@ class ZaptecFake:
     now : datetime, optional
         The cloud's clock for which sessions and observations are visible; None shows all.
     history_filter_field : {"StartDateTime", "EndDateTime"}
-        The session field ``From``/``To`` filter on.
+        The session field ``From``/``To`` of chargehistory filter on.
+    archived_filter_field : {"endDateTime", "recognizedDateTime"}
+        The session field ``From``/``To`` of sessions/archived filter on.
+    serve_archived, serve_chargehistory : bool
+        Whether the cloud has each session listing (404 / 410 when not).
     issue_token : callable, optional
         Makes access tokens (default: random hex).
     """
@@ -145,10 +163,18 @@ class ZaptecFake:
         token_lifetime_s: float = 3600.0,
         now: dt.datetime | None = None,
         history_filter_field: str = "StartDateTime",
+        archived_filter_field: str = "endDateTime",
+        serve_archived: bool = True,
+        serve_chargehistory: bool = True,
         issue_token: Callable[[], str] | None = None,
     ):
         if history_filter_field not in ("StartDateTime", "EndDateTime"):
             raise ValueError("history_filter_field must be StartDateTime or EndDateTime")
+        if archived_filter_field not in ("endDateTime", "recognizedDateTime"):
+            raise ValueError("archived_filter_field must be endDateTime or recognizedDateTime")
+        self.archived_filter_field = archived_filter_field
+        self.serve_archived = serve_archived
+        self.serve_chargehistory = serve_chargehistory
         self.data = data
         self.username = username
         self.password = password
@@ -219,6 +245,12 @@ class ZaptecFake:
             self._faults.append(fault)
         return fault
 
+    def serve_html(self, path: str, **kwargs: Any) -> Fault:
+        """Answer ``path`` with :data:`CAPTIVE_PORTAL_HTML` and status 200 (until removed)."""
+        kwargs.setdefault("times", None)
+        kwargs.setdefault("headers", {"Content-Type": "text/html; charset=utf-8"})
+        return self.inject(path, 200, body=CAPTIVE_PORTAL_HTML, **kwargs)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -256,7 +288,7 @@ class ZaptecFake:
         self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], str]:
         if path == "/_fake/stats":
-            return _json(200, self.stats())
+            return json_answer(200, self.stats())
         arrived = time.monotonic()
         status, extra, text = self._dispatch(method, path, query, headers, body, arrived)
         with self._lock:
@@ -310,23 +342,23 @@ class ZaptecFake:
         if method == "POST" and path == "/oauth/token":
             return self._token(body)
         if method == "GET" and path == "/api/constants":
-            return _json(200, self.data.constants)
+            return json_answer(200, self.data.constants)
         if not path.startswith("/api/"):
-            return _json(404, {"errorCode": 512, "message": "Not found."})
+            return json_answer(404, {"errorCode": 512, "message": "Not found."})
         if not self._authorised(headers, arrived):
             return 401, {"WWW-Authenticate": "Bearer"}, ""
         parts = [p for p in path.split("/") if p][1:]
         try:
             return self._route(method, parts, query, body)
-        except _BadRequest as exc:
-            return _json(400, {"errorCode": 500, "message": str(exc)})
+        except BadRequest as exc:
+            return json_answer(400, {"errorCode": 500, "message": str(exc)})
 
     def _token(self, body: bytes) -> tuple[int, dict[str, str], str]:
         form = {k.lower(): v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "password":
-            return _json(400, {"error": "unsupported_grant_type"})
+            return json_answer(400, {"error": "unsupported_grant_type"})
         if form.get("username") != self.username or form.get("password") != self.password:
-            return _json(
+            return json_answer(
                 400,
                 {
                     "error": "invalid_grant",
@@ -337,7 +369,7 @@ class ZaptecFake:
         with self._lock:
             self._tokens[token] = time.monotonic() + self.token_lifetime_s
             self.tokens_granted += 1
-        return _json(
+        return json_answer(
             200,
             {
                 "access_token": token,
@@ -357,34 +389,40 @@ class ZaptecFake:
                 {k: i.get(k) for k in ("Id", "Name", "Active", "InstallationType", "NetworkType")}
                 for i in data.installations.values()
             ]
-            return _paged(summaries, query)
+            return paged_answer(summaries, query)
         if method == "GET" and len(parts) >= 2 and lowered[0] == "installation":
             installation = data.installations.get(parts[1])
             if installation is None:
-                return _json(404, {"errorCode": 540, "message": "Installation not found."})
+                return json_answer(404, {"errorCode": 540, "message": "Installation not found."})
             if len(parts) == 2:
-                return _json(200, installation)
+                return json_answer(200, installation)
             if lowered[2:] == ["hierarchy"]:
-                return _json(200, self._hierarchy(installation))
+                return json_answer(200, self._hierarchy(installation))
         if method == "GET" and lowered == ["chargers"]:
             wanted = query.get("installationid")
             items = [
                 c for c in data.chargers if wanted is None or c.get("InstallationId") == wanted
             ]
-            return _paged(items, query)
+            return paged_answer(items, query)
         if method == "GET" and len(parts) >= 2 and lowered[0] == "chargers":
             charger = next((c for c in data.chargers if str(c.get("Id")) == parts[1]), None)
             if charger is None:
-                return _json(404, {"errorCode": 512, "message": "Charger not found."})
+                return json_answer(404, {"errorCode": 512, "message": "Charger not found."})
             if len(parts) == 2:
-                return _json(200, {**charger, "HasSessions": True})
+                return json_answer(200, {**charger, "HasSessions": True})
             if lowered[2:] == ["state"]:
-                return _json(200, self._state(parts[1]))
+                return json_answer(200, self._state(parts[1]))
         if method == "GET" and lowered == ["chargehistory"]:
+            if not self.serve_chargehistory:
+                return json_answer(410, {"errorCode": 500, "message": "This endpoint is retired."})
             return self._history(query)
+        if method == "GET" and lowered == ["sessions", "archived"]:
+            if not self.serve_archived:
+                return json_answer(404, {"errorCode": 512, "message": "Not found."})
+            return self._archived(query)
         if method == "POST" and lowered == ["chargehistory", "installationreport"]:
             return self._report(body)
-        return _json(404, {"errorCode": 512, "message": "Not found."})
+        return json_answer(404, {"errorCode": 512, "message": "Not found."})
 
     def _hierarchy(self, installation: Mapping[str, Any]) -> dict[str, Any]:
         circuits: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -438,148 +476,17 @@ class ZaptecFake:
         return out
 
     def _history(self, query: dict[str, str]) -> tuple[int, dict[str, str], str]:
-        page_size, page_index = _paging(query)
-        from_utc = _query_time(query, "from")
-        to_utc = _query_time(query, "to")
-        installation = query.get("installationid")
-        charger = query.get("chargerid")
-        detail = query.get("detaillevel", "0") == "1"
-        sessions = self.data.sessions
-        by_start = self.history_filter_field == "StartDateTime"
-        if by_start and (from_utc or to_utc):
-            starts = [s.start for s in sessions]
-            low = bisect.bisect_left(starts, from_utc) if from_utc else 0
-            high = bisect.bisect_right(starts, to_utc) if to_utc else len(sessions)
-            sessions = sessions[low:high]
-        chosen = []
-        for s in sessions:
-            if not self._visible(s.arrival):
-                continue
-            if installation is not None and s.installation_id != installation:
-                continue
-            if charger is not None and str(s.item.get("ChargerId")) != charger:
-                continue
-            if not by_start:
-                if s.arrival is None:
-                    continue
-                if (from_utc and s.arrival < from_utc) or (to_utc and s.arrival > to_utc):
-                    continue
-            chosen.append(s)
-        field = _HISTORY_SORT_FIELDS.get(query.get("sortproperty", "startdatetime").lower())
-        if field is None:
-            raise _BadRequest(f"unknown SortProperty {query.get('sortproperty')!r}")
-        descending = query.get("sortdescending", "false").lower() == "true"
-        if field != "StartDateTime" or descending:
-            chosen.sort(key=lambda s: (str(s.item.get(field) or ""), str(s.item.get("Id"))))
-            if descending:
-                chosen.reverse()
-        pages = -(-len(chosen) // page_size)
-        window = chosen[page_index * page_size : (page_index + 1) * page_size]
-        items = ",".join(s.json_full if detail else s.json_summary for s in window)
-        return 200, {}, f'{{"Pages":{pages},"Data":[{items}],"Message":null}}'
-
-    def _report(self, body: bytes) -> tuple[int, dict[str, str], str]:
-        try:
-            request = json.loads(body or b"{}")
-            from_utc = parse_zaptec_time(request["fromDate"], "fromDate")
-            to_utc = parse_zaptec_time(request["endDate"], "endDate")
-            installation_id = request["installationId"]
-        except (json.JSONDecodeError, KeyError, TypeError, RecordError) as exc:
-            raise _BadRequest(f"bad report request: {exc}") from None
-        installation = self.data.installations.get(installation_id)
-        if installation is None:
-            return _json(404, {"errorCode": 540, "message": "Installation not found."})
-        group_by = int(request.get("groupBy", 0))
-        groups: dict[str, dict[str, Any]] = {}
-        for s in self.data.sessions:
-            item = s.item
-            if s.installation_id != installation_id or not self._visible(s.arrival):
-                continue
-            if not from_utc <= s.start <= to_utc or (item.get("CommitMetadata") or 0) & 32:
-                continue
-            if group_by == 0:
-                key = item.get("UserFullName") or ""
-            elif group_by == 1:
-                key = item.get("DeviceName") or item.get("DeviceId") or ""
-            else:
-                key = item.get("TokenName") or ""
-            group = groups.setdefault(
-                key,
-                {
-                    "GroupAsString": key,
-                    "UserDetails": {
-                        "Id": item.get("UserId"),
-                        "Email": item.get("UserEmail"),
-                        "FullName": item.get("UserFullName"),
-                    }
-                    if group_by == 0
-                    else None,
-                    "TotalChargeSessionCount": 0,
-                    "TotalChargeSessionEnergy": 0.0,
-                    "TotalChargeSessionDuration": 0.0,
-                },
-            )
-            end = item.get("CommitEndDateTime") or item.get("EndDateTime")
-            hours = (parse_zaptec_time(end, "EndDateTime") - s.start).total_seconds() / 3600
-            group["TotalChargeSessionCount"] += 1
-            group["TotalChargeSessionEnergy"] = round(
-                group["TotalChargeSessionEnergy"] + float(item.get("Energy") or 0.0), 3
-            )
-            group["TotalChargeSessionDuration"] = round(
-                group["TotalChargeSessionDuration"] + hours, 4
-            )
-        return _json(
-            200,
-            {
-                "InstallationName": installation.get("Name"),
-                "InstallationAddress": installation.get("Address"),
-                "InstallationZipCode": installation.get("ZipCode"),
-                "InstallationCity": installation.get("City"),
-                "InstallationTimeZone": installation.get("TimeZoneName"),
-                "GroupedBy": group_by,
-                "Fromdate": request["fromDate"],
-                "Enddate": request["endDate"],
-                "totalUserChargerReportModel": [groups[k] for k in sorted(groups)],
-            },
+        return history_answer(
+            self.data, query, visible=self._visible, filter_field=self.history_filter_field
         )
 
+    def _archived(self, query: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        return archived_answer(
+            self.data, query, visible=self._visible, filter_field=self.archived_filter_field
+        )
 
-class _BadRequest(ValueError):
-    pass
-
-
-def _json(status: int, payload: Any) -> tuple[int, dict[str, str], str]:
-    return status, {}, json.dumps(payload, ensure_ascii=False)
-
-
-def _paging(query: Mapping[str, str]) -> tuple[int, int]:
-    try:
-        page_size = int(query.get("pagesize", DEFAULT_PAGE_SIZE))
-        page_index = int(query.get("pageindex", 0))
-    except ValueError:
-        raise _BadRequest("PageSize and PageIndex must be integers") from None
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
-    if page_index < 0:
-        raise _BadRequest("PageIndex must not be negative")
-    return page_size, page_index
-
-
-def _paged(items: list[Any], query: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
-    page_size, page_index = _paging(query)
-    pages = -(-len(items) // page_size)
-    window = items[page_index * page_size : (page_index + 1) * page_size]
-    return _json(200, {"Pages": pages, "Data": window, "Message": None})
-
-
-def _query_time(query: Mapping[str, str], key: str) -> dt.datetime | None:
-    value = query.get(key)
-    if value is None:
-        return None
-    try:
-        return parse_zaptec_time(value, key)
-    except RecordError as exc:
-        raise _BadRequest(str(exc)) from None
+    def _report(self, body: bytes) -> tuple[int, dict[str, str], str]:
+        return report_answer(self.data, body, visible=self._visible)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -604,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, text = 500, {}, json.dumps({"errorCode": 500, "message": str(exc)})
         payload = text.encode("utf-8")
         self.send_response(status, HTTPStatus(status).phrase if status in _PHRASES else None)
-        if payload:
+        if payload and not any(name.lower() == "content-type" for name in extra):
             self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
         for name, value in extra.items():

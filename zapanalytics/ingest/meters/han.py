@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,15 +38,36 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
-from zapanalytics.ingest.meters.reference_rows import admit_reference_rows, local_instants
+from zapanalytics.ingest.isolation import mark_partial, quarantine_file
+from zapanalytics.ingest.limits import (
+    InputFileError,
+    InputLimits,
+    check_file,
+    current_limits,
+    iter_lines,
+    load_json,
+    os_error_problem,
+    read_document,
+)
+from zapanalytics.ingest.meters.reference_rows import TABLE, admit_reference_rows, local_instants
 
 SOURCE = "han"
 DEFAULT_TIMEZONE = "Europe/Oslo"
+#: Raw text a batch may hold before it is stored [characters].
+_BATCH_CHARS = 32 * 1024 * 1024
 _HEX_LINE = re.compile(r"^\s*(?:(\S*\d{4}-\d{2}-\d{2}T\S+)\s+)?([0-9A-Fa-f\s]+)$")
 
 
 class HanError(ValueError):
     """A frame that cannot become a reading; the message is the quarantine reason."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnreadableFile:
+    """An input file that cannot be read at all: quarantined whole, the run goes on."""
+
+    path: Path
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,14 +89,24 @@ class HanFrame:
     origin: str
 
 
-def read_hex_dump(path: str | Path) -> Iterator[HanFrame | HanError]:
-    """Yield the frames of a hex dump (or a :class:`HanError` for an unreadable line)."""
+def read_hex_dump(path: str | Path, limits: InputLimits | None = None) -> Iterator[HanFrame | HanError]:
+    """Yield the frames of a hex dump (or a :class:`HanError` for an unreadable line).
+
+    Lines are streamed; one longer than ``max_line_bytes`` is reported, never held.
+    """
     path = Path(path)
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
+    limits = current_limits(limits)
+    with open(path, "rb") as handle:
+        for bounded in iter_lines(handle, str(path), limits):
+            number = bounded.number
+            origin = f"{path.name}:{number}"
+            if bounded.data is None:
+                yield HanError(f"{origin}: line of {bounded.raw.size_bytes:,} bytes, over the limit of"
+                               f" {limits.max_line_bytes:,} bytes per line")
+                continue
+            line = bounded.data.decode("utf-8", "replace").lstrip("\ufeff")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            origin = f"{path.name}:{number}"
             match = _HEX_LINE.match(line)
             if match is None:
                 yield HanError(f"{origin}: not '<time> <hex>' or '<hex>'")
@@ -251,16 +281,32 @@ def _number(value: Any) -> float | None:
         raise HanError(f"value {value!r} is not a number") from None
 
 
-def frames_from(paths: Iterable[str | Path]) -> Iterator[HanFrame | HanError]:
-    """Frames of every input: ``.hex``/``.txt`` files as dumps, anything else as a byte stream."""
+def frames_from(
+    paths: Iterable[str | Path], limits: InputLimits | None = None
+) -> Iterator[HanFrame | HanError | UnreadableFile]:
+    """Frames of every input: ``.hex``/``.txt`` files as dumps, anything else as a byte stream.
+
+    A file that cannot be read (past ``max_file_bytes``, unreadable, a folder named like a
+    dump inside a directory) gives an :class:`UnreadableFile` and the next file is read.
+    """
+    limits = current_limits(limits)
     for path in paths:
         path = Path(path)
-        if path.is_dir():
-            yield from frames_from(sorted(p for p in path.iterdir() if p.suffix in (".hex", ".bin", ".txt")))
-        elif path.suffix in (".hex", ".txt"):
-            yield from read_hex_dump(path)
-        else:
-            yield from read_byte_stream(path)
+        if path.is_dir() and path.suffix not in (".hex", ".bin", ".txt"):
+            yield from frames_from(
+                sorted(p for p in path.iterdir() if p.suffix in (".hex", ".bin", ".txt")), limits
+            )
+            continue
+        try:
+            check_file(path, limits, whole=False)
+            if path.suffix in (".hex", ".txt"):
+                yield from read_hex_dump(path, limits)
+            else:
+                yield from read_byte_stream(path)
+        except InputFileError as exc:
+            yield UnreadableFile(path, str(exc))
+        except OSError as exc:
+            yield UnreadableFile(path, f"{path}: {os_error_problem(exc)}")
 
 
 def installation_of(paths: Iterable[str | Path]) -> str | None:
@@ -269,9 +315,10 @@ def installation_of(paths: Iterable[str | Path]) -> str | None:
         path = Path(path)
         meta = (path if path.is_dir() else path.parent) / "meters.json"
         if meta.is_file():
+            limits = current_limits()
             try:
-                meters = json.loads(meta.read_text("utf-8"))
-            except ValueError:
+                meters = load_json(read_document(meta, limits), str(meta), limits)
+            except InputFileError:
                 continue
             for meter in meters.values() if isinstance(meters, dict) else ():
                 if isinstance(meter, dict) and meter.get("installation_id"):
@@ -287,6 +334,7 @@ def ingest_han(
     meter_id: str | None = None,
     installation_id: str | None = None,
     batch_size: int = 50_000,
+    limits: InputLimits | None = None,
 ) -> RunCounts:
     """Load HAN frames into ``reference_readings``.
 
@@ -302,22 +350,32 @@ def ingest_han(
         For List 1 frames, which do not name their meter.
     installation_id : str, optional
         Default: from a ``meters.json`` beside the inputs.
+    limits : InputLimits, optional
+        Reader limits; default :meth:`InputLimits.from_env`. A file that cannot be read is
+        quarantined whole and the run ends ``partial``.
 
     Returns
     -------
     RunCounts
-        Frames in = stored + quarantined.
+        Frames in = stored + quarantined (a file quarantined whole counts as one).
     """
     paths = list(paths)
     installation = installation_id or installation_of(paths)
     clock = MeterClock(timezone)
     counts = RunCounts()
+    limits = current_limits(limits)
+    partial = False
+    held = 0  # raw characters in the batch: bounds memory when lines are long
     with IngestRun(con, SOURCE) as run:
         raw: list[str] = []
         rows: list[dict[str, Any]] = []
         rejected: list[Rejection] = []
-        for item in frames_from(paths):
+        for item in frames_from(paths, limits):
             index = len(raw)
+            if isinstance(item, UnreadableFile):
+                counts += quarantine_file(run, item.path, item.reason, record_table=TABLE, limits=limits)
+                partial = True
+                continue
             if isinstance(item, HanError):
                 raw.append(str(item))
                 rejected.append(Rejection(index, "reference_readings", str(item)))
@@ -329,9 +387,12 @@ def ingest_han(
                                  "_record": index})
                 except HanError as exc:
                     rejected.append(Rejection(index, "reference_readings", f"{item.origin}: {exc}"))
-            if len(raw) >= batch_size:
+            held += len(raw[-1])
+            if len(raw) >= batch_size or held >= _BATCH_CHARS:
                 counts += admit_reference_rows(run, raw, rows, rejected)
-                raw, rows, rejected = [], [], []
+                raw, rows, rejected, held = [], [], [], 0
         if raw:
             counts += admit_reference_rows(run, raw, rows, rejected)
+    if partial:
+        mark_partial(con, run.run_id)
     return counts

@@ -13,28 +13,48 @@ compares the charger's own meter with. The CSV has a header and one reading per 
 The meter id is the file name without extension unless given; ``meters.json`` beside the
 files (``firmware_ref``'s layout) maps it to the charger (``charger_id`` or ``device_id``)
 and the register resolution (``resolution_kwh``, 0.01 for the usual 10 Wh display).
+
+Files are streamed within :class:`~zapanalytics.ingest.limits.InputLimits` (bytes per file
+and per line, characters per field): one record per line, a quoted line break inside a field
+is not read as one record.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import datetime as dt
-import io
-import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
-from zapanalytics.ingest.meters.reference_rows import admit_reference_rows, local_instants
+from zapanalytics.ingest.isolation import mark_partial, quarantine_file
+from zapanalytics.ingest.limits import (
+    InputFileError,
+    InputLimits,
+    check_file,
+    current_limits,
+    iter_csv_records,
+    load_json,
+    os_error_problem,
+    read_document,
+)
+from zapanalytics.ingest.meters.reference_rows import TABLE, admit_reference_rows, local_instants
 
 SOURCE = "submeter"
 ENERGY_COLUMNS = ("energy_import_kwh", "energy_kwh", "cumulative_kwh", "kwh")
 CURRENT_COLUMNS = ("current_l1_a", "current_l2_a", "current_l3_a")
+#: Rows validated and stored per transaction, and the raw text a batch may hold [characters]:
+#: together they bound memory on files of any length and lines up to the line limit.
+BATCH_ROWS = 50_000
+BATCH_CHARS = 32 * 1024 * 1024
+#: A file none of whose first this many records is a reading is not a sub-meter CSV: it is
+#: quarantined whole instead of record by record (bounds the time a large junk file costs).
+UNREADABLE_PREFIX_ROWS = 10_000
 
 
 class SubmeterError(ValueError):
@@ -71,14 +91,15 @@ def _reading(text: str | None, column: str) -> float | None:
     return value
 
 
-def meter_info(path: Path) -> dict[str, Any]:
-    """The ``meters.json`` entry for this file's meter id, or an empty dict."""
+def meter_info(path: Path, limits: InputLimits | None = None) -> dict[str, Any]:
+    """The ``meters.json`` entry for this file's meter id, or an empty dict (also when unreadable)."""
     meta = path.parent / "meters.json"
     if not meta.is_file():
         return {}
+    limits = current_limits(limits)
     try:
-        meters = json.loads(meta.read_text("utf-8"))
-    except ValueError:
+        meters = load_json(read_document(meta, limits), str(meta), limits)
+    except InputFileError:
         return {}
     entry = meters.get(path.stem) if isinstance(meters, dict) else None
     return entry if isinstance(entry, dict) else {}
@@ -106,8 +127,16 @@ def ingest_submeter(
     meter_id: str | None = None,
     charger_id: str | None = None,
     resolution_kwh: float | None = None,
+    limits: InputLimits | None = None,
 ) -> RunCounts:
     """Load MID sub-meter CSV files into ``reference_readings`` (kind ``submeter``).
+
+    Files are streamed line by line in batches of :data:`BATCH_ROWS` rows or
+    :data:`BATCH_CHARS` characters, so memory does not grow with a file's size. A line past a
+    limit is quarantined with its prefix, size and sha256. A file that cannot be read (a
+    directory, past ``max_file_bytes``, no header naming a timestamp and an energy column,
+    none of its first :data:`UNREADABLE_PREFIX_ROWS` records a reading) is quarantined whole
+    and the run ends ``partial``; the other files load.
 
     Parameters
     ----------
@@ -121,12 +150,15 @@ def ingest_submeter(
         Override the file name and ``meters.json`` (one file only for ``meter_id``).
     resolution_kwh : float, optional
         Register resolution [kWh]; default from ``meters.json``.
+    limits : InputLimits, optional
+        Reader limits; default :meth:`InputLimits.from_env`.
 
     Returns
     -------
     RunCounts
-        Data rows in = stored + quarantined.
+        Data rows in = stored + quarantined (a file quarantined whole counts as one).
     """
+    limits = current_limits(limits)
     files: list[Path] = []
     for path in map(Path, paths):
         files.extend(sorted(path.glob("*.csv")) if path.is_dir() else [path])
@@ -134,43 +166,128 @@ def ingest_submeter(
         raise ValueError("--meter-id names one meter; give one CSV file with it")
     zone = ZoneInfo(timezone) if timezone else None
     counts = RunCounts()
+    partial = False
     with IngestRun(con, SOURCE) as run:
         for path in files:
-            info = meter_info(path)
-            meter = meter_id or path.stem
+            info = meter_info(path, limits)
             charger, installation = _charger_for(con, {**info, **({"charger_id": charger_id} if charger_id else {})})
-            resolution = resolution_kwh if resolution_kwh is not None else info.get("resolution_kwh")
-            raw, rows, rejected = [], [], []
-            text = path.read_bytes().decode("utf-8-sig", errors="replace")
-            reader = csv.DictReader(io.StringIO(text, newline=""))
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            energy_column = next((c for c in ENERGY_COLUMNS if c in header), None)
-            for number, record in enumerate(reader, start=2):
-                index = len(raw)
-                raw.append(f"{path.name}:{number}: " + ",".join(str(v) for v in record.values()))
-                try:
-                    if "timestamp" not in header or energy_column is None:
-                        raise SubmeterError(
-                            f"{path.name} needs the columns timestamp and one of {', '.join(ENERGY_COLUMNS)}"
-                        )
-                    if None in record:
-                        raise SubmeterError("more fields than header columns")
-                    row = {
-                        "meter_id": meter,
-                        "ts_utc": parse_timestamp(record["timestamp"] or "", zone),
-                        "kind": SOURCE,
-                        "installation_id": installation,
-                        "charger_id": charger,
-                        "energy_import_kwh": _reading(record.get(energy_column), energy_column),
-                        "energy_resolution_kwh": resolution,
-                        "_record": index,
-                    }
-                    for column in CURRENT_COLUMNS:
-                        row[column] = _reading(record.get(column), column)
-                    rows.append(row)
-                except SubmeterError as exc:
-                    rejected.append(Rejection(index, "reference_readings", f"{path.name}:{number}: {exc}"))
-            if raw:
-                counts += admit_reference_rows(run, raw, rows, rejected)
+            reading = _MeterFile(
+                meter=meter_id or path.stem,
+                charger=charger,
+                installation=installation,
+                resolution=resolution_kwh if resolution_kwh is not None else info.get("resolution_kwh"),
+                zone=zone,
+            )
+            try:
+                check_file(path, limits, whole=False)
+                with path.open("rb") as handle:
+                    file_counts = _ingest_file(run, handle, path, reading, limits)
+            except InputFileError as exc:
+                counts += quarantine_file(run, path, str(exc), record_table=TABLE, limits=limits)
+                partial = True
+                continue
+            except OSError as exc:
+                counts += quarantine_file(
+                    run, path, f"{path}: {os_error_problem(exc)}", record_table=TABLE, limits=limits
+                )
+                partial = True
+                continue
+            counts += file_counts
+    if partial:
+        mark_partial(con, run.run_id)
     return counts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _MeterFile:
+    """What every row of one file shares."""
+
+    meter: str
+    charger: str | None
+    installation: str | None
+    resolution: float | None
+    zone: ZoneInfo | None
+
+
+def _ingest_file(
+    run: IngestRun, handle: BinaryIO, path: Path, meter: _MeterFile, limits: InputLimits
+) -> RunCounts:
+    """Stream one CSV file through the door; :class:`InputFileError` when it has no usable header."""
+    records = iter_csv_records(handle, str(path), limits, errors="replace")
+    head = next(records, None)
+    if head is None:
+        return RunCounts()
+    if head.fields is None:
+        problem = (head.problem or "").removeprefix(f"{path.name}:")
+        raise InputFileError(str(path), f"unreadable header (line {problem.strip()})")
+    header = [h.strip() for h in head.fields]
+    energy_column = next((c for c in ENERGY_COLUMNS if c in header), None)
+    if "timestamp" not in header or energy_column is None:
+        raise InputFileError(
+            str(path), f"needs the columns timestamp and one of {', '.join(ENERGY_COLUMNS)}"
+            f" (header {','.join(header)[:80]!r})"
+        )
+    position = {name: header.index(name) for name in ("timestamp", energy_column, *CURRENT_COLUMNS)
+                if name in header}
+    counts = RunCounts()
+    raw: list[str] = []
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    held = 0
+    readings = 0
+    stored_any_batch = False
+    for record in records:
+        index = len(raw)
+        if record.fields is None:
+            raw.append(record.raw)
+            rejected.append(Rejection(index, TABLE, record.problem or f"{path.name}:{record.number}: unreadable"))
+        else:
+            raw.append(f"{path.name}:{record.number}: " + ",".join(record.fields))
+            try:
+                rows.append({**_row(record.fields, header, position, energy_column, meter), "_record": index})
+                readings += 1
+            except SubmeterError as exc:
+                rejected.append(Rejection(index, TABLE, f"{path.name}:{record.number}: {exc}"))
+        if not readings and not stored_any_batch and len(rejected) >= UNREADABLE_PREFIX_ROWS:
+            first = rejected[0].reason.removeprefix(f"{path.name}:")
+            raise InputFileError(
+                str(path),
+                f"none of the first {len(rejected):,} records is a reading (line {first[:200]});"
+                " not a sub-meter CSV",
+            )
+        held += len(raw[-1])
+        if len(raw) >= BATCH_ROWS or held >= BATCH_CHARS:
+            counts += admit_reference_rows(run, raw, rows, rejected)
+            raw, rows, rejected, held = [], [], [], 0
+            stored_any_batch = True
+    if raw:
+        counts += admit_reference_rows(run, raw, rows, rejected)
+    return counts
+
+
+def _row(
+    fields: list[str],
+    header: list[str],
+    position: Mapping[str, int],
+    energy_column: str,
+    meter: _MeterFile,
+) -> dict[str, Any]:
+    if len(fields) > len(header):
+        raise SubmeterError("more fields than header columns")
+
+    def field(name: str) -> str | None:
+        at = position.get(name)
+        return fields[at] if at is not None and at < len(fields) else None
+
+    row = {
+        "meter_id": meter.meter,
+        "ts_utc": parse_timestamp(field("timestamp") or "", meter.zone),
+        "kind": SOURCE,
+        "installation_id": meter.installation,
+        "charger_id": meter.charger,
+        "energy_import_kwh": _reading(field(energy_column), energy_column),
+        "energy_resolution_kwh": meter.resolution,
+    }
+    for column in CURRENT_COLUMNS:
+        row[column] = _reading(field(column), column)
+    return row

@@ -55,6 +55,10 @@ def load_id_tags(path: str | Path) -> frozenset[str]:
     return frozenset(data)
 
 
+#: Keys (addresses, ids) the throttle remembers at most: bounds its memory [keys].
+_MAX_THROTTLE_KEYS = 10_000
+
+
 class LoginThrottle:
     """Delay answers to failed logins, doubling with each recent failure.
 
@@ -93,9 +97,17 @@ class LoginThrottle:
     def failed(self, *keys: str) -> float:
         """Record a failure for ``keys`` and return the delay to impose now [s]."""
         now = self._clock()
-        if len(self._failures) > 10_000:
+        if len(self._failures) > _MAX_THROTTLE_KEYS:
             for key in list(self._failures):
                 self._recent(key)
+            # Still too many within the window (ids sprayed from many addresses): forget the
+            # oldest charge point ids first, keeping what each address did.
+            for prefix in ("id:", ""):
+                for key in list(self._failures):
+                    if len(self._failures) <= _MAX_THROTTLE_KEYS // 2:
+                        break
+                    if key.startswith(prefix):
+                        del self._failures[key]
         for key in keys:
             self._failures.setdefault(key, collections.deque(maxlen=64)).append(now)
         return self.delay_s(*keys)

@@ -559,6 +559,9 @@ def load_spool(
 ) -> OcppLoadReport:
     """Load every complete spool line not loaded before into the store.
 
+    When sessions were written, their copies of cloud or portal sessions are then linked to
+    the canonical session (:func:`zapanalytics.store.canonical.resolve_session_copies`).
+
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
@@ -607,6 +610,12 @@ def load_spool(
                 if chunk.at_end:
                     report.pending_tail_bytes += chunk.torn_tail_bytes
                     break
+    if report.rows_offered["sessions"]:
+        # A transaction the cloud also lists is a copy of the cloud's session: link it now,
+        # so no reader ever counts the charging twice.
+        from zapanalytics.store.canonical import resolve_session_copies
+
+        resolve_session_copies(con)
     return report
 
 

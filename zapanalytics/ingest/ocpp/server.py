@@ -23,6 +23,14 @@ the same id. Frames above ``max_frame_bytes`` close the connection (1009), conne
 that send nothing for ``idle_timeout_s`` are closed, and a second connection for the same
 id replaces the first.
 
+Memory is bounded per connection and per server: a connection buffers at most
+``max_queued_frames`` frames of at most ``max_frame_bytes``, reads its next frame only once
+the previous one is spooled, and at most ``max_connections`` charge points are connected
+(more get HTTP 503). A CALLRESULT or CALLERROR is kept only when it answers a call this
+server sent and still awaits; any other one is dropped and counted
+(:attr:`CentralSystem.unsolicited_dropped`), never held nor spooled, since the store has no
+use for it.
+
 Transaction ids are ``max(largest id in the spool + 1, seconds since 2020-01-01)``, so
 they never repeat across restarts (nor after a spool is archived); a StartTransaction
 retried with the same content gets the id it was given before.
@@ -141,6 +149,10 @@ class ServerSettings:
         window failures are remembered for [s].
     fsync : bool
         Durability of the spool (keep True outside of tests of other layers).
+    max_connections : int
+        Charge points connected at once; more get HTTP 503 (bounds the server's memory).
+    max_queued_frames : int
+        Frames a connection buffers before the socket stops reading (websockets' ``max_queue``).
     """
 
     spool_dir: Path
@@ -158,6 +170,14 @@ class ServerSettings:
     auth_max_delay_s: float = 30.0
     auth_window_s: float = 900.0
     fsync: bool = True
+    max_connections: int = 1000
+    max_queued_frames: int = 4
+
+
+#: How long after its call's timeout an answer is still taken as solicited [s].
+_ANSWER_GRACE_S = 5.0
+#: Calls awaiting an answer per connection (calls are sent one at a time; timed-out ones linger).
+_MAX_AWAITED_CALLS = 16
 
 
 # --------------------------------------------------------------------------- connections
@@ -174,6 +194,9 @@ class ChargePointConnection(OcppChargePoint):
         super().__init__(charge_point_id, connection, response_timeout=30)
         self.central = central
         self.connection = connection
+        # Unique ids of calls sent to the charge point whose answer is awaited, with the
+        # monotonic time after which an answer is no longer taken.
+        self._awaited: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     def _record(self, direction: str, message: str, reply: str | None = None) -> dict[str, Any]:
         record = {
@@ -189,7 +212,25 @@ class ChargePointConnection(OcppChargePoint):
     async def _send(self, message: str) -> None:
         # Calls to the charge point are spooled before they leave, like answers.
         await self.central.spool.append(self._record("out", message))
+        self._expect_answer(message)
         await self._connection.send(message)
+
+    def _expect_answer(self, message: str) -> None:
+        """Remember the unique id of a CALL we send, so its answer is taken."""
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            frame = json.loads(message)
+            if frame[0] == 2:
+                loop = asyncio.get_running_loop()
+                self._awaited[str(frame[1])] = loop.time() + self._response_timeout + _ANSWER_GRACE_S
+                while len(self._awaited) > _MAX_AWAITED_CALLS:
+                    self._awaited.popitem(last=False)
+
+    def _is_awaited(self, unique_id: str) -> bool:
+        """Whether ``unique_id`` answers a call still awaited (forgetting it: one answer each)."""
+        now = asyncio.get_running_loop().time()
+        for stale in [uid for uid, until in self._awaited.items() if until < now]:
+            del self._awaited[stale]
+        return self._awaited.pop(unique_id, None) is not None
 
     async def run(self) -> None:
         """Receive and answer frames until the connection closes or goes idle."""
@@ -219,8 +260,15 @@ class ChargePointConnection(OcppChargePoint):
             reply = self.central.answer_call(self.id, parsed[1], parsed[2], parsed[3])
             await self._answer(text, reply)
             return
+        if not self._is_awaited(parsed[1]):
+            # Answers nothing we asked: dropped and counted, neither held nor spooled.
+            self.central.unsolicited_dropped += 1
+            if self.central.unsolicited_dropped in (1, 10, 100) or self.central.unsolicited_dropped % 1000 == 0:
+                LOG.warning("%s: dropped an unsolicited %s (%d dropped so far)", self.id,
+                            "CALLRESULT" if kind == 3 else "CALLERROR", self.central.unsolicited_dropped)
+            return
         # A CALLRESULT or CALLERROR to one of our calls: spool it, hand it to the waiting call.
-        self.central.spool.append(self._record("in", text))
+        await self.central.spool.append(self._record("in", text))
         if kind == 3:
             self._response_queue.put_nowait(OcppCallResult(parsed[1], parsed[2]))
         else:
@@ -259,6 +307,8 @@ class CentralSystem:
         self.port: int | None = None
         self.frames_received = 0
         self.frames_answered = 0
+        #: CALLRESULT/CALLERROR frames that answered no call of ours (dropped, not spooled).
+        self.unsolicited_dropped = 0
         self._server = None
         self._next_transaction_id = 1
         self._recent_starts: dict[tuple, int] = collections.OrderedDict()
@@ -294,6 +344,7 @@ class CentralSystem:
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=self.settings.max_frame_bytes,
+            max_queue=self.settings.max_queued_frames,
             compression=None,
             # A throttled login waits before its 401; the handshake must outlive that wait.
             open_timeout=self.settings.auth_max_delay_s + 10,
@@ -338,6 +389,11 @@ class CentralSystem:
         charge_point_id = unquote(path[len(OCPP_PATH_PREFIX):])
         if not CHARGE_POINT_ID_PATTERN.match(charge_point_id):
             return connection.respond(HTTPStatus.NOT_FOUND, "not a valid charge point id\n")
+        if (
+            len(self.connections) >= self.settings.max_connections
+            and charge_point_id not in self.connections
+        ):
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         if self.settings.credentials is None:
             return None
         headers = request.headers.get_all("Authorization")

@@ -6,9 +6,12 @@ Two reports exist:
   session count, energy [kWh] and duration per user, charger or charge card over a period.
 * The portal's **consumption export** (CSV or XLSX) with one row per session.
 
-Neither is stored: the sessions synced from the API stay the record, and these reports are
-evidence to check them against. :func:`reconcile_totals` and :func:`reconcile_sessions`
-return frames of per-group or per-session differences with a ``status`` column.
+The installation report is evidence only. The consumption export is also a source of
+sessions (:mod:`zapanalytics.ingest.portal.source`): its rows are stored with source
+``portal``, as copies where another source lists the same charging. Either way
+:func:`reconcile_totals` and :func:`reconcile_sessions` compare a report with the canonical
+sessions of the other sources and return per-group or per-session differences with a
+``status`` column.
 
 Assumptions, since Zaptec documents neither report's exact semantics:
 
@@ -45,14 +48,33 @@ DEFAULT_TOLERANCE_KWH = 0.001
 #: Start times in the export and the store may differ by this much and still match.
 START_TOLERANCE = dt.timedelta(minutes=2)
 
-#: Accepted headers (lower-case) of the consumption export, per meaning.
+#: Accepted headers (lower-case) of the consumption export, per meaning. Besides the
+#: portal's own English and Norwegian wording, the shapes published by Zaptec billing tools
+#: (the charge-history field names ``StartDateTime``, ``UserFullName``, ``DeviceName``…, and
+#: spreadsheet templates with ``Start Date/Time``, ``Energy (kWh)``, ``Device ID``).
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "session_id": ("session id", "sessionid", "session", "id", "økt-id", "økt id"),
-    "charger": ("charger", "charger name", "device name", "devicename", "lader", "ladernavn"),
-    "device_id": ("device id", "deviceid", "serial number", "serienummer", "charger id"),
-    "user": ("user", "user name", "username", "userfullname", "bruker", "navn"),
-    "start": ("start", "start time", "started", "startdatetime", "starttid", "start date"),
-    "end": ("end", "end time", "ended", "enddatetime", "sluttid", "stopp", "end date"),
+    "session_id": ("session id", "sessionid", "session", "id", "økt-id", "økt id", "sesjons-id"),
+    "charger": (
+        "charger", "charger name", "chargername", "device name", "devicename", "lader",
+        "ladernavn", "ladestasjon", "ladepunkt", "charge point",
+    ),
+    "device_id": ("device id", "deviceid", "serial number", "serienummer", "charger id", "serial"),
+    "user": (
+        "user", "user name", "username", "userfullname", "user full name", "bruker", "navn",
+        "brukernavn",
+    ),
+    "user_id": ("user id", "userid", "bruker-id", "bruker id"),
+    "user_email": ("user email", "useremail", "email", "e-mail", "e-post", "epost"),
+    "token": ("token", "token name", "tokenname", "rfid", "charge card", "ladebrikke", "rfid-brikke"),
+    "installation": ("installation", "installation name", "installationname", "installasjon", "anlegg"),
+    "start": (
+        "start", "start time", "started", "startdatetime", "starttid", "start date",
+        "start date/time", "starttidspunkt", "start tid", "startet",
+    ),
+    "end": (
+        "end", "end time", "ended", "enddatetime", "sluttid", "stopp", "end date",
+        "end date/time", "sluttidspunkt", "slutt tid", "slutt", "avsluttet",
+    ),
     "energy_kwh": (
         "energy (kwh)",
         "energy [kwh]",
@@ -61,6 +83,8 @@ EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
         "energi (kwh)",
         "energi",
         "forbruk (kwh)",
+        "forbruk",
+        "energy consumption (kwh)",
     ),
 }
 
@@ -159,12 +183,18 @@ def stored_sessions(
     from_utc: dt.datetime | None = None,
     to_utc: dt.datetime | None = None,
 ) -> pl.DataFrame:
-    """Non-void sessions of an installation starting in ``[from_utc, to_utc]``, with names."""
+    """Non-void sessions of an installation starting in ``[from_utc, to_utc]``, with names.
+
+    One row per charging (``canonical_sessions``), leaving out the portal's own rows: a report
+    is checked against what the other sources recorded, never against itself or against a
+    second copy (an OCPP transaction) of a session it already lists.
+    """
     sql = (
         "SELECT s.session_id, s.charger_id, c.name AS charger_name, c.device_id,"
         " s.user_id, s.user_name, s.token_name, s.start_utc, s.end_utc, s.energy_kwh"
-        " FROM sessions s LEFT JOIN chargers c USING (charger_id)"
+        " FROM canonical_sessions s LEFT JOIN chargers c USING (charger_id)"
         " WHERE s.installation_id = ? AND coalesce(s.is_void, false) = false"
+        " AND s.source NOT LIKE 'portal%'"
         " AND (CAST(? AS TIMESTAMPTZ) IS NULL OR s.start_utc >= ?)"
         " AND (CAST(? AS TIMESTAMPTZ) IS NULL OR s.start_utc <= ?)"
         " ORDER BY s.start_utc, s.session_id"
@@ -260,24 +290,22 @@ def reconcile_totals(
 
 
 def _read_table(path: Path) -> list[list[Any]]:
+    # Every read is bounded (zapanalytics.ingest.limits): bytes per file, the zip's declared
+    # size and ratio before openpyxl opens it, rows per sheet, characters per field.
+    from zapanalytics.ingest import limits as input_limits
+
+    bounds = input_limits.current_limits()
     suffix = path.suffix.lower()
     if suffix == ".xls":
         raise PortalReportError(
             f"{path.name}: legacy .xls is not supported; save it as .xlsx or CSV first"
         )
-    if suffix in (".xlsx", ".xlsm"):
-        import openpyxl
-
-        try:
-            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for bad files
-            raise PortalReportError(f"{path.name}: not a readable workbook ({exc})") from None
-        try:
-            sheet = book.worksheets[0]
-            return [list(row) for row in sheet.iter_rows(values_only=True)]
-        finally:
-            book.close()
-    data = path.read_bytes()
+    try:
+        if suffix in (".xlsx", ".xlsm"):
+            return [list(row) for row in input_limits.iter_sheet_rows(path, bounds)]
+        data = input_limits.read_document(path, bounds)
+    except input_limits.InputFileError as exc:
+        raise PortalReportError(f"{path.name}: {exc.problem}") from None
     for encoding in ("utf-8-sig", "cp1252"):  # Excel on Windows saves CSV as cp1252
         try:
             text = data.decode(encoding)
@@ -289,12 +317,31 @@ def _read_table(path: Path) -> list[list[Any]]:
     # The header decides the delimiter: Norwegian exports use ';' with decimal commas.
     header = text.replace("\r", "\n").split("\n", 1)[0]
     delimiter = max(";,\t", key=header.count)
+    # The csv module's own field limit names no file; the document limit bounds every field
+    # and the field limit is checked below, naming the row.
+    if csv.field_size_limit() < bounds.max_document_bytes:
+        csv.field_size_limit(bounds.max_document_bytes)
+    rows: list[list[Any]] = []
     # newline="" lets the csv module take \r, \n and \r\n as line ends, as it expects.
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        for number, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), 1):
+            if number > bounds.max_rows_per_sheet:
+                raise input_limits.LimitExceeded(
+                    path.name, "max_rows_per_sheet", bounds.max_rows_per_sheet, "more rows than that"
+                )
+            longest = max((len(c) for c in row), default=0)
+            if longest > bounds.max_field_chars:
+                raise input_limits.LimitExceeded(
+                    path.name, "max_field_chars", bounds.max_field_chars,
+                    f"row {number} has a field of {longest:,} characters",
+                )
+            if any(c.strip() for c in row):
+                rows.append(row)
     except csv.Error as exc:
         raise PortalReportError(f"{path.name}: not a readable CSV ({exc})") from None
-    return [row for row in rows if any(c.strip() for c in row)]
+    except input_limits.LimitExceeded as exc:
+        raise PortalReportError(str(exc)) from None
+    return rows
 
 
 def _header_map(header: Sequence[Any]) -> dict[str, int]:
@@ -317,6 +364,10 @@ def _number(value: Any) -> float:
         text = str(value).strip().replace("\u00a0", "").replace(" ", "")
         if "," in text and "." not in text:
             text = text.replace(",", ".")
+        elif "," in text and text.rfind(",") > text.rfind("."):
+            text = text.replace(".", "").replace(",", ".")  # 1.234,5: dots group thousands
+        elif "," in text:
+            text = text.replace(",", "")  # 1,234.5: commas group thousands
         number = float(text)
     if not math.isfinite(number):
         raise ValueError("not finite")
@@ -362,7 +413,10 @@ def read_consumption_export(path: str | Path, *, timezone: str = "Europe/Oslo") 
     polars.DataFrame
         ``row`` (1-based line in the file), ``session_id``, ``charger``, ``device_id``,
         ``user``, ``start_utc``, ``start_utc_alt`` (the other reading in a DST fall-back
-        hour, else equal), ``energy_kwh`` [kWh] and ``problem`` (why a row could not be read).
+        hour, else equal), ``energy_kwh`` [kWh], ``problem`` (why a row could not be read),
+        then ``end_utc``, ``end_utc_alt``, ``user_id``, ``user_email``, ``token``,
+        ``installation`` (null where the export has no such column) and ``raw`` (the row's
+        cells as JSON text, for the quarantine).
 
     Raises
     ------
@@ -397,12 +451,22 @@ def read_consumption_export(path: str | Path, *, timezone: str = "Europe/Oslo") 
             "start_utc_alt": None,
             "energy_kwh": None,
             "problem": None,
+            "end_utc": None,
+            "end_utc_alt": None,
+            "user_id": _optional_text(cell("user_id")),
+            "user_email": _optional_text(cell("user_email")),
+            "token": _optional_text(cell("token")),
+            "installation": _optional_text(cell("installation")),
+            "raw": _raw_cells(table[0], raw),
         }
         try:
             row["energy_kwh"] = _number(cell("energy_kwh"))
             if cell("start") not in (None, ""):
                 candidates = _local_times(cell("start"), zone)
                 row["start_utc"], row["start_utc_alt"] = candidates[0], candidates[-1]
+            if cell("end") not in (None, ""):
+                candidates = _local_times(cell("end"), zone)
+                row["end_utc"], row["end_utc_alt"] = candidates[0], candidates[-1]
         except (TypeError, ValueError) as exc:
             row["problem"] = f"row {number}: {exc}"
         rows.append(row)
@@ -418,8 +482,27 @@ def read_consumption_export(path: str | Path, *, timezone: str = "Europe/Oslo") 
             "start_utc_alt": pl.Datetime("us", "UTC"),
             "energy_kwh": pl.Float64,
             "problem": pl.String,
+            "end_utc": pl.Datetime("us", "UTC"),
+            "end_utc_alt": pl.Datetime("us", "UTC"),
+            "user_id": pl.String,
+            "user_email": pl.String,
+            "token": pl.String,
+            "installation": pl.String,
+            "raw": pl.String,
         },
     )
+
+
+def _raw_cells(header: Sequence[Any], cells: Sequence[Any]) -> str:
+    """A row as JSON text keyed by its headers (times and numbers as text)."""
+    import json
+
+    names = [str(h) if h is not None else f"column {i + 1}" for i, h in enumerate(header)]
+    values = {}
+    for index, value in enumerate(cells):
+        name = names[index] if index < len(names) else f"column {index + 1}"
+        values[name] = value if value is None or isinstance(value, str | int | float) else str(value)
+    return json.dumps(values, ensure_ascii=False, default=str)
 
 
 def _optional_text(value: Any) -> str | None:

@@ -7,15 +7,14 @@ hvakosterstrommen.no serves one file per area and delivery day,
 day-ahead market moved to 15-minute products (1 October 2025); on the DST days 23/25 hours
 or 92/100 quarters. The prices are taken as published (they appear to exclude VAT).
 
-ENTSO-E's day-ahead ``Publication_MarketDocument`` gives ``TimeSeries`` per bidding zone
-(EIC code) in EUR/MWh, each ``Period`` with a UTC ``timeInterval``, a resolution
-(``PT15M``/``PT60M``) and numbered ``Point``s. With curve type A03 a missing position
-repeats the previous price; with A01 it is a gap. When one document holds both
-resolutions for the same zone and day, the finer one is kept.
+ENTSO-E's day-ahead ``Publication_MarketDocument`` is read by
+:mod:`zapanalytics.ingest.prices.entsoe`.
 
-Every price row is one source record through the door; a file that cannot be read at all is
-one quarantined record with its raw text. Days whose rows do not tile the delivery day
-exactly are reported, not silently accepted.
+Every price row is one source record through the door; a file that cannot be read at all
+(not UTF-8, not JSON/XML, past a limit of :class:`~zapanalytics.ingest.limits.InputLimits`,
+a folder named like a file) is one quarantined record naming the file, the run goes on with
+the other files and ends ``partial``. Days whose rows do not tile the delivery day exactly
+are reported, not silently accepted.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import datetime as dt
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,40 +34,36 @@ import duckdb
 import httpx
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
+from zapanalytics.ingest.isolation import mark_partial, quarantine_file
+from zapanalytics.ingest.limits import (
+    InputFileError,
+    InputLimits,
+    LimitExceeded,
+    current_limits,
+    load_json,
+    read_document,
+)
+from zapanalytics.ingest.prices.documents import (
+    MARKET_ZONE,
+    SOURCE_ENTSOE,
+    SOURCE_HVAKOSTERSTROMMEN,
+    ParsedPrices,
+    PriceFileError,
+)
+from zapanalytics.ingest.prices.entsoe import EIC_AREAS, parse_entsoe
 from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp
 
-SOURCE_HVAKOSTERSTROMMEN = "hvakosterstrommen"
-SOURCE_ENTSOE = "entsoe"
+#: Names other modules import from here (the ENTSO-E reader and shared types moved out).
+__all__ = [
+    "EIC_AREAS", "MARKET_ZONE", "SOURCE_ENTSOE", "SOURCE_HVAKOSTERSTROMMEN", "ParsedPrices",
+    "PriceFileError", "PriceLoadResult", "coverage_problems", "delivery_day_utc",
+    "hvakosterstrommen_row", "intervals_in_day", "load_prices", "parse_entsoe",
+    "parse_hvakosterstrommen",
+]
+
 HVAKOSTERSTROMMEN_URL = "https://www.hvakosterstrommen.no/api/v1/prices"
 #: hvakosterstrommen.no has no prices before this delivery day.
 HVAKOSTERSTROMMEN_FIRST_DAY = dt.date(2022, 10, 2)
-#: Nordic delivery days run from local midnight to local midnight in this zone.
-MARKET_ZONE = ZoneInfo("Europe/Oslo")
-
-#: ENTSO-E bidding-zone EIC codes of the Norwegian price areas.
-EIC_AREAS = {
-    "10YNO-1--------2": "NO1",
-    "10YNO-2--------T": "NO2",
-    "10YNO-3--------J": "NO3",
-    "10YNO-4--------9": "NO4",
-    "10Y1001A1001A48H": "NO5",
-}
-_RESOLUTION_MINUTES = {"PT15M": 15, "PT30M": 30, "PT60M": 60, "PT1H": 60}
-_KWH_PER_UNIT = {"MWH": 1000.0, "KWH": 1.0}
-
-
-class PriceFileError(ValueError):
-    """A price document that cannot be read at all."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ParsedPrices:
-    """Source records of one document, the rows they gave, and the ones refused."""
-
-    records: list[str]
-    rows: list[dict[str, Any]]
-    rejected: list[Rejection]
-    skipped_points: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -82,10 +76,13 @@ class PriceLoadResult:
     missing_days: list[dt.date] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
     skipped_points: int = 0
+    #: ``partial`` when a document could not be read and was quarantined whole, else ``ok``.
+    status: str = "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.counts.as_dict(),
+            "status": self.status,
             "area": self.area,
             "days_loaded": [d.isoformat() for d in self.days_loaded],
             "missing_days": [d.isoformat() for d in self.missing_days],
@@ -180,18 +177,21 @@ def hvakosterstrommen_row(item: object, area: str) -> dict[str, Any]:
     }
 
 
-def parse_hvakosterstrommen(text: str | bytes, area: str) -> ParsedPrices:
+def parse_hvakosterstrommen(
+    text: str | bytes, area: str, limits: InputLimits | None = None
+) -> ParsedPrices:
     """Parse one hvakosterstrommen.no day file; each row is a record.
 
     Raises
     ------
     PriceFileError
-        When the file is not JSON or not a list.
+        When the file is not UTF-8, not JSON, past a limit, or not a list.
     """
+    limits = current_limits(limits)
     try:
-        document = json.loads(text.decode("utf-8-sig") if isinstance(text, bytes) else text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PriceFileError(f"not JSON: {exc}") from None
+        document = load_json(text, "document", limits)
+    except InputFileError as exc:
+        raise PriceFileError(exc.problem) from None
     if not isinstance(document, list):
         raise PriceFileError("expected a JSON list of prices")
     records, rows, rejected = [], [], []
@@ -202,182 +202,6 @@ def parse_hvakosterstrommen(text: str | bytes, area: str) -> ParsedPrices:
         except RecordError as exc:
             rejected.append(Rejection(index, "prices", str(exc)))
     return ParsedPrices(records, rows, rejected)
-
-
-# -- ENTSO-E ---------------------------------------------------------------------------------
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _child(element: ET.Element, name: str) -> ET.Element | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return child
-    return None
-
-
-def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
-
-
-def _text(element: ET.Element, path: str) -> str | None:
-    node: ET.Element | None = element
-    for name in path.split("/"):
-        node = _child(node, name) if node is not None else None
-    return node.text.strip() if node is not None and node.text else None
-
-
-def parse_entsoe(
-    text: str | bytes, *, area: str | None = None, resolution: str | None = None
-) -> ParsedPrices:
-    """Parse an ENTSO-E day-ahead ``Publication_MarketDocument``; each point is a record.
-
-    Parameters
-    ----------
-    text : str or bytes
-        The XML document.
-    area : str, optional
-        Keep only this price area (NO1–NO5); other zones are skipped.
-    resolution : {"PT15M", "PT60M"}, optional
-        Keep only this resolution; by default the finest one per zone and delivery day.
-
-    Raises
-    ------
-    PriceFileError
-        When the document is not XML, declares a DTD, is an acknowledgement (no data), or
-        is not a publication document.
-    """
-    raw = text.decode("utf-8-sig") if isinstance(text, bytes) else text
-    if re.search(r"<!DOCTYPE|<!ENTITY", raw, re.IGNORECASE):
-        raise PriceFileError("XML with a DTD or entities is refused")
-    try:
-        root = ET.fromstring(raw)
-    except ET.ParseError as exc:
-        raise PriceFileError(f"not XML: {exc}") from None
-    kind = _local(root.tag)
-    if kind == "Acknowledgement_MarketDocument":
-        reason = _text(root, "Reason/text") or "no reason given"
-        raise PriceFileError(f"ENTSO-E answered with no data: {reason}")
-    if kind != "Publication_MarketDocument":
-        raise PriceFileError(f"not a Publication_MarketDocument but {kind}")
-
-    points: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
-    for series in _children(root, "TimeSeries"):
-        eic = _text(series, "in_Domain.mRID") or _text(series, "out_Domain.mRID")
-        zone = EIC_AREAS.get(eic or "", eic)
-        if area is not None and zone != area:
-            continue
-        currency = (_text(series, "currency_Unit.name") or "EUR").upper()
-        unit = (_text(series, "price_Measure_Unit.name") or "MWH").upper()
-        curve = _text(series, "curveType") or "A01"
-        for period in _children(series, "Period"):
-            points.extend(_period_points(period, series, zone, currency, unit, curve))
-
-    if resolution is not None:
-        points = [p for p in points if p[0]["resolution"] == resolution]
-    finest: dict[tuple[str, dt.date], int] = {}
-    for meta, _row, _error in points:
-        key = (meta["area"], meta["day"])
-        finest[key] = min(finest.get(key, 10_000), meta["minutes"])
-    kept = [p for p in points if p[0]["minutes"] == finest[(p[0]["area"], p[0]["day"])]]
-
-    records, rows, rejected = [], [], []
-    for index, (meta, row, error) in enumerate(kept):
-        records.append(json.dumps({k: v for k, v in meta.items() if k != "day"}, default=str))
-        if error is not None:
-            rejected.append(Rejection(index, "prices", error))
-        else:
-            assert row is not None
-            rows.append({**row, "_record": index})
-    return ParsedPrices(records, rows, rejected, skipped_points=len(points) - len(kept))
-
-
-def _period_points(
-    period: ET.Element, series: ET.Element, zone: str | None, currency: str, unit: str, curve: str
-) -> list[tuple[dict[str, Any], dict[str, Any] | None, str | None]]:
-    series_id = _text(series, "mRID")
-    try:
-        start = parse_timestamp(_text(period, "timeInterval/start"), "start", naive_is_utc=False)
-        end = parse_timestamp(_text(period, "timeInterval/end"), "end", naive_is_utc=False)
-    except RecordError as exc:
-        raise PriceFileError(f"TimeSeries {series_id}: bad timeInterval ({exc})") from None
-    resolution = _text(period, "resolution") or ""
-    minutes = _RESOLUTION_MINUTES.get(resolution)
-    if minutes is None:
-        raise PriceFileError(f"TimeSeries {series_id}: unsupported resolution {resolution!r}")
-    step = dt.timedelta(minutes=minutes)
-    count = int((end - start) / step)
-    given: dict[int, str | None] = {}
-    out: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = []
-
-    def meta(position: int, amount: str | None) -> dict[str, Any]:
-        slot = start + (position - 1) * step
-        return {
-            "series": series_id,
-            "area": zone,
-            "period_start": start.isoformat(),
-            "resolution": resolution,
-            "minutes": minutes,
-            "position": position,
-            "price.amount": amount,
-            "day": slot.astimezone(MARKET_ZONE).date(),
-        }
-
-    for point in _children(period, "Point"):
-        position_text = _text(point, "position")
-        amount = _text(point, "price.amount")
-        position = int(position_text) if position_text and position_text.isdigit() else -1
-        if not 1 <= position <= count or position in given:
-            info = meta(max(position, 1), amount)
-            out.append((info, None, f"Point position {position_text!r} outside 1..{count}"))
-            continue
-        given[position] = amount
-
-    previous: str | None = None
-    for position in range(1, count + 1):
-        if position in given:
-            amount = given[position]
-        elif curve == "A03" and previous is not None:
-            amount = previous  # A03: a missing position repeats the previous price
-        else:
-            continue
-        previous = amount
-        info = meta(position, amount)
-        row, error = _entsoe_row(info, start + (position - 1) * step, step, currency, unit)
-        out.append((info, row, error))
-    return out
-
-
-def _entsoe_row(
-    meta: Mapping[str, Any],
-    slot: dt.datetime,
-    step: dt.timedelta,
-    currency: str,
-    unit: str,
-) -> tuple[dict[str, Any] | None, str | None]:
-    if meta["area"] not in EIC_AREAS.values():
-        return None, f"unknown bidding zone {meta['area']!r}"
-    try:
-        per_unit = float(meta["price.amount"])
-    except (TypeError, ValueError):
-        return None, f"price.amount is not a number: {meta['price.amount']!r:.40}"
-    if not math.isfinite(per_unit):
-        return None, f"price.amount is not finite: {meta['price.amount']!r:.40}"
-    if unit not in _KWH_PER_UNIT:
-        return None, f"unsupported price unit {unit!r}"
-    per_kwh = per_unit / _KWH_PER_UNIT[unit]
-    if currency not in ("EUR", "NOK"):
-        return None, f"unsupported currency {currency!r}"
-    return {
-        "price_area": meta["area"],
-        "start_utc": slot,
-        "end_utc": slot + step,
-        "spot_nok_per_kwh": per_kwh if currency == "NOK" else None,
-        "spot_eur_per_kwh": per_kwh if currency == "EUR" else None,
-        "source": SOURCE_ENTSOE,
-    }, None
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -404,6 +228,17 @@ def _row_day(row: Mapping[str, Any]) -> dt.date:
     return row["start_utc"].astimezone(MARKET_ZONE).date()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Document:
+    """One price document to read: a file under ``--source`` (read when its turn comes) or a
+    fetched URL body."""
+
+    name: str
+    parse: Callable[[bytes, InputLimits], ParsedPrices]
+    path: Path | None = None
+    body: bytes | None = None
+
+
 def load_prices(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -413,6 +248,7 @@ def load_prices(
     source: str | Path | None = None,
     eur_nok: float | None = None,
     transport: httpx.BaseTransport | None = None,
+    limits: InputLimits | None = None,
 ) -> PriceLoadResult:
     """Load spot prices of ``area`` for the delivery days ``first_day`` … ``last_day``.
 
@@ -432,48 +268,49 @@ def load_prices(
         Exchange rate [NOK/EUR] to fill NOK prices of ENTSO-E rows (which are in EUR).
     transport : httpx.BaseTransport, optional
         For tests of the URL path.
+    limits : InputLimits, optional
+        Reader limits (``max_document_bytes`` per file, ``max_json_depth``); default
+        :meth:`InputLimits.from_env`.
 
     Returns
     -------
     PriceLoadResult
-        Counts, days loaded and missing, and coverage problems (DST-aware).
+        Counts, days loaded and missing, and coverage problems (DST-aware). A document that
+        cannot be read is quarantined whole, named in ``problems``, and the run is ``partial``.
     """
     if last_day < first_day:
         raise ValueError("the last day is before the first day")
+    limits = current_limits(limits)
     days = _days(first_day, last_day)
     source = HVAKOSTERSTROMMEN_URL if source is None else source
     is_url = isinstance(source, str) and re.match(r"^https?://", source) is not None
     result = PriceLoadResult(RunCounts(), area)
+    partial = False
     with IngestRun(con, "prices") as run:
         result.counts = run.counts
-        documents: list[tuple[str, Callable[[], ParsedPrices]]] = []
         if is_url:
             assert isinstance(source, str)
-            documents = _url_documents(source, area, days, transport, result)
+            documents = _url_documents(source, area, days, transport, result, limits)
         else:
             directory = Path(source)
             if not directory.is_dir():
                 raise FileNotFoundError(f"no such price directory: {directory}")
-            for day in days:
-                path = _day_file(directory, area, day)
-                if path is not None:
-                    data = path.read_bytes()
-                    documents.append(
-                        (
-                            data.decode("utf-8", "replace"),
-                            _bind(parse_hvakosterstrommen, data, area),
-                        )
-                    )
-            for path in sorted(directory.rglob("*.xml")):
-                data = path.read_bytes()
-                documents.append((data.decode("utf-8", "replace"), _bind_entsoe(data, area)))
+            documents = _directory_documents(directory, area, days)
         wanted = set(days)
-        for raw_text, parse in documents:
+        for document in documents:
             try:
-                parsed = parse()
-            except PriceFileError as exc:
-                run.admit([raw_text], {}, [Rejection(0, "prices", str(exc))], record_table="prices")
-                result.problems.append(str(exc))
+                data = document.body if document.path is None else read_document(document.path, limits)
+                assert data is not None
+                parsed = document.parse(data, limits)
+            except (PriceFileError, InputFileError) as exc:
+                reason = _file_reason(document, exc)
+                if document.path is not None:
+                    quarantine_file(run, document.path, reason, record_table="prices", limits=limits)
+                else:
+                    raw = (document.body or b"").decode("utf-8", "replace")
+                    run.admit([raw], {}, [Rejection(0, "prices", reason)], record_table="prices")
+                result.problems.append(reason)
+                partial = True
                 continue
             keep = [i for i, r in enumerate(parsed.rows) if _row_day(r) in wanted]
             rows = [parsed.rows[i] for i in keep]
@@ -498,7 +335,32 @@ def load_prices(
             result.problems.extend(
                 coverage_problems([s for s, _ in spans], [e for _, e in spans], day)
             )
-        return result
+    if partial:
+        mark_partial(con, run.run_id)
+        result.status = "partial"
+    return result
+
+
+def _file_reason(document: _Document, exc: Exception) -> str:
+    """The quarantine reason for a document that could not be read, naming it once."""
+    if isinstance(exc, InputFileError):
+        problem = exc.problem
+    else:
+        problem = str(exc)
+    name = document.path.name if document.path is not None else document.name
+    return f"{name}: {problem}"
+
+
+def _directory_documents(directory: Path, area: str, days: Sequence[dt.date]) -> list[_Document]:
+    """The day files and ENTSO-E documents under ``directory`` (read later, one at a time)."""
+    documents = []
+    for day in days:
+        path = _day_file(directory, area, day)
+        if path is not None:
+            documents.append(_Document(str(path), _bind_hvakosterstrommen(area), path=path))
+    for path in sorted(directory.rglob("*.xml")):
+        documents.append(_Document(str(path), _bind_entsoe(area), path=path))
+    return documents
 
 
 def _restrict(
@@ -517,14 +379,12 @@ def _restrict(
     return records, new_rows, rejected
 
 
-def _bind(
-    parse: Callable[[bytes, str], ParsedPrices], data: bytes, area: str
-) -> Callable[[], ParsedPrices]:
-    return lambda: parse(data, area)
+def _bind_hvakosterstrommen(area: str) -> Callable[[bytes, InputLimits], ParsedPrices]:
+    return lambda data, limits: parse_hvakosterstrommen(data, area, limits)
 
 
-def _bind_entsoe(data: bytes, area: str) -> Callable[[], ParsedPrices]:
-    return lambda: parse_entsoe(data, area=area)
+def _bind_entsoe(area: str) -> Callable[[bytes, InputLimits], ParsedPrices]:
+    return lambda data, limits: parse_entsoe(data, area=area)
 
 
 def _url_documents(
@@ -533,7 +393,8 @@ def _url_documents(
     days: Sequence[dt.date],
     transport: httpx.BaseTransport | None,
     result: PriceLoadResult,
-) -> list[tuple[str, Callable[[], ParsedPrices]]]:
+    limits: InputLimits,
+) -> list[_Document]:
     documents = []
     with httpx.Client(timeout=30.0, transport=transport, follow_redirects=True) as http:
         for day in days:
@@ -541,19 +402,34 @@ def _url_documents(
                 continue
             url = f"{base.rstrip('/')}/{day:%Y}/{day:%m-%d}_{area}.json"
             try:
-                response = http.get(url)
+                status, body = _fetch_bounded(http, url, limits)
             except httpx.HTTPError as exc:
                 result.problems.append(f"{day}: {type(exc).__name__} fetching prices")
                 continue
-            if response.status_code == 404:
+            except LimitExceeded as exc:
+                result.problems.append(f"{day}: {exc}")
                 continue
-            if response.status_code != 200:
-                result.problems.append(f"{day}: HTTP {response.status_code} fetching prices")
+            if status == 404:
                 continue
-            documents.append(
-                (response.text, _bind(parse_hvakosterstrommen, response.content, area))
-            )
+            if status != 200:
+                result.problems.append(f"{day}: HTTP {status} fetching prices")
+                continue
+            documents.append(_Document(url, _bind_hvakosterstrommen(area), body=body))
     return documents
+
+
+def _fetch_bounded(http: httpx.Client, url: str, limits: InputLimits) -> tuple[int, bytes]:
+    """GET ``url`` reading at most ``max_document_bytes`` of its body."""
+    with http.stream("GET", url) as response:
+        if response.status_code != 200:
+            return response.status_code, b""
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body.extend(chunk)
+            if len(body) > limits.max_document_bytes:
+                raise LimitExceeded(url, "max_document_bytes", limits.max_document_bytes,
+                                    "a larger answer")
+        return response.status_code, bytes(body)
 
 
 def _stored_spans(

@@ -13,17 +13,23 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec.api import RawPage
+from zapanalytics.ingest.zaptec.pages import RawPage, describe_unreadable
 from zapanalytics.ingest.zaptec.records import (
     RecordError,
     details_mismatch,
+    history_item_from_archived,
     session_rows,
     state_row,
 )
 from zapanalytics.schemas import polars_schema
+
+#: The two endpoints that list completed sessions.
+CHARGEHISTORY = "chargehistory"
+ARCHIVED = "archived"
 
 
 class LazyRaw(Sequence[str]):
@@ -161,12 +167,18 @@ def history_rows(
 
 
 def admit_history_pages(
-    run: IngestRun, pages: Sequence[RawPage], *, installation_id: str
+    run: IngestRun,
+    pages: Sequence[RawPage],
+    *,
+    installation_id: str,
+    endpoint: str = CHARGEHISTORY,
 ) -> tuple[RunCounts, int, int]:
-    """Store a batch of charge-history pages in one transaction.
+    """Store a batch of session pages of either listing endpoint in one transaction.
 
-    Each item is a source record; a page whose body is unreadable is one record,
-    quarantined with its raw text.
+    Each session is a source record; ``/api/sessions/archived`` items are first renamed to
+    the charge-history shape (:func:`history_item_from_archived`), so both endpoints give the
+    same rows, while quarantine keeps the item as received. A page whose body is unreadable
+    is one record, quarantined with its raw body (the door keeps a bounded prefix).
 
     Returns
     -------
@@ -183,15 +195,23 @@ def admit_history_pages(
                 Rejection(
                     len(records),
                     "sessions",
-                    f"chargehistory page {page.index}: not a readable {{Pages, Data}} envelope",
+                    f"{endpoint} page {page.index}: not a readable page of the endpoint: "
+                    f"{describe_unreadable(page)}",
                 )
             )
-            records.append(page.text)
+            records.append(page.text)  # the door keeps a bounded prefix, size and sha256
             bad_pages += 1
             continue
         for item in page.items:
-            entries.append((len(records), item))
+            index = len(records)
             records.append(item)
+            if endpoint == ARCHIVED:
+                try:
+                    item = history_item_from_archived(item)
+                except RecordError as exc:
+                    rejected.append(Rejection(index, "sessions", str(exc)))
+                    continue
+            entries.append((index, item))
     sessions, details, item_rejections = history_rows(entries, installation_id=installation_id)
     flagged = sum(bool(s.get("details_mismatch")) for s in sessions)
     counts = run.admit(
@@ -256,3 +276,35 @@ def _keep_latest_observation(
     ]
     return [row for position, row in enumerate(rows) if position in keep], superseded
 
+
+def stored_session_firmware(
+    con: duckdb.DuckDBPyConnection, charger_ids: Sequence[str]
+) -> dict[str, str]:
+    """The firmware of each charger's latest stored session that names one (``5.0.2.1``)."""
+    rows = con.execute(
+        "SELECT charger_id, arg_max(firmware_version, start_utc) FROM sessions"
+        " WHERE firmware_version IS NOT NULL AND list_contains(?::VARCHAR[], charger_id)"
+        " GROUP BY charger_id",
+        [list(charger_ids)],
+    ).fetchall()
+    return dict(rows)
+
+
+def with_session_firmware(
+    con: duckdb.DuckDBPyConnection, chargers: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Charger items, each without a firmware field given the one its sessions report.
+
+    ``GET /api/chargers`` carries no firmware; the charge history does, per session. The
+    latest session's firmware is the charger's as last seen by the cloud.
+    """
+    ids = [str(c.get("Id")) for c in chargers if c.get("Id")]
+    known = stored_session_firmware(con, ids)
+    out = []
+    for charger in chargers:
+        item = dict(charger)
+        own = item.get("ChargerFirmwareVersion") or item.get("CurrentVersion")
+        if not isinstance(own, str) and known.get(str(item.get("Id"))):
+            item["CurrentVersion"] = known[str(item["Id"])]
+        out.append(item)
+    return out

@@ -13,19 +13,21 @@ open clients learned the hard way:
   transport errors for GET (and for POST only when the request never left). The wait honours
   ``Retry-After`` and otherwise backs off exponentially with jitter. When the budget is
   spent, :class:`ZaptecApiError` says which call failed, how, and after how many attempts.
-* **Paging**: ``{Pages, Data}`` envelopes, 0-based ``PageIndex``, ``PageSize`` at most 100.
+* **Paging**: ``{Pages, Data}`` envelopes, 0-based ``PageIndex``, ``PageSize`` at most 100;
+  ``/api/sessions/archived`` pages by cursor (:mod:`zapanalytics.ingest.zaptec.pages`).
 * **Secrets**: the password and the access token never appear in logs, exception messages or
   reprs. httpx logs only the method and URL, and no URL carries a secret.
 
-Zaptec's JSON is PascalCase and its datetimes are naive UTC; this module returns the JSON as
-received. :mod:`zapanalytics.ingest.zaptec.records` maps it to store rows.
+Zaptec's JSON is PascalCase (camelCase for ``/api/sessions/archived``) and its datetimes are
+naive UTC; this module returns the JSON as received. :mod:`zapanalytics.ingest.zaptec.records`
+maps it to store rows. Rate limit and retry rules live in :mod:`~zapanalytics.ingest.zaptec.limits`,
+errors in :mod:`~zapanalytics.ingest.zaptec.errors`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.utils
 import json
 import logging
 import random
@@ -36,65 +38,57 @@ from typing import Any
 
 import httpx
 
+from zapanalytics.ingest.zaptec.errors import (
+    ZaptecApiError,
+    ZaptecAuthError,
+    ZaptecError,
+    ZaptecNotFound,
+    error_details,
+    login_refusal,
+)
+from zapanalytics.ingest.zaptec.limits import (
+    ZAPTEC_REQUESTS_PER_SECOND,
+    RetryPolicy,
+    SlidingWindowLimiter,
+    retry_after_seconds,
+)
+from zapanalytics.ingest.zaptec.pages import (
+    MAX_ARCHIVED_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    RawPage,
+    format_query_time,
+    parse_cursor_page,
+    parse_envelope,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_ARCHIVED_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "ZAPTEC_REQUESTS_PER_SECOND",
+    "Credentials",
+    "RawPage",
+    "RetryPolicy",
+    "SlidingWindowLimiter",
+    "ZaptecApiError",
+    "ZaptecAuthError",
+    "ZaptecClient",
+    "ZaptecError",
+    "ZaptecNotFound",
+    "format_query_time",
+    "parse_envelope",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.zaptec.com"
-#: Zaptec caps ``PageSize`` at 100 for installations, chargers and charge history (2025-03).
-MAX_PAGE_SIZE = 100
-#: Documented per-user limit [requests/s].
-ZAPTEC_REQUESTS_PER_SECOND = 10
+#: Most pages :meth:`ZaptecClient.iter_pages` reads of one listing (installations, chargers).
+MAX_LISTING_PAGES = 1_000
 #: Renew the token this long before Zaptec says it expires [s].
 _TOKEN_RENEW_MARGIN_S = 60.0
-#: Longest server message quoted in an error.
-_MAX_MESSAGE_CHARS = 300
-
+#: Statuses retried for any method, and for GET only.
 _RETRY_ANY_METHOD = frozenset({429, 502, 503, 504})
 _RETRY_GET_ONLY = frozenset({500})
-
-
-class ZaptecError(RuntimeError):
-    """Base class of every error raised by this client."""
-
-
-class ZaptecAuthError(ZaptecError):
-    """Zaptec refused the credentials, or refused a fresh token."""
-
-
-class ZaptecApiError(ZaptecError):
-    """A call failed for good: a non-retryable status, or the retry budget was spent.
-
-    Attributes
-    ----------
-    method, path : str
-        The call, without host or query.
-    status : int or None
-        The last HTTP status, or None when the last attempt failed in transport.
-    error_code : int or None
-        Zaptec's ``errorCode`` from the body, when given (e.g. 512 for an unknown object).
-    attempts : int
-        How many times the call was sent.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str,
-        path: str,
-        status: int | None,
-        error_code: int | None = None,
-        attempts: int = 1,
-    ):
-        super().__init__(message)
-        self.method = method
-        self.path = path
-        self.status = status
-        self.error_code = error_code
-        self.attempts = attempts
-
-
-class ZaptecNotFound(ZaptecApiError):
-    """404: the installation, charger or session does not exist or is not visible."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,156 +102,6 @@ class Credentials:
         return "Credentials(username=<hidden>, password=<hidden>)"
 
     __str__ = __repr__
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently a failed call is retried.
-
-    The defaults follow the Home Assistant integration's tuning (backoff 0.3 s × 2.1 with
-    jitter), with a shorter budget so a command-line user gets an answer within a minute.
-    """
-
-    max_retries: int = 6
-    backoff_base_s: float = 0.3
-    backoff_factor: float = 2.1
-    backoff_max_s: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, retry: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based)."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.backoff_max_s)
-        base = self.backoff_base_s * self.backoff_factor**retry
-        spread = base * self.jitter
-        return min(base + rng.uniform(-spread, spread), self.backoff_max_s)
-
-
-class SlidingWindowLimiter:
-    """Keep at most ``max_requests`` requests in any window of ``period_s`` seconds, as the
-    server sees them (thread-safe).
-
-    A request occupies its slot from when it is sent until ``period_s`` after its response
-    arrived. The server stamps a request somewhere between those two moments, so however
-    long a request waits in a thread or on the network, no ``max_requests + 1`` requests
-    can reach the server within one period. (A token bucket, or a log of send times, cannot
-    promise that when a request is delayed after it was counted.)
-
-    Use :meth:`acquire` before sending and :meth:`release` once the response is read.
-    """
-
-    def __init__(
-        self,
-        max_requests: int = ZAPTEC_REQUESTS_PER_SECOND,
-        period_s: float = 1.0,
-        *,
-        margin_s: float = 0.01,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        if max_requests < 1:
-            raise ValueError("max_requests must be at least 1")
-        self.max_requests = max_requests
-        self.window_s = period_s + margin_s
-        self._slots: list[list[float | None]] = []
-        self._cond = threading.Condition()
-        self._clock = clock
-        self._sleep = sleep
-
-    def acquire(self) -> list[float | None]:
-        """Block until one more request fits, then claim a slot for it."""
-        with self._cond:
-            while True:
-                now = self._clock()
-                self._slots = [s for s in self._slots if s[1] is None or now - s[1] < self.window_s]
-                if len(self._slots) < self.max_requests:
-                    slot: list[float | None] = [now, None]
-                    self._slots.append(slot)
-                    return slot
-                finished = sorted(s[1] for s in self._slots if s[1] is not None)
-                needed = len(self._slots) - self.max_requests + 1
-                if len(finished) >= needed:
-                    # A floor keeps float rounding from stalling the loop on a zero wait.
-                    wait = max(finished[needed - 1] + self.window_s - now, 1e-4)
-                    if len(finished) == len(self._slots):
-                        self._sleep(wait)
-                    else:
-                        self._cond.wait(wait)
-                else:
-                    self._cond.wait()  # until a request in flight gets its response
-
-    def release(self, slot: list[float | None]) -> None:
-        """Mark the request of ``slot`` answered (or failed)."""
-        with self._cond:
-            slot[1] = self._clock()
-            self._cond.notify_all()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawPage:
-    """One page of a paged endpoint as received.
-
-    ``text`` is the body exactly as sent (kept for quarantine); ``pages`` and ``items`` are
-    None when the body is not a readable ``{Pages, Data}`` envelope.
-    """
-
-    index: int
-    text: str
-    pages: int | None
-    items: list[Any] | None
-
-
-def parse_envelope(text: str) -> tuple[int | None, list[Any] | None]:
-    """Read ``Pages`` and ``Data`` from a paged response body; (None, None) if unreadable."""
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError:
-        return None, None
-    if not isinstance(body, Mapping):
-        return None, None
-    pages, data = body.get("Pages"), body.get("Data")
-    if isinstance(pages, bool) or not isinstance(pages, int) or not isinstance(data, list):
-        return None, None
-    return pages, data
-
-
-def format_query_time(value: dt.datetime) -> str:
-    """Format an aware datetime for a Zaptec query: UTC, second precision, ``Z`` suffix."""
-    if value.tzinfo is None:
-        raise ValueError("query times must be timezone-aware")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
-
-
-def _error_details(response: httpx.Response) -> tuple[int | None, str]:
-    """Zaptec's ``errorCode`` and message from an error body (either casing)."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        text = response.text.strip().replace("\n", " ")
-        return None, text[:_MAX_MESSAGE_CHARS]
-    if not isinstance(body, Mapping):
-        return None, str(body)[:_MAX_MESSAGE_CHARS]
-    lowered = {str(k).lower(): v for k, v in body.items()}
-    code = lowered.get("errorcode", lowered.get("code"))
-    message = lowered.get("message") or lowered.get("title") or lowered.get("details") or ""
-    return (code if isinstance(code, int) else None), str(message)[:_MAX_MESSAGE_CHARS]
 
 
 class ZaptecClient:
@@ -384,7 +228,7 @@ class ZaptecClient:
             else:
                 if response.status_code not in retryable or attempts > self.retry.max_retries:
                     return response, attempts
-                retry_after = _retry_after_seconds(response)
+                retry_after = retry_after_seconds(response)
                 reason = f"HTTP {response.status_code}"
             wait = self.retry.delay(attempts - 1, retry_after, self._rng)
             log.info(
@@ -437,7 +281,7 @@ class ZaptecClient:
         )
         self.logins += 1
         if response.status_code in (400, 401, 403):
-            raise ZaptecAuthError(self._scrub(_login_refusal(response))) from None
+            raise ZaptecAuthError(self._scrub(login_refusal(response))) from None
         if response.status_code != 200:
             raise ZaptecApiError(
                 f"Zaptec login failed: HTTP {response.status_code} after {attempts} attempt(s)",
@@ -516,7 +360,7 @@ class ZaptecClient:
         status = response.status_code
         if 200 <= status < 300 or status in allow:
             return response
-        code, message = _error_details(response)
+        code, message = error_details(response)
         message = self._scrub(message)
         detail = f" (errorCode {code})" if code is not None else ""
         text = f"Zaptec API {method} {path}: HTTP {status}{detail}"
@@ -559,14 +403,23 @@ class ZaptecClient:
         response = self.request("GET", path, params=query)
         text = response.content.decode("utf-8", "replace")
         pages, items = parse_envelope(text)
-        return RawPage(page_index, text, pages, items)
+        return RawPage(
+            page_index,
+            text,
+            items,
+            pages=pages,
+            content_type=response.headers.get("Content-Type", ""),
+        )
 
     def iter_pages(
         self, path: str, params: Mapping[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[RawPage]:
-        """Yield every page of a paged endpoint, in order, until ``Pages`` is reached."""
-        index = 0
-        while True:
+        """Yield every page of a paged listing, in order, until ``Pages`` is reached.
+
+        At most :data:`MAX_LISTING_PAGES` pages; an unreadable page ends the listing with
+        :class:`ZaptecApiError` after it is yielded.
+        """
+        for index in range(MAX_LISTING_PAGES):
             page = self.get_page(path, params or {}, index, page_size)
             yield page
             if page.pages is None:
@@ -576,9 +429,14 @@ class ZaptecClient:
                     path=path,
                     status=200,
                 )
-            index += 1
-            if index >= page.pages or not page.items:
+            if index + 1 >= page.pages or not page.items:
                 return
+        raise ZaptecApiError(
+            f"Zaptec API GET {path}: more than {MAX_LISTING_PAGES} pages; refusing to read on",
+            method="GET",
+            path=path,
+            status=200,
+        )
 
     def _all_items(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         items: list[Any] = []
@@ -661,6 +519,50 @@ class ZaptecClient:
             params["To"] = format_query_time(to_utc)
         return self.get_page("/api/chargehistory", params, page_index, page_size)
 
+    def archived_sessions_page(
+        self,
+        index: int,
+        *,
+        from_utc: dt.datetime,
+        to_utc: dt.datetime,
+        installation_id: str | None = None,
+        charger_id: str | None = None,
+        cursor: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> RawPage:
+        """One page of ``GET /api/sessions/archived`` (the newer session listing).
+
+        ``From`` and ``To`` are required and exactly one of installation and charger is
+        given; ``cursor`` is the previous page's ``cursor``. ``index`` only numbers the page
+        for the caller. The page is returned as received, as for :meth:`charge_history_page`.
+        """
+        if (installation_id is None) == (charger_id is None):
+            raise ValueError("give exactly one of installation_id and charger_id")
+        if not 1 <= page_size <= MAX_ARCHIVED_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_ARCHIVED_PAGE_SIZE}")
+        params: dict[str, Any] = {
+            "From": format_query_time(from_utc),
+            "To": format_query_time(to_utc),
+            "PageSize": page_size,
+        }
+        if installation_id is not None:
+            params["InstallationId"] = installation_id
+        if charger_id is not None:
+            params["ChargerId"] = charger_id
+        if cursor is not None:
+            params["Cursor"] = cursor
+        response = self.request("GET", "/api/sessions/archived", params=params)
+        text = response.content.decode("utf-8", "replace")
+        items, next_cursor, has_more = parse_cursor_page(text)
+        return RawPage(
+            index,
+            text,
+            items,
+            next_cursor=next_cursor,
+            has_more=has_more,
+            content_type=response.headers.get("Content-Type", ""),
+        )
+
     def installation_report(
         self,
         installation_id: str,
@@ -690,20 +592,3 @@ class ZaptecClient:
                 path="/api/chargehistory/installationreport",
                 status=response.status_code,
             ) from None
-
-
-def _login_refusal(response: httpx.Response) -> str:
-    """A one-line reason for a refused login, from the OAuth error body (never the form)."""
-    error, description = "", ""
-    try:
-        body = response.json()
-        if isinstance(body, Mapping):
-            error = str(body.get("error") or "")
-            description = str(body.get("error_description") or "")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        pass
-    reason = ": ".join(part for part in (error, description[:_MAX_MESSAGE_CHARS]) if part)
-    text = "Zaptec login failed: wrong user name or password"
-    if reason:
-        text += f" ({reason})"
-    return text

@@ -6,7 +6,10 @@ Layout (as written by ``firmware_ref.formats`` and by ``zapanalytics ingest zapt
     zaptec/installation_<id>.json              GET /api/installation/{id}
     zaptec/chargers.json                       GET /api/chargers (paged envelope)
     zaptec/chargehistory/page_NNNN.json        GET /api/chargehistory?DetailLevel=1 (paged)
+    zaptec/sessions_archived/page_NNNN.json    GET /api/sessions/archived (cursor pages)
     zaptec/observations.jsonl                  state observations, one JSON object per line
+
+Both session folders map to the same rows; a session listed in both is stored once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,21 @@ from typing import Any
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec.admit import admit_state_rows, history_rows
+from zapanalytics.ingest.isolation import (
+    lines_or_quarantine,
+    mark_partial,
+    read_or_quarantine,
+    refuse_unreadable,
+)
+from zapanalytics.ingest.limits import current_limits
+from zapanalytics.ingest.zaptec.admit import (
+    ARCHIVED,
+    admit_history_pages,
+    admit_state_rows,
+    history_rows,
+    with_session_firmware,
+)
+from zapanalytics.ingest.zaptec.pages import RawPage, parse_cursor_page
 from zapanalytics.ingest.zaptec.records import (
     RecordError,
     charger_row,
@@ -29,8 +46,12 @@ from zapanalytics.ingest.zaptec.records import (
     state_row,
 )
 from zapanalytics.ingest.zaptec.states import derive_meter_values
+from zapanalytics.store.canonical import resolve_session_copies
 
 SOURCE = "zaptec_files"
+#: Folders of the dump layout holding the pages of each session listing.
+CHARGEHISTORY_DIR = "chargehistory"
+ARCHIVED_DIR = "sessions_archived"
 #: Charge-history pages validated and stored per transaction (100 sessions a page).
 PAGES_PER_BATCH = 10
 
@@ -163,6 +184,13 @@ def _pages(directory: Path) -> Iterator[Path]:
     yield from sorted(directory.glob("page_*.json"))
 
 
+def _archived_page(index: int, path: Path) -> RawPage:
+    """A saved ``/api/sessions/archived`` page, read as the sync reads one."""
+    text = path.read_bytes().decode("utf-8", "replace")
+    items, cursor, has_more = parse_cursor_page(text)
+    return RawPage(index, text, items, next_cursor=cursor, has_more=has_more)
+
+
 def ingest_zaptec_dump(
     con: duckdb.DuckDBPyConnection, root: str | Path, *, price_area: str | None = None
 ) -> RunCounts:
@@ -186,6 +214,14 @@ def ingest_zaptec_dump(
     base = root / "zaptec" if (root / "zaptec").is_dir() else root
     if not base.is_dir():
         raise FileNotFoundError(f"no Zaptec dump at {root}")
+    limits = current_limits()
+    # A folder (or an oversized file) where a file is expected is refused, naming it,
+    # before anything is committed; an oversized page is quarantined alone further down.
+    documents = [base / "constants.json", base / "chargers.json", *base.glob("installation_*.json")]
+    refuse_unreadable([p for p in documents if p.exists()], limits, whole=True)
+    streams = [*_pages(base / CHARGEHISTORY_DIR), *_pages(base / ARCHIVED_DIR), base / "observations.jsonl"]
+    refuse_unreadable([p for p in streams if p.exists()], limits, whole=False)
+    partial = False
     constants_path = base / "constants.json"
     state_names = (
         state_names_from_constants(load_json_text(constants_path.read_bytes(), constants_path.name))
@@ -200,21 +236,52 @@ def ingest_zaptec_dump(
             admit_installations(run, [item], price_area=price_area)
         only_installation = installation_ids[0] if len(installation_ids) == 1 else None
         chargers_path = base / "chargers.json"
+        chargers: list[Any] = []
         if chargers_path.exists():
             document = load_json_text(chargers_path.read_bytes(), chargers_path.name)
             try:
-                items = _envelope_items(document)
+                chargers = _envelope_items(document)
             except RecordError as exc:
                 raise RecordError(chargers_path.name, str(exc)) from None
-            admit_chargers(run, items, installation_id=only_installation)
-        pages = list(_pages(base / "chargehistory"))
+        pages = list(_pages(base / CHARGEHISTORY_DIR))
         for first in range(0, len(pages), PAGES_PER_BATCH):
-            batch = [page.read_bytes() for page in pages[first : first + PAGES_PER_BATCH]]
+            batch, refused = read_or_quarantine(
+                run, pages[first : first + PAGES_PER_BATCH], record_table="sessions", limits=limits
+            )
+            partial = partial or refused > 0
             admit_chargehistory_pages(run, batch, installation_id=only_installation)
+        archived = list(_pages(base / ARCHIVED_DIR))
+        for first in range(0, len(archived), PAGES_PER_BATCH):
+            admit_history_pages(
+                run,
+                [
+                    _archived_page(n, path)
+                    for n, path in enumerate(archived[first : first + PAGES_PER_BATCH], first)
+                ],
+                installation_id=only_installation,
+                endpoint=ARCHIVED,
+            )
+        if chargers:
+            # After the sessions: they name the chargers' firmware, the charger list does not.
+            filled = iter(
+                with_session_firmware(con, [c for c in chargers if isinstance(c, Mapping)])
+            )
+            admit_chargers(
+                run,
+                [next(filled) if isinstance(c, Mapping) else c for c in chargers],
+                installation_id=only_installation,
+            )
         observations = base / "observations.jsonl"
         if observations.exists():
             with observations.open("rb") as handle:
-                admit_observations(run, handle, state_names)
+                lines = lines_or_quarantine(
+                    run, handle, observations, record_table="charger_states", limits=limits
+                )
+                admit_observations(run, lines, state_names)
             # Registers (state 554) and measurements as meter_values rows for the analyses.
             derive_meter_values(con, run)
-        return run.counts
+    # The cloud's sessions may already be in the store as OCPP or portal copies.
+    resolve_session_copies(con)
+    if partial:
+        mark_partial(con, run.run_id)
+    return run.counts

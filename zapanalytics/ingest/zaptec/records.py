@@ -235,11 +235,17 @@ def charger_row(item: Mapping[str, Any], *, installation_id: str | None = None) 
     }
 
 
+_FIRMWARE_TEXT = re.compile(r"^\d{1,4}(?:\.\d{1,6}){1,3}$")
+
+
 def _firmware_text(version: object) -> str | None:
+    """``{Major, Minor, Build, Revision}`` (charge history) or ``"5.0.2.1"`` (archived)."""
     if isinstance(version, Mapping):
         parts = [version.get(k) for k in ("Major", "Minor", "Build", "Revision")]
-        if all(isinstance(p, int) and p >= 0 for p in parts):
+        if all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
             return ".".join(str(p) for p in parts)
+    if isinstance(version, str) and _FIRMWARE_TEXT.match(version.strip()):
+        return version.strip()
     return None
 
 
@@ -325,6 +331,87 @@ def session_rows(
         session["energy_details_sum_kwh"] = round(total, 6)
         session["details_mismatch"] = details_mismatch(session["energy_kwh"], total, len(details))
     return session, details
+
+
+#: ``/api/sessions/archived`` flag → ``CommitMetadata`` bit. The newer endpoint has no
+#: "online" flag; a session not flagged ``offline`` is taken as online (bit 1), which is what
+#: chargehistory reports for the same sessions (e.g. 21 = online, reliable clock, signed).
+ARCHIVED_FLAG_BITS = {
+    "offline": COMMIT_OFFLINE,
+    "reliableClock": COMMIT_RELIABLE_CLOCK,
+    "stoppedByRfid": COMMIT_STOPPED_BY_RFID,
+    "signed": COMMIT_SIGNED,
+    "voided": COMMIT_VOID,
+    "aborted": COMMIT_ABORTED,
+    "ocppNative": COMMIT_OCPP_NATIVE,
+}
+#: camelCase field of ``/api/sessions/archived`` → the charge-history field with its meaning.
+_ARCHIVED_FIELDS = {
+    "id": "Id",
+    "chargerId": "ChargerId",
+    "installationId": "InstallationId",
+    "deviceId": "DeviceId",
+    "deviceName": "DeviceName",
+    "startDateTime": "StartDateTime",
+    # The archived end is when charging ended; recognizedDateTime is when the cloud received
+    # the session, which is what chargehistory's EndDateTime says for a late session.
+    "endDateTime": "CommitEndDateTime",
+    "recognizedDateTime": "EndDateTime",
+    "energy": "Energy",
+    "tokenName": "TokenName",
+    "externalId": "ExternalId",
+    "replacedBySessionId": "ReplacedBySessionId",
+    "sessionSignature": "SignedSession",
+    "chargerFirmwareVersion": "ChargerFirmwareVersion",
+}
+
+
+def history_item_from_archived(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Rename an ``/api/sessions/archived`` session to the charge-history item it stands for.
+
+    Both endpoints list the same sessions; mapping the newer one onto the older one's shape
+    makes :func:`session_rows` give the same ``sessions`` and ``energy_details`` rows
+    whichever endpoint a sync used. The booleans become the ``CommitMetadata`` bitmask
+    (:data:`ARCHIVED_FLAG_BITS`), ``authorizedUser`` the user fields, ``energyDetails`` the
+    ``EnergyDetails``. Fields with no column (``externallyAbandoned``, the Eichrecht
+    signature) are left out; the raw item stays in quarantine if anything is wrong.
+
+    Raises
+    ------
+    RecordError
+        When the item is not an object, a flag is not a boolean or ``authorizedUser`` /
+        ``energyDetails`` have the wrong shape.
+    """
+    if not isinstance(item, Mapping):
+        raise RecordError("item", "expected a JSON object")
+    out: dict[str, Any] = {
+        history: item[archived] for archived, history in _ARCHIVED_FIELDS.items() if archived in item
+    }
+    flags = {name: item[name] for name in ARCHIVED_FLAG_BITS if item.get(name) is not None}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise RecordError(name, f"expected true or false, got {value!r:.40}")
+    if flags:
+        bits = sum(bit for name, bit in ARCHIVED_FLAG_BITS.items() if flags.get(name))
+        out["CommitMetadata"] = bits | (0 if flags.get("offline") else COMMIT_ONLINE)
+    user = item.get("authorizedUser")
+    if user is not None:
+        if not isinstance(user, Mapping):
+            raise RecordError("authorizedUser", "expected a JSON object")
+        out["UserId"] = user.get("id")
+        out["UserFullName"] = user.get("fullName")
+        out["UserEmail"] = user.get("email")
+    details = item.get("energyDetails")
+    if details is not None:
+        if not isinstance(details, list):
+            raise RecordError("energyDetails", "expected a list")
+        out["EnergyDetails"] = [
+            {"Timestamp": point.get("timestamp"), "Energy": point.get("energy")}
+            if isinstance(point, Mapping)
+            else point
+            for point in details
+        ]
+    return out
 
 
 def details_mismatch(energy_kwh: float | None, details_sum_kwh: float, n_details: int) -> bool:

@@ -1,0 +1,1 @@
+"""Fleet scale: the Parquet dataset and the engines (local and Spark)."""
