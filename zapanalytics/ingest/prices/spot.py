@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,7 +50,7 @@ from zapanalytics.ingest.prices.documents import (
     PriceFileError,
 )
 from zapanalytics.ingest.prices.entsoe import EIC_AREAS, parse_entsoe
-from zapanalytics.ingest.zaptec.records import RecordError, parse_timestamp
+from zapanalytics.ingest.zaptec.records import RecordError, finite_number, parse_timestamp
 
 #: Names other modules import from here (the ENTSO-E reader and shared types moved out).
 __all__ = [
@@ -140,22 +139,6 @@ def coverage_problems(
 # -- hvakosterstrommen.no --------------------------------------------------------------------
 
 
-def _finite(value: object, field: str, *, required: bool) -> float | None:
-    if value is None:
-        if required:
-            raise RecordError(field, "missing")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(field, f"expected a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # a JSON integer beyond the float range
-        raise RecordError(field, "not a finite number: an integer beyond the float range") from None
-    if not math.isfinite(number):
-        raise RecordError(field, f"not a finite number: {value}")
-    return number
-
-
 def hvakosterstrommen_row(item: object, area: str) -> dict[str, Any]:
     """Map one ``{NOK_per_kWh, EUR_per_kWh, EXR, time_start, time_end}`` to a prices row."""
     if not isinstance(item, Mapping):
@@ -164,9 +147,9 @@ def hvakosterstrommen_row(item: object, area: str) -> dict[str, Any]:
     end = parse_timestamp(item.get("time_end"), "time_end", naive_is_utc=False)
     if end <= start:
         raise RecordError("time_end", "not after time_start")
-    nok = _finite(item.get("NOK_per_kWh"), "NOK_per_kWh", required=True)
-    eur = _finite(item.get("EUR_per_kWh"), "EUR_per_kWh", required=False)
-    _finite(item.get("EXR"), "EXR", required=False)
+    nok = finite_number(item.get("NOK_per_kWh"), "NOK_per_kWh", required=True)
+    eur = finite_number(item.get("EUR_per_kWh"), "EUR_per_kWh", required=False)
+    finite_number(item.get("EXR"), "EXR", required=False)
     return {
         "price_area": area,
         "start_utc": start,

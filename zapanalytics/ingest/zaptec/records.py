@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -130,8 +131,12 @@ def parse_zaptec_time(value: object, field: str) -> dt.datetime:
     return parse_timestamp(value, field, naive_is_utc=True)
 
 
-def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> float | None:
-    value = item.get(field)
+def finite_number(value: object, field: str, *, required: bool = False) -> float | None:
+    """A JSON number as a finite float; ``None`` when absent and not ``required``.
+
+    Raises :class:`RecordError` naming ``field`` for a missing required value, a non-number
+    (booleans included), an integer beyond the float range, NaN or infinity.
+    """
     if value is None:
         if required:
             raise RecordError(field, "missing")
@@ -140,11 +145,15 @@ def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> f
         raise RecordError(field, f"expected a number, got {type(value).__name__}")
     try:
         number = float(value)
-    except OverflowError:  # a JSON integer beyond float range
-        raise RecordError(field, "not a finite number: an integer beyond float range") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    except OverflowError:  # a JSON integer beyond the float range
+        raise RecordError(field, "not a finite number: an integer beyond the float range") from None
+    if not math.isfinite(number):
         raise RecordError(field, f"not a finite number: {value}")
     return number
+
+
+def _number(item: Mapping[str, Any], field: str, *, required: bool = False) -> float | None:
+    return finite_number(item.get(field), field, required=required)
 
 
 def _int_text(value: int) -> str:
