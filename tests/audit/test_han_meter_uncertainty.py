@@ -15,7 +15,12 @@ import pytest
 from audit_helpers import build_han_frames
 
 from zapanalytics.audit.limits import class_uncertainty_pct, mid_mpe_pct
-from zapanalytics.audit.regression import estimate_gains, hourly_energies, single_phase_share
+from zapanalytics.audit.regression import (
+    estimate_gains,
+    hourly_energies,
+    is_single_phase_load,
+    single_phase_share,
+)
 
 GAINS = {
     "plass-01": 0.0038,
@@ -120,6 +125,17 @@ def test_single_phase_share_from_phase_currents():
     assert single_phase_share(values) == pytest.approx(3 / 4)
     assert single_phase_share(values.head(0)) is None
     assert single_phase_share(values.select("current_l1_a")) is None
+
+
+def test_single_phase_load_from_the_site_or_the_phase_currents():
+    three_phase = pl.DataFrame(
+        {"current_l1_a": [16.0, 16.0], "current_l2_a": [16.0, 16.0], "current_l3_a": [16.0, 16.0]}
+    )
+    one_phase = three_phase.with_columns(current_l2_a=pl.lit(0.0), current_l3_a=pl.lit(0.0))
+    assert not is_single_phase_load(three_phase)
+    assert is_single_phase_load(three_phase, site_phase_count=1)
+    assert is_single_phase_load(one_phase)
+    assert not is_single_phase_load(one_phase.head(0))
 
 
 def test_sub_meter_bands_use_the_single_phase_row_for_single_phase_chargers():

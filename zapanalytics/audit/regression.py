@@ -64,6 +64,7 @@ from zapanalytics.audit.regression_hours import (
     HOURLY_SCHEMA,
     hourly_energies,
     interpolate_register,
+    is_single_phase_load,
     single_phase_share,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "fit_gains",
     "hourly_energies",
     "interpolate_register",
+    "is_single_phase_load",
     "single_phase_share",
 ]
 

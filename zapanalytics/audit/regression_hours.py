@@ -14,7 +14,13 @@ import polars as pl
 
 from zapanalytics.audit.findings import utc_frame
 
-__all__ = ["HOURLY_SCHEMA", "hourly_energies", "interpolate_register", "single_phase_share"]
+__all__ = [
+    "HOURLY_SCHEMA",
+    "hourly_energies",
+    "interpolate_register",
+    "is_single_phase_load",
+    "single_phase_share",
+]
 
 
 #: Columns of :func:`hourly_energies` output.
@@ -231,3 +237,15 @@ def single_phase_share(meter_values: pl.DataFrame, *, drawing_a: float = 1.0) ->
         charging=(carrying > 0).sum(), single=(carrying == 1).sum()
     ).row(0, named=True)
     return counts["single"] / counts["charging"] if counts["charging"] else None
+
+
+def is_single_phase_load(meter_values: pl.DataFrame, *, site_phase_count: int | None = None) -> bool:
+    """Whether MID's row for a polyphase meter on a single-phase load applies.
+
+    It does on a single-phase installation (``site_phase_count == 1``), and where most of the
+    charging samples carry current on one phase only (see :func:`single_phase_share`).
+    """
+    if site_phase_count == 1:
+        return True
+    share = single_phase_share(meter_values)
+    return share is not None and share > 0.5

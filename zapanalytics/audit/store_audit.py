@@ -35,7 +35,7 @@ from zapanalytics.audit.regression import (
     GainRegression,
     estimate_gains,
     hourly_energies,
-    single_phase_share,
+    is_single_phase_load,
 )
 from zapanalytics.audit.signed import (
     MID_PUBLIC_KEY_STATE_ID,
@@ -327,8 +327,7 @@ def audit_store(
             [charger_id],
         )
         findings.append(register_findings(values))
-        share = single_phase_share(values)
-        if share is not None and share > 0.5:
+        if is_single_phase_load(values):
             single_phase_chargers.add(charger_id)
         values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         if charger_id in submetered:
@@ -368,9 +367,8 @@ def audit_store(
             "(SELECT charger_id FROM chargers WHERE installation_id = ?)",
             [installation_id],
         )
-        share = single_phase_share(values)
-        single_phase[installation_id] = installation_id in single_phase_sites or (
-            share is not None and share > 0.5
+        single_phase[installation_id] = is_single_phase_load(
+            values, site_phase_count=1 if installation_id in single_phase_sites else None
         )
         values = on_cloud_time(_with_session_readings(values, session_readings), offsets)
         hourly.append(hourly_energies(values, han, members))

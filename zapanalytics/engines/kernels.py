@@ -272,7 +272,7 @@ def accuracy_kernel(
     """
     from zapanalytics.audit.accuracy import accuracy_bands, accuracy_verdicts, accuracy_windows
     from zapanalytics.audit.findings import utc_frame
-    from zapanalytics.audit.regression_hours import single_phase_share
+    from zapanalytics.audit.regression_hours import is_single_phase_load
 
     charger_id = key["charger"]
     values = utc_frame(_frame(inputs.get("meter_values")))
@@ -287,8 +287,7 @@ def accuracy_kernel(
         values = pl.DataFrame(schema={"charger_id": pl.String, "ts_utc": pl.Datetime("us", "UTC"),
                                       "source": pl.String, "energy_register_kwh": pl.Float64})  # fmt: skip
     windows = accuracy_windows(values, reference, chargers)
-    share = single_phase_share(values)
-    single_phase = {charger_id} if share is not None and share > 0.5 else set()
+    single_phase = {charger_id} if is_single_phase_load(values) else set()
     bands = accuracy_bands(windows, single_phase_chargers=single_phase)
     verdicts = accuracy_verdicts(bands, chargers, with_reference=[charger_id])
     verdict = verdicts.filter(pl.col("charger_id") == charger_id)
@@ -333,7 +332,7 @@ def gain_kernel(
     """
     from zapanalytics.audit.findings import utc_frame
     from zapanalytics.audit.regression import estimate_gains, hourly_energies
-    from zapanalytics.audit.regression_hours import single_phase_share
+    from zapanalytics.audit.regression_hours import is_single_phase_load
 
     installation_id = key["installation"]
     installations = _frame(inputs.get("installations"))
@@ -344,13 +343,19 @@ def gain_kernel(
         return _result([])
     zone = installations["timezone"].first() if not installations.is_empty() else None
     hourly = hourly_energies(values, han, chargers)
-    share = single_phase_share(values)
+    phase_count = (
+        installations["phase_count"].first()
+        if "phase_count" in installations.columns and not installations.is_empty()
+        else None
+    )
     gains = estimate_gains(
         hourly,
         timezones={installation_id: zone or "Europe/Oslo"},
         han_meter_class=params.get("han_meter_class"),
         han_uncertainty_pct=params.get("han_uncertainty_pct"),
-        single_phase_load={installation_id: share is not None and share > 0.5},
+        single_phase_load={
+            installation_id: is_single_phase_load(values, site_phase_count=phase_count)
+        },
     )
     return _result([(installation_id, gains.as_dict())])
 
