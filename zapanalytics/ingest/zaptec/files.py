@@ -15,7 +15,7 @@ Both session folders map to the same rows; a session listed in both is stored on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +65,29 @@ def _envelope_items(page: Any) -> list[Any]:
     raise RecordError("Data", "page is not a {Pages, Data} envelope")
 
 
-def admit_installations(
-    run: IngestRun, items: Iterable[Mapping[str, Any]], *, price_area: str | None
+def _admit_objects(
+    run: IngestRun,
+    items: Iterable[Mapping[str, Any]],
+    table: str,
+    to_row: Callable[[Mapping[str, Any]], dict[str, Any]],
 ) -> RunCounts:
-    """Validate and store installation objects."""
+    """Map each API object to one ``table`` row and admit them as one batch."""
     raw, rows, rejected = [], [], []
     for index, item in enumerate(items):
         raw.append(json.dumps(item, ensure_ascii=False))
         try:
-            rows.append({**installation_row(item, price_area=price_area), "_record": index})
+            rows.append({**to_row(item), "_record": index})
         except RecordError as exc:
-            rejected.append(Rejection(index, "installations", str(exc)))
-    return run.admit(
-        raw,
-        {"installations": frame_for("installations", rows)},
-        rejected,
-        record_table="installations",
+            rejected.append(Rejection(index, table, str(exc)))
+    return run.admit(raw, {table: frame_for(table, rows)}, rejected, record_table=table)
+
+
+def admit_installations(
+    run: IngestRun, items: Iterable[Mapping[str, Any]], *, price_area: str | None
+) -> RunCounts:
+    """Validate and store installation objects."""
+    return _admit_objects(
+        run, items, "installations", lambda item: installation_row(item, price_area=price_area)
     )
 
 
@@ -88,15 +95,8 @@ def admit_chargers(
     run: IngestRun, items: Iterable[Mapping[str, Any]], *, installation_id: str | None = None
 ) -> RunCounts:
     """Validate and store charger objects."""
-    raw, rows, rejected = [], [], []
-    for index, item in enumerate(items):
-        raw.append(json.dumps(item, ensure_ascii=False))
-        try:
-            rows.append({**charger_row(item, installation_id=installation_id), "_record": index})
-        except RecordError as exc:
-            rejected.append(Rejection(index, "chargers", str(exc)))
-    return run.admit(
-        raw, {"chargers": frame_for("chargers", rows)}, rejected, record_table="chargers"
+    return _admit_objects(
+        run, items, "chargers", lambda item: charger_row(item, installation_id=installation_id)
     )
 
 
