@@ -7,6 +7,7 @@ fleet with faults and the DST change (``conftest.fleet``).
 from __future__ import annotations
 
 import json
+import re
 
 import duckdb
 import pytest
@@ -107,6 +108,11 @@ def test_the_cli_prints_the_same_json_with_either_engine(fleet, spark, command):
         assert len(document["statements"]) == 3
     elif command[0] == "audit":
         assert document["accuracy"] and document["gain_regression"]
+        # Chargers are named as everywhere else: "name (serial)" beside the id.
+        named = [d["charger_name"] for d in document["accuracy"]] + [
+            c["charger_name"] for g in document["gain_regression"] for c in g["chargers"]
+        ]
+        assert named and all(re.fullmatch(r".+ \(\S+\)", name) for name in named), named
     else:
         assert len(document["installations"]) == 3
 

@@ -212,7 +212,9 @@ def _print_summary(command: str, document: dict[str, Any]) -> None:
         for doc in document["accuracy"]:
             verdict = doc.get("verdict") or {}
             table.add_row(
-                Text(doc["charger_id"]), str(doc["windows"]), Text(str(verdict.get("verdict")))
+                Text(doc.get("charger_name") or doc["charger_id"]),
+                str(doc["windows"]),
+                Text(str(verdict.get("verdict"))),
             )
     console.print(table)
 

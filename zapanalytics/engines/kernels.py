@@ -32,6 +32,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from zapanalytics.naming import charger_names, named_record
+
 __all__ = [
     "KERNELS",
     "RESULT_SCHEMA",
@@ -298,6 +300,7 @@ def accuracy_kernel(
     )
     document = {
         "charger_id": charger_id,
+        "charger_name": charger_names(chargers).get(charger_id, charger_id),
         "installation_id": installation_id,
         "windows": windows.height,
         "charger_energy_kwh": float(windows["charger_energy_kwh"].sum()),
@@ -357,7 +360,10 @@ def gain_kernel(
             installation_id: is_single_phase_load(values, site_phase_count=phase_count)
         },
     )
-    return _result([(installation_id, gains.as_dict())])
+    document = gains.as_dict()
+    names = charger_names(chargers)
+    document["chargers"] = [named_record(row, names) for row in document["chargers"]]
+    return _result([(installation_id, document)])
 
 
 # ------------------------------------------------------------------------------------------
