@@ -55,9 +55,10 @@ from benchmarks.harness import Result, Timing, alternate, argument_parser, emit
 from benchmarks.ocpp_spool_data import CHARGE_POINTS, METER_COLUMNS, write_ocpp_spool
 from benchmarks.peers_ocpp import duckdb_ocpp, pandas_ocpp
 from benchmarks.peers_zaptec import SESSION_COLUMNS, duckdb_zaptec, pandas_zaptec
+from zapanalytics.ingest.door import IngestRun
 from zapanalytics.ingest.ocpp.load import load_spool
 from zapanalytics.ingest.spool import list_segments
-from zapanalytics.ingest.zaptec.files import ingest_zaptec_dump
+from zapanalytics.ingest.zaptec.files import admit_chargehistory_pages, ingest_zaptec_dump
 from zapanalytics.store import open_store
 
 LIMIT_SHARE_TARGET = 0.5
@@ -195,14 +196,16 @@ def _differing(con: duckdb.DuckDBPyConnection, left: str, right: str, columns: s
     return missing + other.fetchall()[0][0]
 
 
-def same_rows(stores: FreshStores, prefix: str, tables: dict[str, str]) -> dict[str, int]:
+def same_rows(
+    stores: FreshStores, prefix: str, tables: dict[str, str], peers: tuple[str, ...] = ("pandas", "sql")
+) -> dict[str, int]:
     """Per peer: rows that differ from ours over ``tables`` (table -> compared columns)."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         differing = {}
         con.execute(f"ATTACH '{stores.path(prefix + '_ours')}' AS ours (READ_ONLY)")
-        for peer in ("pandas", "sql"):
+        for peer in peers:
             con.execute(f"ATTACH '{stores.path(f'{prefix}_{peer}')}' AS {peer} (READ_ONLY)")
             differing[peer] = sum(
                 _differing(con, f"ours.{t}", f"{peer}.{t}", columns) for t, columns in tables.items()
@@ -210,6 +213,17 @@ def same_rows(stores: FreshStores, prefix: str, tables: dict[str, str]) -> dict[
         return differing
     finally:
         con.close()
+
+
+def load_by_record(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """The charge history through the per-record path alone: the loader before the bulk path
+    (``json.loads``, mapping item by item, pandera, ten pages a transaction)."""
+    pages = sorted((root / "zaptec" / "chargehistory").glob("page_*.json"))
+    installation = json.loads(next((root / "zaptec").glob("installation_*.json")).read_text())["Id"]
+    with IngestRun(con, "zaptec_files") as run:
+        for first in range(0, len(pages), 10):
+            texts = [p.read_bytes() for p in pages[first : first + 10]]
+            admit_chargehistory_pages(run, texts, installation_id=installation)
 
 
 def verdicts_on_bad_items(workdir: Path, root: Path) -> tuple[bool, str]:
@@ -403,10 +417,14 @@ def run_zaptec(stores: FreshStores, workdir: Path, chargers: int, days: int, rep
         setup={name: (lambda n=name: stores.prepare(f"zaptec_{n}")) for name in loaders},
     )
     _print(timings)
-    differing = same_rows(stores, "zaptec", _zaptec_tables())
+    # Untimed: the same pages through the per-record path, which the bulk path must match.
+    stores.prepare("zaptec_by_record")
+    stores.run("zaptec_by_record", lambda con: load_by_record(con, root), stored)
+    differing = same_rows(stores, "zaptec", _zaptec_tables(), ("pandas", "sql", "by_record"))
     counts_ok = all(t.value == rows for t in timings.values())
     agree = verdicts_ok and counts_ok and not any(differing.values())
-    notes = (f"rows differing from ours: pandas {differing['pandas']}, SQL {differing['sql']}; every candidate "
+    notes = (f"rows differing from ours: pandas {differing['pandas']}, SQL {differing['sql']}, the per-record "
+             f"loader (before the bulk path) {differing['by_record']}; every candidate "
              f"stored {rows:,} rows: {counts_ok}; {verdicts}; data: {dump.described}, {pages} pages")  # fmt: skip
     print(f"  agree {agree}: {notes}", flush=True)
     why = lambda: where_time_goes(  # noqa: E731

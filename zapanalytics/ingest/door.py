@@ -323,6 +323,12 @@ class IngestRun:
         self.counts += batch
         return batch
 
+    def add_counts(self, batch: RunCounts) -> None:
+        """Count records a bulk loader validated and stored itself, in SQL, under this run."""
+        if batch.rows_in != batch.rows_stored + batch.rows_quarantined:
+            raise ValueError(f"counts do not add up: {batch}")
+        self.counts += batch
+
     def _complete(self, table: str, frame: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
         """Fill bookkeeping columns and order columns as the contract declares them."""
         expected = polars_schema(table)

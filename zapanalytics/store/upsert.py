@@ -1,9 +1,16 @@
-"""Idempotent batch upserts into the store."""
+"""Idempotent batch upserts into the store.
+
+Both writers insert keys the table does not hold with a plain ``INSERT … SELECT`` behind an
+anti-join, and update a stored row only where a content column differs; an unchanged row
+(its ``ingested_at`` included) is never rewritten, so re-running an ingestion changes
+nothing. :func:`upsert` writes a polars frame; :func:`merge_staged` writes a relation that
+a bulk loader staged inside DuckDB.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import duckdb
 import polars as pl
@@ -38,6 +45,76 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def merge_staged(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    staged: str,
+    columns: Sequence[str],
+    *,
+    on_conflict: str = "update",
+    keep_when_null: Collection[str] = (),
+) -> None:
+    """Write the rows of the relation ``staged`` into ``table`` by primary key.
+
+    Stored keys are updated only where a compared column differs (``IS DISTINCT FROM``);
+    new keys are inserted behind an anti-join. Keys must be unique within ``staged`` for
+    ``"update"``; with ``"ignore"`` the first row of a repeated key is kept.
+    The caller manages the transaction.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A writable store connection.
+    table : str
+        Target table.
+    staged : str
+        A table or view name (a registered frame or a temporary table).
+    columns : sequence of str
+        The columns ``staged`` provides, all of them columns of ``table``, key included.
+    on_conflict : {"update", "ignore"}
+        ``"ignore"`` leaves a stored row as it is.
+    keep_when_null : collection of str
+        Columns whose stored value a NULL in ``staged`` must not overwrite.
+    """
+    if on_conflict not in ("update", "ignore"):
+        raise ValueError(f"on_conflict must be 'update' or 'ignore', not {on_conflict!r}")
+    known = set(table_columns(con, table))
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise KeyError(f"columns {sorted(unknown)} are not in table {table!r}")
+    key = primary_key(con, table)
+    target, source = _quote(table), _quote(staged)
+    matches = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key)
+    content = [c for c in columns if c not in key]
+    compared = [c for c in content if c not in _BOOKKEEPING_COLUMNS]
+
+    def incoming(c: str) -> str:
+        if c in keep_when_null:
+            return f"coalesce(s.{_quote(c)}, t.{_quote(c)})"
+        return f"s.{_quote(c)}"
+
+    if on_conflict == "update" and compared:
+        assignments = ", ".join(f"{_quote(c)} = {incoming(c)}" for c in content)
+        changed = " OR ".join(f"t.{_quote(c)} IS DISTINCT FROM {incoming(c)}" for c in compared)
+        con.execute(
+            f"UPDATE {target} AS t SET {assignments} FROM {source} AS s"  # noqa: S608
+            f" WHERE {matches} AND ({changed})"
+        ).fetchall()
+    col_list = ", ".join(_quote(c) for c in columns)
+    rows = source
+    if on_conflict == "ignore":
+        # As ON CONFLICT DO NOTHING did: a key repeated in ``staged`` keeps its first row.
+        keys = ", ".join(_quote(k) for k in key)
+        rows = (
+            f"(SELECT {col_list} FROM (SELECT *, row_number() OVER () AS _arrival FROM {source})"  # noqa: S608
+            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _arrival) = 1)"
+        )
+    con.execute(
+        f"INSERT INTO {target} ({col_list}) SELECT {', '.join('s.' + _quote(c) for c in columns)}"  # noqa: S608
+        f" FROM {rows} AS s WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {matches})"
+    ).fetchall()
 
 
 def upsert(
@@ -79,41 +156,16 @@ def upsert(
     """
     if frame.height == 0:
         return 0
-    columns = table_columns(con, table)
-    unknown = set(frame.columns) - set(columns)
-    if unknown:
-        raise KeyError(f"columns {sorted(unknown)} are not in table {table!r}")
-    key = primary_key(con, table)
-    content = [c for c in frame.columns if c not in key]
-    compared = [c for c in content if c not in _BOOKKEEPING_COLUMNS]
     view = f"_upsert_{uuid.uuid4().hex}"
-    col_list = ", ".join(_quote(c) for c in frame.columns)
-    sql = f"INSERT INTO {_quote(table)} ({col_list}) SELECT {col_list} FROM {view}"  # noqa: S608
-    if on_conflict not in ("update", "ignore"):
-        raise ValueError(f"on_conflict must be 'update' or 'ignore', not {on_conflict!r}")
-    if content and on_conflict == "update":
-        def incoming(c: str) -> str:
-            if c in keep_when_null:
-                return f"coalesce(EXCLUDED.{_quote(c)}, {_quote(table)}.{_quote(c)})"
-            return f"EXCLUDED.{_quote(c)}"
-
-        assignments = ", ".join(f"{_quote(c)} = {incoming(c)}" for c in content)
-        changed = (
-            " OR ".join(f"{_quote(table)}.{_quote(c)} IS DISTINCT FROM {incoming(c)}" for c in compared)
-            or "FALSE"
-        )
-        sql += (
-            f" ON CONFLICT ({', '.join(_quote(c) for c in key)})"
-            f" DO UPDATE SET {assignments} WHERE {changed}"
-        )
-    else:
-        sql += " ON CONFLICT DO NOTHING"
     con.register(view, frame.to_arrow())
     try:
         if not in_transaction:
             con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(sql).fetchall()  # duckdb 2 keeps results pending until read
+            merge_staged(
+                con, table, view, frame.columns,
+                on_conflict=on_conflict, keep_when_null=keep_when_null,
+            )
             if not in_transaction:
                 con.execute("COMMIT")
         except Exception:

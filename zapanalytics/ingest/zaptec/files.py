@@ -36,6 +36,7 @@ from zapanalytics.ingest.zaptec.admit import (
     history_rows,
     with_session_firmware,
 )
+from zapanalytics.ingest.zaptec.bulk import admit_history_texts, batch_bytes, batches_by_size
 from zapanalytics.ingest.zaptec.pages import RawPage, parse_cursor_page
 from zapanalytics.ingest.zaptec.records import (
     RecordError,
@@ -52,7 +53,7 @@ SOURCE = "zaptec_files"
 #: Folders of the dump layout holding the pages of each session listing.
 CHARGEHISTORY_DIR = "chargehistory"
 ARCHIVED_DIR = "sessions_archived"
-#: Charge-history pages validated and stored per transaction (100 sessions a page).
+#: Archived-listing pages validated and stored per transaction (up to 200 sessions a page).
 PAGES_PER_BATCH = 10
 
 
@@ -191,6 +192,19 @@ def _archived_page(index: int, path: Path) -> RawPage:
     return RawPage(index, text, items, next_cursor=cursor, has_more=has_more)
 
 
+def _batches_of_pages(pages: Sequence[Path]) -> Iterator[list[Path]]:
+    """Pages in batches of at most :func:`bulk.batch_bytes` (by file size; an unreadable
+    file counts as empty and is quarantined by the reader)."""
+    sizes = []
+    for path in pages:
+        try:
+            sizes.append(path.stat().st_size)
+        except OSError:
+            sizes.append(0)
+    for indices in batches_by_size(sizes, batch_bytes()):
+        yield [pages[i] for i in indices]
+
+
 def ingest_zaptec_dump(
     con: duckdb.DuckDBPyConnection, root: str | Path, *, price_area: str | None = None
 ) -> RunCounts:
@@ -244,12 +258,12 @@ def ingest_zaptec_dump(
             except RecordError as exc:
                 raise RecordError(chargers_path.name, str(exc)) from None
         pages = list(_pages(base / CHARGEHISTORY_DIR))
-        for first in range(0, len(pages), PAGES_PER_BATCH):
+        for batch_paths in _batches_of_pages(pages):
             batch, refused = read_or_quarantine(
-                run, pages[first : first + PAGES_PER_BATCH], record_table="sessions", limits=limits
+                run, batch_paths, record_table="sessions", limits=limits
             )
             partial = partial or refused > 0
-            admit_chargehistory_pages(run, batch, installation_id=only_installation)
+            admit_history_texts(run, batch, installation_id=only_installation)
         archived = list(_pages(base / ARCHIVED_DIR))
         for first in range(0, len(archived), PAGES_PER_BATCH):
             admit_history_pages(
