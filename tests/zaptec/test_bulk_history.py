@@ -178,7 +178,7 @@ def _mutated_items(draw):
     return items
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=_mutated_items(), split=st.integers(1, 4))
 def test_mutated_items_are_judged_alike(tmp_path_factory, items, split):
     pages = [_page(*items[i : i + split]) for i in range(0, len(items), split)]

@@ -156,6 +156,11 @@ def upsert(
     """
     if frame.height == 0:
         return 0
+    # Checked before registering: it also ends any result the caller left pending, which
+    # DuckDB 2 would otherwise refuse the registration for.
+    unknown = set(frame.columns) - set(table_columns(con, table))
+    if unknown:
+        raise KeyError(f"columns {sorted(unknown)} are not in table {table!r}")
     view = f"_upsert_{uuid.uuid4().hex}"
     con.register(view, frame.to_arrow())
     try:
