@@ -27,6 +27,7 @@ with :func:`json.loads`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -131,6 +132,8 @@ _LAX_JSON = "|".join(
         r"\"Timestamp\"\s*:\s*[^\"\s]",
         r"\{[^{}]*\"Energy\"\s*:[^{}]*\"Energy\"\s*:",
         r"\{[^{}]*\"Timestamp\"\s*:[^{}]*\"Timestamp\"\s*:",
+        # EnergyDetails is read typed too: a list or null, anything else is for Python.
+        r"\"EnergyDetails\"\s*:\s*[^\[n\s]",
     )
 )
 _INTEGER_TYPES = "('UBIGINT', 'BIGINT')"
@@ -147,6 +150,32 @@ def _utc(expression: str) -> str:
     """A plain Zaptec datetime text (naive, ``Z`` or ``+00:00``) as TIMESTAMPTZ; NULL when
     the date is impossible. DuckDB's TIMESTAMP cast applies a ``+00:00``/``Z`` itself."""
     return f"timezone('UTC', TRY_CAST({expression} AS TIMESTAMP))"
+
+
+def _leaf_type(leaf: str) -> str:
+    """The JSON type of a value kept as JSON text (``json_type``'s names); NULL when absent
+    or null (the per-record path treats the two alike)."""
+    return (
+        f"CASE WHEN {leaf} IS NULL THEN NULL"
+        f" WHEN starts_with({leaf}, '\"') THEN 'VARCHAR'"
+        f" WHEN starts_with({leaf}, '{{') THEN 'OBJECT'"
+        f" WHEN starts_with({leaf}, '[') THEN 'ARRAY'"
+        f" WHEN {leaf} IN ('true', 'false') THEN 'BOOLEAN'"
+        f" WHEN regexp_full_match({leaf}, '[0-9]+') THEN 'UBIGINT'"
+        f" WHEN regexp_full_match({leaf}, '-[0-9]+') THEN 'BIGINT'"
+        " ELSE 'DOUBLE' END"
+    )
+
+
+def _leaf_text(leaf: str) -> str:
+    """A value kept as JSON text as ``json_extract_string`` gives it: a string unquoted and
+    unescaped, anything else as its JSON text."""
+    text = f"(({leaf})::VARCHAR)"
+    return (
+        f"CASE WHEN NOT starts_with({text}, '\"') THEN {text}"
+        f" WHEN contains({text}, '\\') THEN json_extract_string({leaf}, '$')"
+        f" ELSE {text}[2:-2] END"
+    )
 
 
 def _ty(field: str) -> str:
@@ -213,13 +242,36 @@ def _firmware_text_sql() -> str:
 
 def _stage_statements() -> list[str]:
     """SQL that stages a batch: readable pages, items, mapped rows, doubts, details."""
-    paths = "[" + ", ".join(f"'$.{p}'" for p in _PATHS) + "]"
+    scalars = [p for p in _PATHS if "." not in p and p != "EnergyDetails"]
+    item_shape = json.dumps(
+        {
+            **{field: "JSON" for field in scalars},
+            "EnergyDetails": [{"Timestamp": "VARCHAR", "Energy": "DOUBLE"}],
+        }
+    )
+    firmware_paths = "[" + ", ".join(f"'$.{p}'" for p in _FIRMWARE_PARTS) + "]"
+
+    def leaf(field: str) -> str:
+        return f"it.{field}"
+
+    types, texts = [], []
+    for field in _PATHS:
+        if field == "EnergyDetails":
+            types.append("CASE WHEN it.EnergyDetails IS NOT NULL THEN 'ARRAY' END")
+            texts.append("NULL::VARCHAR")
+        elif field.startswith("ChargerFirmwareVersion."):
+            at = _FIRMWARE_PARTS.index(field.split(".", 1)[1]) + 1
+            types.append(f"fw_types[{at}]")
+            texts.append(f"fw[{at}]")
+        else:
+            types.append(_leaf_type(leaf(field)))
+            texts.append(_leaf_text(leaf(field)))
+    leaf_types, leaf_texts = ", ".join(types), ", ".join(texts)
     text_columns = ",\n".join(
         f"nullif({_v(field)}, '') AS {column}"
         for column, field in _TEXT_FIELDS.items()
         if column != "installation_id"
     )
-    details_shape = '{"EnergyDetails": [{"Timestamp": "VARCHAR", "Energy": "DOUBLE"}]}'
     return [
         # Each step is its own table: inlined, DuckDB would parse some JSON twice.
         # Pages DuckDB reads as Python would: valid, none of the lax forms, keys not repeated.
@@ -227,24 +279,32 @@ def _stage_statements() -> list[str]:
         SELECT page, json_valid(text) AND NOT regexp_matches(text, {_sql_text(_LAX_JSON)}) AS plain,
           regexp_matches(text, '^\s*\[') AS bare
         FROM z_in""",
-        """CREATE OR REPLACE TEMP TABLE z_page_items AS
-        SELECT page, CASE WHEN bare THEN json_transform(text, '["JSON"]')
-                          WHEN len(top_keys) = len(list_distinct(top_keys))
-                          THEN json_transform(text, '{"Data": ["JSON"]}').Data END AS items
+        f"""CREATE OR REPLACE TEMP TABLE z_page_items AS
+        SELECT page,
+          CASE WHEN bare THEN json_transform(text, '[{item_shape}]')
+               WHEN len(top_keys) = len(list_distinct(top_keys))
+               THEN json_transform(text, '{{"Data": [{item_shape}]}}').Data END AS items,
+          CASE WHEN bare THEN json_keys(text, '$[*]') ELSE json_keys(text, '$.Data[*]') END AS item_keys
         FROM (SELECT page, bare, text, CASE WHEN NOT bare THEN json_keys(text) END AS top_keys
               FROM z_in JOIN z_pages USING (page) WHERE plain)""",
         """CREATE OR REPLACE TEMP TABLE z_items AS
-        SELECT page, unnest(generate_series(0, len(items) - 1)) AS position, unnest(items) AS item
-        FROM z_page_items WHERE items IS NOT NULL""",
+        SELECT page, unnest(generate_series(0, len(items) - 1)) AS position, unnest(items) AS it,
+          unnest(item_keys) AS item_keys
+        FROM z_page_items WHERE items IS NOT NULL AND len(items) = len(item_keys)""",
         f"""CREATE OR REPLACE TEMP TABLE z_fields AS
-        SELECT page, position, json_keys(item, ['$', '$.ChargerFirmwareVersion']) AS keys,
-          json_type(item, {paths}) AS ty, json_extract_string(item, {paths}) AS v
-        FROM z_items""",
-        f"""CREATE OR REPLACE TEMP TABLE z_points AS
-        SELECT page, position, points, len(points) AS n_points
-        FROM (SELECT page, position, json_transform(item, '{details_shape}').EnergyDetails AS points
-              FROM z_items JOIN z_fields USING (page, position)
-              WHERE {_ty('EnergyDetails')} = 'ARRAY')""",
+        SELECT page, position,
+          [item_keys, CASE WHEN starts_with(it.ChargerFirmwareVersion, '{{')
+                           THEN json_keys(it.ChargerFirmwareVersion) END] AS keys,
+          [{leaf_types}] AS ty, [{leaf_texts}] AS v
+        FROM (SELECT page, position, item_keys, it,
+                CASE WHEN starts_with(it.ChargerFirmwareVersion, '{{')
+                     THEN json_type(it.ChargerFirmwareVersion, {firmware_paths}) END AS fw_types,
+                CASE WHEN starts_with(it.ChargerFirmwareVersion, '{{')
+                     THEN json_extract_string(it.ChargerFirmwareVersion, {firmware_paths}) END AS fw
+              FROM z_items)""",
+        """CREATE OR REPLACE TEMP TABLE z_points AS
+        SELECT page, position, it.EnergyDetails AS points, len(it.EnergyDetails) AS n_points
+        FROM z_items WHERE it.EnergyDetails IS NOT NULL""",
         f"""CREATE OR REPLACE TEMP TABLE z_mapped AS
         SELECT page, position, lower({_v('Id')}) AS group_key, n_points,
           {text_columns},
