@@ -185,6 +185,8 @@ def admit_history_pages(
     tuple
         (counts, pages quarantined, sessions flagged for an EnergyDetails mismatch).
     """
+    if endpoint == CHARGEHISTORY and any(page.items is not None for page in pages):
+        return _chargehistory_in_bulk(run, pages, installation_id=installation_id)
     records: list[Any] = []
     entries: list[tuple[int, Any]] = []
     rejected: list[Rejection] = []
@@ -221,6 +223,38 @@ def admit_history_pages(
         record_table="sessions",
     )
     return counts, bad_pages, flagged
+
+
+def _chargehistory_in_bulk(
+    run: IngestRun, pages: Sequence[RawPage], *, installation_id: str
+) -> tuple[RunCounts, int, int]:
+    """Charge-history pages of a sync: the readable ones through the DuckDB bulk path, each
+    unreadable one quarantined whole with what was wrong with it (as the per-record path)."""
+    from zapanalytics.ingest.zaptec.bulk import admit_history_texts
+
+    unreadable = [page for page in pages if page.items is None]
+    counts = RunCounts()
+    if unreadable:
+        counts += run.admit(
+            [page.text for page in unreadable],
+            {},
+            [
+                Rejection(
+                    n,
+                    "sessions",
+                    f"{CHARGEHISTORY} page {page.index}: not a readable page of the endpoint: "
+                    f"{describe_unreadable(page)}",
+                )
+                for n, page in enumerate(unreadable)
+            ],
+            record_table="sessions",
+        )
+    readable = [page.text for page in pages if page.items is not None]
+    bulk_counts, bad_pages, flagged = admit_history_texts(
+        run, readable, installation_id=installation_id
+    )
+    counts += bulk_counts
+    return counts, bad_pages + len(unreadable), flagged
 
 
 def admit_states(
