@@ -26,11 +26,14 @@ with :func:`json.loads`.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import json
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -56,6 +59,20 @@ DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 #: Environment variable that sets the batch size [bytes] (smaller: less memory, and a killed
 #: run leaves finer-grained whole batches behind).
 BATCH_BYTES_ENV = "ZAPANALYTICS_INGEST_BATCH_BYTES"
+
+
+#: Seconds spent per stage by every call in this process, for the benchmarks' "where does the
+#: time go" (reading pages, mapping and checking, Python's share, writing). Never reset here.
+stage_seconds: collections.Counter[str] = collections.Counter()
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        stage_seconds[name] += time.perf_counter() - began
 
 
 def batch_bytes() -> int:
@@ -599,43 +616,53 @@ def admit_history_texts(
             " ?::VARCHAR AS installation_id, ?::TIMESTAMPTZ AS ingested_at",
             [run.source, installation_id, now],
         )
-        for statement in _stage_statements():
-            con.execute(statement)
-        item_counts = dict(
-            con.execute("SELECT page, count(*) FROM z_items GROUP BY page").fetchall()
-        )
-        item_pages = set(item_counts)
-        whole_pages = [i for i in range(len(texts)) if i not in item_pages]
-        outside = {
-            key
-            for page in whole_pages
-            for key in map(_group_key, _python_items(texts[page]) or [])
-            if key is not None
-        }
-        con.execute("CREATE OR REPLACE TEMP TABLE z_outside_keys (group_key VARCHAR)")
-        if outside:
-            con.executemany("INSERT INTO z_outside_keys VALUES (?)", [[k] for k in sorted(outside)])
-        _stage_python_columns(con)
-        con.execute(_session_rows_sql())
-        session_checks = any_failure_sql(contract_checks("sessions", alias="s", now=now))
-        detail_checks = any_failure_sql(contract_checks("energy_details", alias="d", now=now))
-        for statement in _routing_statements(session_checks, detail_checks):
-            con.execute(statement)
-        routed: dict[int, list[int]] = {}
-        for page, position in con.execute("SELECT page, position FROM z_routed ORDER BY 1, 2").fetchall():
-            routed.setdefault(page, []).append(position)
+        statements = _stage_statements()
+        with _stage("read pages: JSON validity, guards, one typed read"):
+            for statement in statements[:3]:
+                con.execute(statement)
+        with _stage("map items and run the contract checks"):
+            for statement in statements[3:]:
+                con.execute(statement)
+            item_counts = dict(
+                con.execute("SELECT page, count(*) FROM z_items GROUP BY page").fetchall()
+            )
+            item_pages = set(item_counts)
+            whole_pages = [i for i in range(len(texts)) if i not in item_pages]
+            outside = {
+                key
+                for page in whole_pages
+                for key in map(_group_key, _python_items(texts[page]) or [])
+                if key is not None
+            }
+            con.execute("CREATE OR REPLACE TEMP TABLE z_outside_keys (group_key VARCHAR)")
+            if outside:
+                con.executemany("INSERT INTO z_outside_keys VALUES (?)", [[k] for k in sorted(outside)])
+            _stage_python_columns(con)
+            con.execute(_session_rows_sql())
+            session_checks = any_failure_sql(contract_checks("sessions", alias="s", now=now))
+            detail_checks = any_failure_sql(contract_checks("energy_details", alias="d", now=now))
+            for statement in _routing_statements(session_checks, detail_checks):
+                con.execute(statement)
+            routed: dict[int, list[int]] = {}
+            for page, position in con.execute(
+                "SELECT page, position FROM z_routed ORDER BY 1, 2"
+            ).fetchall():
+                routed.setdefault(page, []).append(position)
         # Pages with items for Python are read by Python before anything is written. Should
         # json.loads see a page DuckDB read differently, the whole batch goes that way.
         items_by_page: dict[int, list[tuple[int, Any]]] = {}
         for page, positions in routed.items():
             items = _python_items(texts[page])
             if items is None or len(items) != item_counts.get(page, 0):
-                return admit_by_record(run, texts, range(len(texts)), {}, installation_id)
+                with _stage("per-record path"):
+                    return admit_by_record(run, texts, range(len(texts)), {}, installation_id)
             items_by_page[page] = [(p, items[p]) for p in positions]
-        counts, flagged = _write_clean(run)
-        by_record, bad_pages, by_record_flagged = admit_by_record(
-            run, texts, whole_pages, items_by_page, installation_id
-        )
+        with _stage("write: anti-join insert, commit"):
+            counts, flagged = _write_clean(run)
+        with _stage("per-record path"):
+            by_record, bad_pages, by_record_flagged = admit_by_record(
+                run, texts, whole_pages, items_by_page, installation_id
+            )
         counts += by_record
         return counts, bad_pages, flagged + by_record_flagged
     finally:
