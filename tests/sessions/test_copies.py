@@ -218,3 +218,40 @@ def test_a_portal_row_the_cloud_lacks_is_counted_once(site_copy, tmp_path):
         assert energy == pytest.approx(missing["Energy"])
     finally:
         con.close()
+
+
+def test_a_run_relinks_only_the_chargers_it_wrote_to_and_agrees_with_a_full_pass(tmp_path):
+    con = open_store(tmp_path / "s.duckdb")
+    old = T0 - dt.timedelta(days=30)
+    new = T0 + dt.timedelta(days=1)
+    rows = [
+        # Charger uuid-1 (device ZPR1, also seen by OCPP as ZPR1): written long ago.
+        {**_session("cloud-a", "zaptec_api", 0, 60), "ingested_at": old},
+        {**_session("ocpp-a", "ocpp", 0, 61, charger="ZPR1"), "ingested_at": old},
+        # Charger uuid-2: written by this run, with an OCPP copy under its serial.
+        {**_session("cloud-b", "zaptec_api", 0, 60, charger="uuid-2"), "ingested_at": new},
+        {**_session("ocpp-b", "ocpp", 0, 59, charger="ZPR2"), "ingested_at": old},
+    ]
+    for row in rows:
+        con.execute(
+            "INSERT INTO sessions (session_id, charger_id, source, start_utc, end_utc, is_void,"
+            " signed_session, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [row[c] for c in ("session_id", "charger_id", "source", "start_utc", "end_utc", "is_void",
+                              "signed_session", "ingested_at")],
+        )  # fmt: skip
+    for charger, device in (("uuid-1", "ZPR1"), ("uuid-2", "ZPR2")):
+        con.execute(
+            "INSERT INTO chargers (charger_id, device_id, source, ingested_at) VALUES (?, ?, 'zaptec_api', ?)",
+            [charger, device, old],
+        )
+    scoped = resolve_session_copies(con, since=new - dt.timedelta(seconds=1))
+    links = dict(con.execute("SELECT session_id, canonical_session_id FROM sessions").fetchall())
+    # Only uuid-2 and the charge point of its serial were read; uuid-1's rows wait.
+    assert scoped.sessions == 2
+    assert links == {"cloud-a": None, "ocpp-a": None, "cloud-b": "cloud-b", "ocpp-b": "cloud-b"}
+    full = resolve_session_copies(con)
+    assert full.changed == 2 and full.sessions == 4
+    assert resolve_session_copies(con).changed == 0
+    links = dict(con.execute("SELECT session_id, canonical_session_id FROM sessions").fetchall())
+    assert links["ocpp-a"] == "cloud-a"
+    con.close()

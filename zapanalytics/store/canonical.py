@@ -249,16 +249,45 @@ class CopyResolution:
         return dataclasses.asdict(self)
 
 
-def resolve_session_copies(con: duckdb.DuckDBPyConnection) -> CopyResolution:
+def resolve_session_copies(
+    con: duckdb.DuckDBPyConnection, *, since: dt.datetime | None = None
+) -> CopyResolution:
     """Link every copy in ``sessions`` to its canonical session (idempotent).
 
     Reads the sessions and chargers, runs :func:`link_session_copies`, and updates only the
     rows whose decision changed, in one transaction: running it again changes nothing.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A writable store.
+    since : datetime, optional
+        When a run began: only the chargers (known by serial, so a cloud charger and its
+        OCPP charge point are one) whose sessions or charger rows were written since then
+        are looked at. Copies are always of one charger, so no other link can change.
+        None looks at every session.
     """
-    sessions = con.sql(
-        "SELECT session_id, charger_id, source, start_utc, end_utc, is_void, signed_session,"
-        " canonical_session_id, duplicate_reason FROM sessions"
-    ).pl()
+    columns = (
+        "session_id, charger_id, source, start_utc, end_utc, is_void, signed_session,"
+        " canonical_session_id, duplicate_reason"
+    )
+    if since is None:
+        sessions = con.sql(f"SELECT {columns} FROM sessions").pl()  # noqa: S608
+    else:
+        # A session's charger is known by its serial where the store has one (an OCPP charge
+        # point id is the serial, a cloud charger id is not): keys the run wrote to.
+        sessions = con.sql(
+            f"""WITH keyed AS (
+              SELECT s.*, coalesce(c.device_id, s.charger_id) AS charger_key
+              FROM sessions s LEFT JOIN chargers c USING (charger_id)),
+            touched AS (
+              SELECT charger_key FROM keyed WHERE ingested_at >= $since
+              UNION SELECT coalesce(device_id, charger_id) FROM chargers WHERE ingested_at >= $since)
+            SELECT {columns} FROM keyed
+            WHERE charger_key IN (SELECT charger_key FROM touched)
+               OR (charger_id IS NULL AND ingested_at >= $since)""",  # noqa: S608
+            params={"since": since},
+        ).pl()
     chargers = con.sql("SELECT charger_id, device_id FROM chargers").pl()
     links = link_session_copies(sessions, chargers)
     changed = links.join(

@@ -207,5 +207,5 @@ def ingest_portal_rows(con: duckdb.DuckDBPyConnection, rows: PortalRows) -> RunC
         tables["sessions"] = frame_for("sessions", rows.sessions)
     with IngestRun(con, SOURCE) as run:
         counts = run.admit(rows.raw, tables, rows.rejections, record_table="sessions")
-    resolve_session_copies(con)
+    resolve_session_copies(con, since=run.started_at)
     return counts

@@ -294,8 +294,9 @@ def ingest_zaptec_dump(
                 admit_observations(run, lines, state_names)
             # Registers (state 554) and measurements as meter_values rows for the analyses.
             derive_meter_values(con, run)
-    # The cloud's sessions may already be in the store as OCPP or portal copies.
-    resolve_session_copies(con)
+    # The cloud's sessions may already be in the store as OCPP or portal copies; only the
+    # chargers this run wrote to can have new links.
+    resolve_session_copies(con, since=run.started_at)
     if partial:
         mark_partial(con, run.run_id)
     return run.counts

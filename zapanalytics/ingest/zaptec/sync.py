@@ -407,7 +407,7 @@ def sync_zaptec(
             result.installations.append(installation_id)
         result.requests = client.requests_sent - requests_before
     # The cloud's sessions may already be in the store as OCPP or portal copies.
-    resolve_session_copies(con)
+    resolve_session_copies(con, since=run.started_at)
     return result
 
 
