@@ -502,8 +502,9 @@ def _write_clean(run: IngestRun) -> tuple[RunCounts, int]:
         f"CREATE OR REPLACE TEMP TABLE z_write_sessions AS SELECT {', '.join(_SESSION_COLUMNS)}"
         f" FROM z_sessions WHERE {keep} ORDER BY page, position"
     )
+    # A view: a million detail rows are not copied once more before the insert.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE z_write_details AS SELECT {', '.join(_DETAIL_COLUMNS)}"
+        f"CREATE OR REPLACE TEMP VIEW z_write_details AS SELECT {', '.join(_DETAIL_COLUMNS)}"
         f" FROM z_details WHERE {keep}"
     )
     stored, flagged = con.execute(
@@ -519,7 +520,7 @@ def _write_clean(run: IngestRun) -> tuple[RunCounts, int]:
         raise
     finally:
         con.execute("DROP TABLE IF EXISTS z_write_sessions")
-        con.execute("DROP TABLE IF EXISTS z_write_details")
+        con.execute("DROP VIEW IF EXISTS z_write_details")
     counts = RunCounts(stored, stored, 0)
     run.add_counts(counts)
     return counts, flagged
