@@ -396,7 +396,7 @@ def run_ocpp(stores: FreshStores, workdir: Path, rows: int, repeats: int, *, qui
     print(f"  agree {agree}: {notes}", flush=True)
     why = lambda: where_time_goes(  # noqa: E731
         lambda: (stores.prepare("ocpp_profile"), stores.run("ocpp_profile", loaders["ours"], meter)), "load_spool"
-    )  # fmt: skip
+    ) + " (cProfile sees the main thread: the next block is parsed in a worker thread meanwhile)"  # fmt: skip
     return _rate_rows(
         f"B1 ingest OCPP spool, {scale} meter-value rows, {CHARGE_POINTS} charge points",
         "load_spool (validated)", rows, timings, agree, notes, quick=quick, why=why,

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from zapanalytics.ingest.ocpp.fast import METER_COLUMNS
+from zapanalytics.ingest.ocpp.records import METER_COLUMNS
 from zapanalytics.schemas import EARLIEST_PLAUSIBLE_UTC, FUTURE_TOLERANCE, MAX_REGISTER_KWH
 
 SOURCE = "ocpp"

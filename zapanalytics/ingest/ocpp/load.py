@@ -27,6 +27,11 @@ the batch, after the earlier one is stored. A register that decreases against an
 reading of the same charger (stored or in the batch) is quarantined with both readings in
 the reason.
 
+Plain MeterValues lines, nearly all of a spool, are read in bulk in DuckDB SQL
+(:mod:`~zapanalytics.ingest.ocpp.bulk`), the next block while this one is stored; every other
+line, and every plain line the bulk reader hands back, is read line by line
+(:mod:`~zapanalytics.ingest.ocpp.parse`), which decides and explains.
+
 The loader keeps a checkpoint per spool segment in ``ocpp_spool_progress`` and reads only
 complete lines, so it can run while the server appends, and a crash between a batch and
 its checkpoint only repeats harmless work.
@@ -35,9 +40,9 @@ its checkpoint only repeats harmless work.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from zapanalytics.contract_sql import contract_checks
 from zapanalytics.ingest.door import (
     RECORD_COLUMN,
     IngestRun,
@@ -53,6 +59,14 @@ from zapanalytics.ingest.door import (
     _failed_rows,
     frame_for,
 )
+from zapanalytics.ingest.ocpp.blocks import (
+    LineBlock,
+    RawLines,
+    blocks_ahead,
+    readable_text,
+    segment_blocks,
+)
+from zapanalytics.ingest.ocpp.bulk import read_meter_values_sql
 from zapanalytics.ingest.ocpp.checks import (
     SOURCE,
     StoredMeterContext,
@@ -64,23 +78,23 @@ from zapanalytics.ingest.ocpp.checks import (
     register_rejections,
     same_value,
 )
-from zapanalytics.ingest.ocpp.fast import METER_COLUMNS, read_meter_values
+from zapanalytics.ingest.ocpp.logs import spool_from_message_logs  # noqa: F401 - its old home
 from zapanalytics.ingest.ocpp.parse import (
     ChargerDirectory,
     ParsedRecord,
     PartialRow,
     parse_spool_record,
 )
-from zapanalytics.ingest.ocpp.records import (
-    RecordError,
-    parse_utc,
-)
-from zapanalytics.ingest.spool import list_segments, read_lines, read_meta
+from zapanalytics.ingest.ocpp.records import METER_COLUMNS, RecordError
+from zapanalytics.ingest.spool import read_meta
 from zapanalytics.schemas import EARLIEST_PLAUSIBLE_UTC, MAX_REGISTER_KWH, polars_schema
 
 #: About this many bytes of spool are read per batch (≈ 80,000 MeterValues lines); larger
 #: batches spread the fixed cost of validation and upserts over more rows.
 DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+#: Whether every contract check of ``meter_values`` looks at one column only: then a merged
+#: row passes when its offered and stored values did (see ``_admit_phase``).
+_COLUMN_CHECKS_ONLY = all(check.column is not None for check in contract_checks("meter_values"))
 #: Tables in the order a batch writes them.
 _WRITE_ORDER = ("chargers", "sessions", "meter_values", "charger_states")
 
@@ -184,44 +198,6 @@ def _contested_records(records: Mapping[int, ParsedRecord]) -> set[int]:
     }
 
 
-def _decode_lines(lines: list[bytes]) -> tuple[list[str], dict[int, str]]:
-    """Spool lines as text, and the reasons for lines that are not clean Unicode.
-
-    A spool line is ASCII JSON by contract. A line with other bytes, or whose JSON escapes
-    spell lone surrogates, is kept (escaped) for the quarantine and never parsed further:
-    such text cannot be stored.
-    """
-    raw, unreadable = [], {}
-    for index, line in enumerate(lines):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            raw.append(line.decode("utf-8", "backslashreplace"))
-            unreadable[index] = "spool line is not valid UTF-8 text"
-            continue
-        raw.append(text)
-        if "\\ud" in text.lower() and _has_lone_surrogate(text):
-            unreadable[index] = "spool line holds text that is not valid Unicode (a lone surrogate)"
-    return raw, unreadable
-
-
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        decoded = json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    try:
-        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
-        for value in (decoded.get("message"), decoded.get("reply")) if isinstance(decoded, dict) else ():
-            if isinstance(value, str):
-                json.dumps(json.loads(value), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    except (ValueError, RecursionError):
-        return False
-    return False
-
-
 class _BatchLoader:
     """Admit batches of spool lines, in as many phases as key collisions require."""
 
@@ -236,18 +212,19 @@ class _BatchLoader:
         self.meters = StoredMeterContext(self.con)
         self.seen_charge_points: set[str] = set()
 
-    def load(self, lines: list[bytes]) -> RunCounts:
-        raw, unreadable = _decode_lines(lines)
+    def load(self, block: LineBlock, bulk_read: tuple[pl.DataFrame, list[int]] | None = None) -> RunCounts:
+        """Admit one block; ``bulk_read`` is its :func:`read_meter_values_sql`, when read ahead."""
+        raw = RawLines(block)
         if self.fast_path:
-            fast, slow_indices = read_meter_values(
-                [b"{}" if i in unreadable else line for i, line in enumerate(lines)]
-            )
+            fast, slow_indices = bulk_read or read_meter_values_sql(self.con, block)
         else:
             fast, slow_indices = None, list(range(len(raw)))
         parsed: dict[int, ParsedRecord] = {}
         for index in slow_indices:
-            if index in unreadable:
-                parsed[index] = ParsedRecord("?", rejection=unreadable[index])
+            # A line that is not clean text is quarantined as such, never parsed further.
+            unreadable = readable_text(block.line(index))
+            if unreadable is not None:
+                parsed[index] = ParsedRecord("?", rejection=unreadable)
             else:
                 parsed[index] = parse_spool_record(raw[index], self.directory)
             self.report.actions[parsed[index].action] += 1
@@ -288,7 +265,7 @@ class _BatchLoader:
                     pl.col(RECORD_COLUMN).replace_strict(position, return_dtype=pl.Int64)
                 )
             counts += self._admit_phase(
-                [raw[i] for i in kept],
+                raw.subset(kept),
                 {position[i]: record for i, record in first_phase.items()},
                 fast,
                 [(position[i], values) for i, values in side_rows if i in position],
@@ -296,7 +273,7 @@ class _BatchLoader:
         while later:
             phase, later = _split_phase(later, parsed)
             subset = {position: parsed[i] for position, i in enumerate(phase)}
-            counts += self._admit_phase([raw[i] for i in phase], subset, None, [])
+            counts += self._admit_phase(raw.subset(phase), subset, None, [])
         return counts
 
     def _with_charger_ids(self, fast: pl.DataFrame) -> pl.DataFrame:
@@ -350,7 +327,7 @@ class _BatchLoader:
 
     def _admit_phase(
         self,
-        raw: list[str],
+        raw: RawLines,
         records: Mapping[int, ParsedRecord],
         fast: pl.DataFrame | None,
         side_rows: list[tuple[int, dict[str, Any]]],
@@ -399,8 +376,13 @@ class _BatchLoader:
         frames = {t: frames[t] for t in _WRITE_ORDER if t in frames}
 
         # Records the door will refuse on schema grounds take no part in the register check.
+        # Bulk-read rows passed the contract in SQL already (merging only fills their empty
+        # columns from stored rows, which passed it too): only the others are checked here.
         door_refuses = set()
+        checked = fast[RECORD_COLUMN] if fast is not None and _COLUMN_CHECKS_ONLY else None
         for table, frame in frames.items():
+            if table == "meter_values" and checked is not None:
+                frame = frame.filter(~pl.col(RECORD_COLUMN).is_in(checked.implode()))
             door_refuses |= {int(frame[RECORD_COLUMN][i]) for i in _failed_rows(table, frame)}
         for position, reason in self._register_rejections(meter, set(rejections) | door_refuses).items():
             rejections.setdefault(position, Rejection(position, "meter_values", reason))
@@ -571,7 +553,7 @@ def load_spool(
     batch_bytes : int
         Spool bytes per batch (one ``admit`` per phase of a batch) [bytes].
     fast_path : bool, default True
-        Read plain MeterValues lines column-wise (:mod:`~zapanalytics.ingest.ocpp.fast`);
+        Read plain MeterValues lines in bulk, in DuckDB SQL (:mod:`~zapanalytics.ingest.ocpp.bulk`);
         False reads every line one by one (same result, slower; kept for comparison).
     on_batch : callable, optional
         Called with the running report after each batch (progress display).
@@ -587,29 +569,35 @@ def load_spool(
     report = OcppLoadReport(spool_id)
     progress = _read_progress(con, spool_id)
     directory = ChargerDirectory(con)
-    with IngestRun(con, SOURCE) as run:
-        loader = _BatchLoader(run, directory, report, fast_path=fast_path)
-        for segment in list_segments(spool_dir):
-            offset, lines_loaded, done = progress.get(segment.index, (0, 0, False))
-            if done:
-                continue
-            report.segments_read += 1
-            while True:
-                chunk = read_lines(spool_dir, segment.index, offset, max_bytes=batch_bytes)
+    # The next block is read (bulk path: in DuckDB, on a connection of its own) while this
+    # one is stored: reading needs nothing the store holds.
+    reader = duckdb.connect() if fast_path else None
+    work = (lambda block: read_meter_values_sql(reader, block)) if reader is not None else None
+    blocks = contextlib.closing(blocks_ahead(segment_blocks(spool_dir, progress, batch_bytes), work))
+    try:
+        with IngestRun(con, SOURCE) as run, blocks as ahead:
+            loader = _BatchLoader(run, directory, report, fast_path=fast_path)
+            lines_loaded = 0
+            for item in ahead:
+                chunk = item.block
+                if item.first:
+                    report.segments_read += 1
+                    lines_loaded = progress.get(item.segment, (0, 0, False))[1]
                 finished = chunk.sealed and chunk.at_end
-                if chunk.lines:
-                    report.counts += loader.load(chunk.lines)
-                    report.lines_read += len(chunk.lines)
+                if len(chunk):
+                    report.counts += loader.load(chunk, item.ahead)
+                    report.lines_read += len(chunk)
                     report.batches += 1
-                    lines_loaded += len(chunk.lines)
-                    offset = chunk.end_offset
-                if chunk.lines or finished:
-                    _save_progress(con, spool_id, segment.index, offset, lines_loaded, finished)
-                if chunk.lines and on_batch is not None:
+                    lines_loaded += len(chunk)
+                if len(chunk) or finished:
+                    _save_progress(con, spool_id, item.segment, chunk.end_offset, lines_loaded, finished)
+                if len(chunk) and on_batch is not None:
                     on_batch(report)
                 if chunk.at_end:
                     report.pending_tail_bytes += chunk.torn_tail_bytes
-                    break
+    finally:
+        if reader is not None:
+            reader.close()
     if report.rows_offered["sessions"]:
         # A transaction the cloud also lists is a copy of the cloud's session: link it now,
         # so no reader ever counts the charging twice.
@@ -617,58 +605,3 @@ def load_spool(
 
         resolve_session_copies(con)
     return report
-
-
-def spool_from_message_logs(log_paths: Iterable[str | Path], spool_dir: str | Path) -> int:
-    """Write OCPP message logs into a spool, as the server would have spooled them.
-
-    Parameters
-    ----------
-    log_paths : iterable of path
-        JSON lines ``{"ts", "charge_point_id", "direction", "message"}`` with directions
-        ``cp_to_cs`` and ``cs_to_cp`` (``firmware_ref``'s ``ocpp/<ChargePointId>.jsonl``).
-    spool_dir : str or Path
-        A new or existing spool directory (appended to).
-
-    Returns
-    -------
-    int
-        Spool lines written: one per charge-point CALL (with the logged answer as its
-        reply) and one per central-system CALL.
-    """
-    from zapanalytics.ingest.spool import SegmentWriter, encode_record
-
-    written = 0
-    with SegmentWriter(spool_dir) as writer:
-        for path in log_paths:
-            entries = []
-            answers: dict[tuple[str, str, str], str] = {}
-            with open(path, encoding="utf-8") as handle:
-                for line in handle:
-                    if not line.strip():
-                        continue
-                    entry = json.loads(line)
-                    frame = entry["message"]
-                    text = frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":"))
-                    parsed = json.loads(text) if isinstance(frame, str) else frame
-                    entries.append((entry, text, parsed))
-                    if parsed and parsed[0] in (3, 4):
-                        answers[(entry["charge_point_id"], entry["direction"], str(parsed[1]))] = text
-            batch = []
-            for entry, text, parsed in entries:
-                if not parsed or parsed[0] != 2:
-                    continue
-                cp, direction = entry["charge_point_id"], entry["direction"]
-                ts = parse_utc(str(entry["ts"]).replace("Z", "+00:00"), "ts").isoformat(timespec="microseconds")
-                if direction == "cs_to_cp":
-                    batch.append(encode_record({"ts": ts, "charge_point_id": cp, "direction": "out", "message": text}))
-                    continue
-                record = {"ts": ts, "charge_point_id": cp, "direction": "in", "message": text}
-                reply = answers.get((cp, "cs_to_cp", str(parsed[1])))
-                if reply is not None:
-                    record["reply"] = reply
-                batch.append(encode_record(record))
-            if batch:
-                writer.write_batch(batch)
-                written += len(batch)
-    return written

@@ -26,6 +26,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+#: The ``meter_values`` measurement columns, in store order (every OCPP reader fills these).
+METER_COLUMNS = (
+    "energy_register_kwh", "power_w", "power_offered_w", "current_offered_a",
+    "current_l1_a", "current_l2_a", "current_l3_a",
+    "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "temperature_c",
+)  # fmt: skip
+
 #: Far beyond any register (the store caps at 10^7 kWh); larger integers are refused before
 #: converting, since a float cannot hold them.
 _MAX_REGISTER_WH = 10**15

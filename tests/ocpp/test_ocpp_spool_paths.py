@@ -1,4 +1,7 @@
-"""The columnar MeterValues reader gives exactly what the per-record reader gives."""
+"""Loading a spool through the bulk reader or line by line stores the same; shared strategies.
+
+(The bulk reader itself is held to the per-record reader line by line in test_bulk_equality.)
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,9 @@ import json
 import random
 
 import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp_helpers import SpoolBuilder
 
-from zapanalytics.ingest.ocpp.fast import METER_COLUMNS, read_meter_values
 from zapanalytics.ingest.ocpp.load import load_spool
 from zapanalytics.ingest.ocpp.records import RecordError, meter_value_rows
 from zapanalytics.ingest.spool import encode_record
@@ -56,39 +57,6 @@ def _per_record(meter_value: list):
         return [(ts, columns) for ts, columns in meter_value_rows(meter_value)]
     except RecordError:
         return None
-
-
-@settings(max_examples=200, deadline=None)
-@given(meter_value_strategy)
-def test_fast_reader_agrees_with_the_per_record_reader_or_hands_the_line_back(meter_value):
-    frame, slow = read_meter_values([_line(meter_value)])
-    expected = _per_record(meter_value)
-    if slow == [0]:
-        return  # left to the per-record reader, which decides
-    assert expected is not None, "the fast path accepted a line the per-record reader refuses"
-    got = [(row["ts_utc"], {c: row[c] for c in METER_COLUMNS}) for row in frame.iter_rows(named=True)]
-    assert len(got) == len(expected)
-    for (ts, columns), (want_ts, want) in zip(got, expected, strict=True):
-        assert ts == want_ts
-        for column in METER_COLUMNS:
-            if want[column] is None:
-                assert columns[column] is None, column
-            else:
-                assert columns[column] == pytest.approx(want[column], rel=0, abs=0, nan_ok=True), column
-
-
-def test_plain_zaptec_lines_take_the_fast_path():
-    meter_value = [{"timestamp": "2025-03-30T00:59:00Z", "sampledValue": [
-        {"value": "2410.009", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
-        {"value": "10.67", "measurand": "Current.Import", "phase": "L1-N", "unit": "A"}]}]
-    other = encode_record({"ts": "2025-03-30T01:00:00+00:00", "charge_point_id": "CP", "direction": "in",
-                           "message": '[2,"h","Heartbeat",{}]', "reply": '[3,"h",{}]'}).rstrip(b"\n")
-    frame, slow = read_meter_values([_line(meter_value), other, b"not json"])
-    assert slow == [0, 1, 2]  # one unreadable line sends the whole batch to the per-record reader
-    frame, slow = read_meter_values([_line(meter_value), other])
-    assert slow == [1]
-    assert frame["energy_register_kwh"].to_list() == [2410.009]
-    assert frame["current_l1_a"].to_list() == [10.67]
 
 
 def _random_spool(directory, seed: int) -> None:
