@@ -30,6 +30,8 @@ README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 #: The issue's memory target for every workload [MiB].
 MEMORY_TARGET_MB = 2048.0
+#: Scripts that need more than the default time limit [s]: B1 loads 10 M OCPP lines five ways.
+SCRIPT_BUDGETS = {"bench_ingest": 2700}
 
 
 def _fmt(value, unit: str) -> str:
@@ -127,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {script.stem}", flush=True)
         started, load_before = time.perf_counter(), _load()
         try:
-            completed = subprocess.run(command, cwd=ROOT, timeout=args.timeout, env=env)
+            budget = max(args.timeout, SCRIPT_BUDGETS.get(script.stem, 0))
+            completed = subprocess.run(command, cwd=ROOT, timeout=budget, env=env)
             if completed.returncode != 0:
                 failures.append(f"{script.stem}: exit code {completed.returncode}")
             if result_path.exists() and result_path.stat().st_size:
                 rows.extend(json.loads(result_path.read_text()))
         except subprocess.TimeoutExpired:
-            failures.append(f"{script.stem}: exceeded {args.timeout} s")
+            failures.append(f"{script.stem}: exceeded {budget} s")
         finally:
             result_path.unlink(missing_ok=True)
             timings.append({

@@ -65,8 +65,16 @@ class Prepared:
     span_s: float
 
 
+def _trial_batch_bytes(dump: GeneratedDump) -> int:
+    """About ten pages of the dump per transaction, so a kill can leave many different
+    prefixes of whole batches behind (the default batch would hold every page at once)."""
+    sizes = sorted(p.stat().st_size for p in dump.root.rglob("chargehistory/page_*.json"))
+    return 10 * sizes[len(sizes) // 2]
+
+
 def _start(dump: GeneratedDump, db: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "ZAPANALYTICS_DEBUG"}
+    env["ZAPANALYTICS_INGEST_BATCH_BYTES"] = str(_trial_batch_bytes(dump))
     return subprocess.Popen(
         [sys.executable, "-m", "zapanalytics", "ingest", "zaptec", "--dump", str(dump.root), "--db", str(db), "--json"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -109,7 +117,7 @@ def small(tmp_path_factory) -> Prepared:
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory) -> Prepared:
-    # 75 pages: eight batches of ingest_zaptec_dump's ten pages, so a kill can leave nine
+    # 75 pages in batches of about ten (_trial_batch_bytes), so a kill can leave many
     # different prefixes of whole pages behind (with 15 pages only 0, 10 and 15 were possible).
     return prepare(tmp_path_factory.mktemp("crash_large"), n_sessions=1500, page_size=20)
 
