@@ -150,6 +150,8 @@ ALLOWED_DYNAMIC_SQL = {
         "contract_sql; the spool lines travel in a registered table",
     ("zapanalytics/ingest/ocpp/bulk.py", "read_meter_values_sql"):
         "the module's constant staging-table names; record numbers are a ? parameter",
+    ("zapanalytics/store/upsert.py", "_few_against_many"):
+        "staged is the relation name merge_staged was given (a view or temporary table it names)",
     ("zapanalytics/store/upsert.py", "merge_staged"):
         "table and columns checked against the catalogue and quoted by _quote; staged is a view or "
         "temporary table the caller named; rows travel in that relation",

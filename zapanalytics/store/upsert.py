@@ -59,7 +59,8 @@ def merge_staged(
     """Write the rows of the relation ``staged`` into ``table`` by primary key.
 
     Stored keys are updated only where a compared column differs (``IS DISTINCT FROM``);
-    new keys are inserted behind an anti-join. Keys must be unique within ``staged`` for
+    new keys are inserted behind an anti-join. A batch much smaller than the table goes
+    through ``INSERT … ON CONFLICT`` instead, whose index probes cost the batch, not the table. Keys must be unique within ``staged`` for
     ``"update"``; with ``"ignore"`` the first row of a repeated key is kept.
     The caller manages the transaction.
 
@@ -95,13 +96,6 @@ def merge_staged(
             return f"coalesce(s.{_quote(c)}, t.{_quote(c)})"
         return f"s.{_quote(c)}"
 
-    if on_conflict == "update" and compared:
-        assignments = ", ".join(f"{_quote(c)} = {incoming(c)}" for c in content)
-        changed = " OR ".join(f"t.{_quote(c)} IS DISTINCT FROM {incoming(c)}" for c in compared)
-        con.execute(
-            f"UPDATE {target} AS t SET {assignments} FROM {source} AS s"  # noqa: S608
-            f" WHERE {matches} AND ({changed})"
-        ).fetchall()
     col_list = ", ".join(_quote(c) for c in columns)
     rows = source
     if on_conflict == "ignore":
@@ -111,10 +105,59 @@ def merge_staged(
             f"(SELECT {col_list} FROM (SELECT *, row_number() OVER () AS _arrival FROM {source})"  # noqa: S608
             f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _arrival) = 1)"
         )
+    values = ", ".join("s." + _quote(c) for c in columns)
+    if _few_against_many(con, table, source):
+        # A small batch into a large table: the primary-key index finds the stored keys; a
+        # set-based anti-join would read the whole table for every batch.
+        if on_conflict == "update" and content:
+
+            def excluded(c: str) -> str:
+                if c in keep_when_null:
+                    return f"coalesce(EXCLUDED.{_quote(c)}, {target}.{_quote(c)})"
+                return f"EXCLUDED.{_quote(c)}"
+
+            assignments = ", ".join(f"{_quote(c)} = {excluded(c)}" for c in content)
+            changed = (
+                " OR ".join(f"{target}.{_quote(c)} IS DISTINCT FROM {excluded(c)}" for c in compared)
+                or "FALSE"
+            )
+            clause = (
+                f" ON CONFLICT ({', '.join(_quote(k) for k in key)})"
+                f" DO UPDATE SET {assignments} WHERE {changed}"
+            )
+        else:
+            clause = " ON CONFLICT DO NOTHING"
+        con.execute(
+            f"INSERT INTO {target} ({col_list}) SELECT {values} FROM {rows} AS s{clause}"  # noqa: S608
+        ).fetchall()
+        return
+    if on_conflict == "update" and compared:
+        assignments = ", ".join(f"{_quote(c)} = {incoming(c)}" for c in content)
+        changed = " OR ".join(f"t.{_quote(c)} IS DISTINCT FROM {incoming(c)}" for c in compared)
+        con.execute(
+            f"UPDATE {target} AS t SET {assignments} FROM {source} AS s"  # noqa: S608
+            f" WHERE {matches} AND ({changed})"
+        ).fetchall()
     con.execute(
-        f"INSERT INTO {target} ({col_list}) SELECT {', '.join('s.' + _quote(c) for c in columns)}"  # noqa: S608
+        f"INSERT INTO {target} ({col_list}) SELECT {values}"  # noqa: S608
         f" FROM {rows} AS s WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {matches})"
     ).fetchall()
+
+
+#: A batch this many times smaller than the table it goes into is written through the index.
+_INDEX_WRITE_RATIO = 8
+
+
+def _few_against_many(con: duckdb.DuckDBPyConnection, table: str, staged: str) -> bool:
+    """Whether ``staged`` is small next to ``table`` (DuckDB's estimate of the stored rows)."""
+    stored = con.execute(
+        "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchone()
+    if not stored or not stored[0]:
+        return False
+    offered = con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0]  # noqa: S608
+    return stored[0] > _INDEX_WRITE_RATIO * max(offered, 1)
 
 
 def upsert(

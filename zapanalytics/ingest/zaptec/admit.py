@@ -27,6 +27,11 @@ from zapanalytics.ingest.zaptec.records import (
 )
 from zapanalytics.schemas import polars_schema
 
+#: Page text from which a sync's batch goes through the DuckDB bulk path [characters]. The
+#: bulk path costs about 0.07 s a batch before its first row; below some five full pages
+#: (measured: 1 page 0.09 s bulk against 0.055 s per record, 5 pages 0.14 s both) the
+#: per-record path is quicker. A sync asks charger by charger, so most batches are small.
+BULK_MIN_CHARS = 2_000_000
 #: The two endpoints that list completed sessions.
 CHARGEHISTORY = "chargehistory"
 ARCHIVED = "archived"
@@ -185,7 +190,7 @@ def admit_history_pages(
     tuple
         (counts, pages quarantined, sessions flagged for an EnergyDetails mismatch).
     """
-    if endpoint == CHARGEHISTORY and any(page.items is not None for page in pages):
+    if endpoint == CHARGEHISTORY and sum(len(p.text) for p in pages if p.items) >= BULK_MIN_CHARS:
         return _chargehistory_in_bulk(run, pages, installation_id=installation_id)
     records: list[Any] = []
     entries: list[tuple[int, Any]] = []
