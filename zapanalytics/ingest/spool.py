@@ -202,6 +202,43 @@ class LineChunk:
     torn_tail_bytes: int
 
 
+def read_window(
+    directory: str | Path, index: int, offset: int, max_bytes: int
+) -> tuple[bytes, int, bool, bool]:
+    """Bytes of segment ``index`` from ``offset`` that end on a line, if any line ends.
+
+    Reads about ``max_bytes``, widening the window (up to :data:`MAX_LINE_BYTES`) while no
+    newline is in it.
+
+    Returns
+    -------
+    tuple
+        (the bytes read, position of their last newline or -1, whether the segment is
+        sealed, whether the read reached the end of the file).
+
+    Raises
+    ------
+    SpoolError
+        When one line is longer than :data:`MAX_LINE_BYTES` (naming the segment and offset).
+    """
+    handle, sealed = _open_segment(Path(directory), index)
+    with handle:
+        want = max(1, max_bytes)
+        while True:
+            handle.seek(offset)
+            data = handle.read(want)
+            cut = data.rfind(b"\n")
+            reached_eof = len(data) < want
+            if cut >= 0 or reached_eof:
+                return data, cut, sealed, reached_eof
+            if want >= MAX_LINE_BYTES:
+                raise SpoolError(
+                    f"{handle.name}: the line at byte {offset:,} is longer than {MAX_LINE_BYTES:,} bytes;"
+                    " a spool line holds one frame and its answer (is this file a spool segment?)"
+                )
+            want = min(want * 2, MAX_LINE_BYTES)  # one line longer than the window: widen it
+
+
 def read_lines(
     directory: str | Path, index: int, offset: int = 0, *, max_bytes: int = 8 * 1024 * 1024
 ) -> LineChunk:
@@ -226,23 +263,7 @@ def read_lines(
     SpoolError
         When one line is longer than :data:`MAX_LINE_BYTES` (naming the segment and offset).
     """
-    directory = Path(directory)
-    handle, sealed = _open_segment(directory, index)
-    with handle:
-        want = max(1, max_bytes)
-        while True:
-            handle.seek(offset)
-            data = handle.read(want)
-            cut = data.rfind(b"\n")
-            reached_eof = len(data) < want
-            if cut >= 0 or reached_eof:
-                break
-            if want >= MAX_LINE_BYTES:
-                raise SpoolError(
-                    f"{handle.name}: the line at byte {offset:,} is longer than {MAX_LINE_BYTES:,} bytes;"
-                    " a spool line holds one frame and its answer (is this file a spool segment?)"
-                )
-            want = min(want * 2, MAX_LINE_BYTES)  # one line longer than the window: widen it
+    data, cut, sealed, reached_eof = read_window(directory, index, offset, max_bytes)
     if cut < 0:
         return LineChunk([], offset, offset, sealed, True, len(data))
     end = offset + cut + 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from zapanalytics.ingest.spool import MAX_LINE_BYTES, SpoolError, _open_segment, list_segments
+from zapanalytics.ingest.spool import list_segments, read_window
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,23 +68,7 @@ def read_block(directory: str | Path, index: int, offset: int = 0, *, max_bytes:
     line beyond :data:`~zapanalytics.ingest.spool.MAX_LINE_BYTES`), without splitting the
     buffer into a Python object per line.
     """
-    directory = Path(directory)
-    handle, sealed = _open_segment(directory, index)
-    with handle:
-        want = max(1, max_bytes)
-        while True:
-            handle.seek(offset)
-            data = handle.read(want)
-            cut = data.rfind(b"\n")
-            reached_eof = len(data) < want
-            if cut >= 0 or reached_eof:
-                break
-            if want >= MAX_LINE_BYTES:
-                raise SpoolError(
-                    f"{handle.name}: the line at byte {offset:,} is longer than {MAX_LINE_BYTES:,} bytes;"
-                    " a spool line holds one frame and its answer (is this file a spool segment?)"
-                )
-            want = min(want * 2, MAX_LINE_BYTES)  # one line longer than the window: widen it
+    data, cut, sealed, reached_eof = read_window(directory, index, offset, max_bytes)
     if cut < 0:
         return LineBlock(b"", np.zeros(1, dtype=np.int64), offset, offset, sealed, True, len(data))
     # ``data`` is kept whole (slicing bytes copies them); the torn tail lies past ``starts[-1]``.

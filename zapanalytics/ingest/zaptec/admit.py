@@ -219,6 +219,27 @@ def admit_history_pages(
                     rejected.append(Rejection(index, "sessions", str(exc)))
                     continue
             entries.append((index, item))
+    counts, flagged = admit_history_entries(run, records, entries, rejected, installation_id)
+    return counts, bad_pages, flagged
+
+
+def admit_history_entries(
+    run: IngestRun,
+    records: list[Any],
+    entries: Sequence[tuple[int, Any]],
+    rejected: Sequence[Rejection],
+    installation_id: str | None,
+) -> tuple[RunCounts, int]:
+    """Map charge-history items and admit them through the door, one record each.
+
+    ``records`` are the raw records (items, or the text of an unreadable page), ``entries``
+    the ``(record index, item)`` pairs to map, ``rejected`` what was refused before mapping.
+
+    Returns
+    -------
+    tuple
+        (counts, sessions flagged for an EnergyDetails mismatch).
+    """
     sessions, details, item_rejections = history_rows(entries, installation_id=installation_id)
     flagged = sum(bool(s.get("details_mismatch")) for s in sessions)
     counts = run.admit(
@@ -227,7 +248,7 @@ def admit_history_pages(
         [*rejected, *item_rejections],
         record_table="sessions",
     )
-    return counts, bad_pages, flagged
+    return counts, flagged
 
 
 def _chargehistory_in_bulk(

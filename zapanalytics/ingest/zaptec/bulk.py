@@ -39,8 +39,8 @@ from typing import Any
 import polars as pl
 
 from zapanalytics.contract_sql import any_failure_sql, contract_checks
-from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts, frame_for
-from zapanalytics.ingest.zaptec.admit import LazyRaw, history_rows
+from zapanalytics.ingest.door import IngestRun, Rejection, RunCounts
+from zapanalytics.ingest.zaptec.admit import admit_history_entries
 from zapanalytics.ingest.zaptec.records import (
     COMMIT_ABORTED,
     COMMIT_OFFLINE,
@@ -565,14 +565,7 @@ def admit_by_record(
             records.append(item)
     if not records:
         return RunCounts(), 0, 0
-    sessions, details, item_rejections = history_rows(entries, installation_id=installation_id)
-    flagged = sum(bool(s.get("details_mismatch")) for s in sessions)
-    counts = run.admit(
-        LazyRaw(records),
-        {"sessions": frame_for("sessions", sessions), "energy_details": details},
-        [*rejected, *item_rejections],
-        record_table="sessions",
-    )
+    counts, flagged = admit_history_entries(run, records, entries, rejected, installation_id)
     return counts, bad_pages, flagged
 
 

@@ -36,7 +36,12 @@ from zapanalytics.ingest.zaptec.admit import (
     history_rows,
     with_session_firmware,
 )
-from zapanalytics.ingest.zaptec.bulk import admit_history_texts, batch_bytes, batches_by_size
+from zapanalytics.ingest.zaptec.bulk import (
+    admit_history_texts,
+    batch_bytes,
+    batches_by_size,
+    envelope_items,
+)
 from zapanalytics.ingest.zaptec.pages import RawPage, parse_cursor_page
 from zapanalytics.ingest.zaptec.records import (
     RecordError,
@@ -55,15 +60,6 @@ CHARGEHISTORY_DIR = "chargehistory"
 ARCHIVED_DIR = "sessions_archived"
 #: Archived-listing pages validated and stored per transaction (up to 200 sessions a page).
 PAGES_PER_BATCH = 10
-
-
-def _envelope_items(page: Any) -> list[Any]:
-    """Return the ``Data`` list of a ``{Pages, Data}`` envelope (or a bare list)."""
-    if isinstance(page, list):
-        return page
-    if isinstance(page, Mapping) and isinstance(page.get("Data"), list):
-        return page["Data"]
-    raise RecordError("Data", "page is not a {Pages, Data} envelope")
 
 
 def _admit_objects(
@@ -123,7 +119,7 @@ def admit_chargehistory_pages(
     for page_text in page_texts:
         text = page_text.decode("utf-8", "replace") if isinstance(page_text, bytes) else page_text
         try:
-            items = _envelope_items(load_json_text(page_text))
+            items = envelope_items(load_json_text(page_text))
         except RecordError as exc:
             rejected.append(Rejection(len(records), "sessions", f"chargehistory page: {exc}"))
             records.append(text)
@@ -254,7 +250,7 @@ def ingest_zaptec_dump(
         if chargers_path.exists():
             document = load_json_text(chargers_path.read_bytes(), chargers_path.name)
             try:
-                chargers = _envelope_items(document)
+                chargers = envelope_items(document)
             except RecordError as exc:
                 raise RecordError(chargers_path.name, str(exc)) from None
         pages = list(_pages(base / CHARGEHISTORY_DIR))
