@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping, Sequence
 
 from zapanalytics.schemas import EARLIEST_PLAUSIBLE_UTC, FUTURE_TOLERANCE, TABLE_SCHEMAS
@@ -44,11 +43,6 @@ class SqlCheck:
     column: str | None
     name: str
     fails: str
-
-    @property
-    def reason(self) -> str:
-        where = f".{self.column}" if self.column else ""
-        return f"{where.lstrip('.') or 'row'}: failed {self.name}"
 
 
 def quote_identifier(name: str) -> str:
@@ -197,27 +191,6 @@ def contract_checks(
     return tuple(checks)
 
 
-def failure_reasons_sql(checks: Sequence[SqlCheck], table: str) -> str:
-    """A SQL expression: the failed checks of a row joined by ``'; '``, NULL when none failed."""
-    if not checks:
-        return "NULL"
-    parts = ", ".join(
-        f"CASE WHEN {c.fails} THEN {sql_literal(f'{table}.{c.reason}')} END" for c in checks
-    )
-    return f"nullif(concat_ws('; ', {parts}), '')"
-
-
 def any_failure_sql(checks: Sequence[SqlCheck]) -> str:
     """A SQL condition TRUE where a row fails any of ``checks``."""
     return " OR ".join(f"({c.fails})" for c in checks) or "FALSE"
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def checked_columns(table: str) -> tuple[str, ...]:
-    """The columns of ``table``'s contract, in the schema's order."""
-    names = tuple(TABLE_SCHEMAS[table].to_schema().columns)
-    if not all(_IDENTIFIER.match(n) for n in names):
-        raise ValueError(f"{table}: a column name that is no plain identifier")
-    return names

@@ -33,10 +33,10 @@ from zapanalytics.ingest.zaptec.admit import (
     ARCHIVED,
     admit_history_pages,
     admit_state_rows,
-    history_rows,
     with_session_firmware,
 )
 from zapanalytics.ingest.zaptec.bulk import (
+    admit_by_record,
     admit_history_texts,
     batch_bytes,
     batches_by_size,
@@ -107,34 +107,16 @@ def admit_chargehistory_page(
 def admit_chargehistory_pages(
     run: IngestRun, page_texts: Sequence[str | bytes], *, installation_id: str | None = None
 ) -> RunCounts:
-    """Validate and store several charge-history pages in one batch (one transaction).
+    """Validate and store charge-history pages item by item, in one batch (one transaction).
 
-    Each item is a source record; a page that cannot be read is one record, quarantined
-    whole with its text. Items are mapped by :func:`zaptec_admit.history_rows`, which reads
-    EnergyDetails column-wise.
+    The per-record path alone, without the DuckDB bulk path: each item is a source record,
+    a page that cannot be read is one record, quarantined whole with its text. The bulk
+    path is held to give exactly what this gives.
     """
-    records: list[Any] = []
-    entries: list[tuple[int, Any]] = []
-    rejected: list[Rejection] = []
-    for page_text in page_texts:
-        text = page_text.decode("utf-8", "replace") if isinstance(page_text, bytes) else page_text
-        try:
-            items = envelope_items(load_json_text(page_text))
-        except RecordError as exc:
-            rejected.append(Rejection(len(records), "sessions", f"chargehistory page: {exc}"))
-            records.append(text)
-            continue
-        for item in items:
-            entries.append((len(records), item))
-            # Raw text as the door keeps it: each item serialised on its own.
-            records.append(json.dumps(item, ensure_ascii=False))
-    sessions, details, item_rejections = history_rows(entries, installation_id=installation_id)
-    return run.admit(
-        records,
-        {"sessions": frame_for("sessions", sessions), "energy_details": details},
-        [*rejected, *item_rejections],
-        record_table="sessions",
+    counts, _, _ = admit_by_record(
+        run, page_texts, range(len(page_texts)), {}, installation_id
     )
+    return counts
 
 
 def admit_observations(
