@@ -6,7 +6,8 @@ store to ``--size`` installations (every id prefixed with the clone's number, so
 own installation, charger and session), and ``export --dataset`` writes the dataset (timed
 on its own: the export is a workload too).
 
-Timed, medians of ``--repeats``: each kernel (billing per installation-month, accuracy per
+Timed, medians of ``--repeats`` (one by default: at the full size a single pass of the four
+kernels on both engines takes about a quarter of an hour on two cores): each kernel (billing per installation-month, accuracy per
 charger, gain per installation, replay per installation) over the whole fleet with the local
 loop and with Spark ``local[2]`` (the Spark session's start-up is reported apart, not
 timed in). Rows/s counts the dataset rows the kernel's inputs hold. They agree when the two
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--meter-interval", type=float, default=60.0, help="signed register interval [s]"
     )
+    parser.set_defaults(repeats=1)
     args = parser.parse_args(argv)
     size, days = (3, 7) if args.quick else (args.size, args.days)
     from zapanalytics.dataset import export_dataset

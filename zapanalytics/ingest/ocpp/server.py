@@ -31,9 +31,8 @@ server sent and still awaits; any other one is dropped and counted
 (:attr:`CentralSystem.unsolicited_dropped`), never held nor spooled, since the store has no
 use for it.
 
-Transaction ids are ``max(largest id in the spool + 1, seconds since 2020-01-01)``, so
-they never repeat across restarts (nor after a spool is archived); a StartTransaction
-retried with the same content gets the id it was given before.
+Transaction ids come from :mod:`~zapanalytics.ingest.ocpp.transactions`: they never repeat
+across restarts, and a StartTransaction retried with the same content gets its earlier id.
 """
 
 from __future__ import annotations
@@ -80,12 +79,8 @@ from zapanalytics.ingest.ocpp.frames import (
     parse_frame,
     utc_now_text,
 )
-from zapanalytics.ingest.spool import (
-    DEFAULT_SEGMENT_BYTES,
-    GroupCommitSpool,
-    iter_lines,
-    list_segments,
-)
+from zapanalytics.ingest.ocpp.transactions import TransactionIds, recover_transactions
+from zapanalytics.ingest.spool import DEFAULT_SEGMENT_BYTES, GroupCommitSpool
 
 #: Names other modules import from here (the pieces moved to ocpp_frames and ocpp_auth).
 __all__ = [
@@ -99,9 +94,6 @@ LOG = logging.getLogger(__name__)
 OCPP_SUBPROTOCOL = "ocpp1.6"
 OCPP_PATH_PREFIX = "/ocpp/"
 ADMIN_PATH = "/admin"
-#: Transaction ids are at least the seconds since this instant, so a fresh spool never
-#: reissues an id an earlier spool handed out.
-TRANSACTION_EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 #: Charge-point-initiated actions this central system answers.
 CHARGE_POINT_ACTIONS = frozenset({
     "Authorize", "BootNotification", "DataTransfer", "DiagnosticsStatusNotification",
@@ -310,8 +302,7 @@ class CentralSystem:
         #: CALLRESULT/CALLERROR frames that answered no call of ours (dropped, not spooled).
         self.unsolicited_dropped = 0
         self._server = None
-        self._next_transaction_id = 1
-        self._recent_starts: dict[tuple, int] = collections.OrderedDict()
+        self.transaction_ids = TransactionIds()
         self._background: set[asyncio.Task] = set()
         self._handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
             "BootNotification": self._on_boot_notification,
@@ -332,10 +323,7 @@ class CentralSystem:
         """Open the spool, recover transaction ids and start listening; return the port."""
         await self.spool.open()
         self.validator.warm(sorted(CHARGE_POINT_ACTIONS))
-        last_id, starts = recover_transactions(self.settings.spool_dir)
-        floor = int((dt.datetime.now(dt.UTC) - TRANSACTION_EPOCH).total_seconds())
-        self._next_transaction_id = max(last_id + 1, floor, 1)
-        self._recent_starts.update(starts)
+        self.transaction_ids.recover(self.settings.spool_dir, dt.datetime.now(dt.UTC))
         self._server = await serve(
             self._handle_connection,
             self.settings.host,
@@ -503,17 +491,9 @@ class CentralSystem:
         return {"idTagInfo": {"status": self.id_tag_status(payload["idTag"])}}
 
     def _on_start_transaction(self, charge_point_id: str, payload: dict) -> dict:
-        key = start_transaction_key(charge_point_id, payload)
-        transaction_id = self._recent_starts.get(key)
-        if transaction_id is None:
-            transaction_id = self._next_transaction_id
-            self._next_transaction_id += 1
-            self._recent_starts[key] = transaction_id
-            while len(self._recent_starts) > 10_000:
-                self._recent_starts.popitem(last=False)
         return {
             "idTagInfo": {"status": self.id_tag_status(payload["idTag"])},
-            "transactionId": transaction_id,
+            "transactionId": self.transaction_ids.issue(charge_point_id, payload),
         }
 
     def _on_stop_transaction(self, charge_point_id: str, payload: dict) -> dict:
@@ -597,42 +577,6 @@ def _camel_dict(result: Any) -> dict:
     from ocpp.charge_point import snake_to_camel_case
 
     return snake_to_camel_case(dataclasses.asdict(result)) if dataclasses.is_dataclass(result) else {}
-
-
-def start_transaction_key(charge_point_id: str, payload: Mapping[str, Any]) -> tuple:
-    """What makes two StartTransaction calls the same transaction (a retry)."""
-    return (
-        charge_point_id,
-        payload.get("connectorId"),
-        payload.get("idTag"),
-        payload.get("meterStart"),
-        payload.get("timestamp"),
-    )
-
-
-def recover_transactions(spool_dir: str | Path) -> tuple[int, dict[tuple, int]]:
-    """Find the transaction ids the spool already handed out.
-
-    Scans segments from the newest back to the first one that holds a StartTransaction
-    answer, and returns the largest id plus the retry keys of the starts it saw.
-    """
-    largest = 0
-    starts: dict[tuple, int] = {}
-    for segment in reversed(list_segments(spool_dir)):
-        for _, line in iter_lines(spool_dir, segment.index):
-            if b"StartTransaction" not in line:
-                continue
-            with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
-                record = json.loads(line)
-                frame = json.loads(record["message"])
-                reply = json.loads(record["reply"])
-                if frame[0] == 2 and frame[2] == "StartTransaction" and reply[0] == 3:
-                    transaction_id = int(reply[2]["transactionId"])
-                    largest = max(largest, transaction_id)
-                    starts[start_transaction_key(record["charge_point_id"], frame[3])] = transaction_id
-        if largest:
-            break
-    return largest, starts
 
 
 async def send_admin_command(
