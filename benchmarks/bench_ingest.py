@@ -29,7 +29,7 @@ Candidates, alternating in the same run (medians of ``--repeats``, peak RSS each
 
 Targets (from the issue): ours ≥ 0.5× the Parquet limit; ≥ 1.5× the pandas peer; at least
 level with the DuckDB SQL peer; peak RSS < 2 GB. A missed target prints where ours spent its
-time (one extra run of ours under cProfile, untimed).
+time: one extra run of ours, untimed, split by the loader's own stage clock.
 
 Run: ``.venv/bin/python -m benchmarks.bench_ingest [--quick] [--size N] [--only ocpp|zaptec]``
 """
@@ -38,9 +38,7 @@ Run: ``.venv/bin/python -m benchmarks.bench_ingest [--quick] [--size N] [--only 
 
 from __future__ import annotations
 
-import cProfile
 import json
-import pstats
 import shutil
 import sys
 import tempfile
@@ -279,33 +277,6 @@ def _zaptec_tables() -> dict[str, str]:
 # --------------------------------------------------------------------------- where ours spends
 
 
-def where_time_goes(run: Callable[[], object], entry: str, shown: int = 4) -> str:
-    """One untimed run of ours under cProfile: the biggest steps below ``entry`` and their shares.
-
-    Descends from ``entry`` through any callee that holds most of its time, then names the
-    largest callees there (by cumulative time).
-    """
-    profile = cProfile.Profile()
-    profile.enable()
-    run()
-    profile.disable()
-    stats = pstats.Stats(profile)
-    stats.calc_callees()
-    total = stats.total_tt
-    node = next((f for f in stats.stats if f[2] == entry), None)
-    if node is None:
-        return f"(profile: {entry} not found)"
-    for _ in range(6):
-        callees = stats.all_callees.get(node, {})
-        ranked = sorted(callees.items(), key=lambda item: -item[1][3])
-        if not ranked or ranked[0][1][3] < 0.6 * stats.stats[node][3]:
-            break
-        node = ranked[0][0]
-    ranked = sorted(stats.all_callees.get(node, {}).items(), key=lambda item: -item[1][3])[:shown]
-    parts = [f"{Path(f[0]).stem}.{f[2]} {100 * s[3] / total:.0f} %" for f, s in ranked]
-    return f"in {Path(node[0]).stem}.{node[2]}: " + ", ".join(parts) + " of ours' time (cProfile)"
-
-
 def zaptec_stages(run: Callable[[], object]) -> str:
     """One untimed run of ours, split by the bulk path's own stage clock."""
     from zapanalytics.ingest.zaptec import bulk
@@ -318,6 +289,24 @@ def zaptec_stages(run: Callable[[], object]) -> str:
     parts = "; ".join(f"{name} {seconds:.2f} s" for name, seconds in bulk.stage_seconds.most_common())
     return (f"one untimed run of ours took {total:.2f} s: {parts}; store set-up, installation, chargers, "
             f"copy linking and run bookkeeping {total - staged:.2f} s")  # fmt: skip
+
+
+def ocpp_stages(run: Callable[[], object]) -> str:
+    """One untimed run of ours, split by the spool loader's own stage clock.
+
+    cProfile sees only the main thread, which mostly waits while the read-ahead thread
+    reads the next block; the stage clock times both threads.
+    """
+    from zapanalytics.ingest.ocpp import blocks
+
+    blocks.stage_seconds.clear()
+    began = time.perf_counter()
+    run()
+    total = time.perf_counter() - began
+    main = sum(v for k, v in blocks.stage_seconds.items() if not k.startswith("read-ahead"))
+    parts = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in blocks.stage_seconds.most_common())
+    return (f"one untimed run of ours took {total:.1f} s: {parts}; store set-up, copy linking and run "
+            f"bookkeeping {total - main:.1f} s (the read-ahead thread works while the main thread stores)")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- rows
@@ -397,9 +386,9 @@ def run_ocpp(stores: FreshStores, workdir: Path, rows: int, repeats: int, *, qui
                   f"at 10 M takes ≈ {run_s / 60:.0f} min at these rates, {repeats} rounds ≈ "
                   f"{repeats * run_s / 60:.0f} min, over this script's {SCRIPT_BUDGET_S // 60}-minute budget")  # fmt: skip
     print(f"  agree {agree}: {notes}", flush=True)
-    why = lambda: where_time_goes(  # noqa: E731
-        lambda: (stores.prepare("ocpp_profile"), stores.run("ocpp_profile", loaders["ours"], meter)), "load_spool"
-    ) + " (cProfile sees the main thread: the next block is parsed in a worker thread meanwhile)"  # fmt: skip
+    why = lambda: ocpp_stages(  # noqa: E731
+        lambda: (stores.prepare("ocpp_profile"), stores.run("ocpp_profile", loaders["ours"], meter))
+    )
     return _rate_rows(
         f"B1 ingest OCPP spool, {scale} meter-value rows, {CHARGE_POINTS} charge points",
         "load_spool (validated)", rows, timings, agree, notes, quick=quick, why=why,

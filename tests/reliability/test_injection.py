@@ -127,6 +127,13 @@ ALLOWED_DYNAMIC_SQL = {
         "query comes from _partition_query",
     ("zapanalytics/dataset.py", "_write_partitions"):
         "columns from the catalogue via _partition_query; the partitions travel as a registered table",
+    ("zapanalytics/ingest/portal/fold.py", "_fold"):
+        "the views are uuid4-hex names this function registers itself; tables come from the "
+        "store's catalogue (columns named installation_id), installation columns from DESCRIBE; "
+        "ids travel as parameters",
+    ("zapanalytics/ingest/portal/fold.py", "_repoint_chargers"):
+        "table and key columns come from the store's catalogue (_tables_with); the view is "
+        "_fold's uuid4-hex registration; no value is interpolated",
     ("zapanalytics/store/canonical.py", "resolve_session_copies"):
         "view is a uuid4-hex name this function registers itself; the links travel as that view",
     ("zapanalytics/export.py", "_partitioned_query"):

@@ -206,3 +206,43 @@ def test_cli_portal_reports_differences(synced, account, tmp_path):
     assert result.exit_code == 0
     assert result.output.startswith(f"energy_differs 1, match {len(sessions) - 1}")
     assert "Differences" in result.output and "0.5" in result.output
+
+
+def test_a_sync_folds_the_installation_an_export_made_into_the_clouds(
+    synced, fake, make_client, account, store_factory, tmp_path
+):
+    """An owner who billed from the export first, then got API access: one installation."""
+    cloud_installation = next(iter(account.installations))
+    sessions = [s for s in _export_rows(synced, cloud_installation) if s["end_utc"] is not None]
+    lines = ["Ladestasjon;Starttid;Sluttid;Bruker;Energi (kWh)"]
+    for s in sessions:
+        energy_text = f"{s['energy_kwh']:.3f}".replace(".", ",")
+        lines.append(
+            f"{s['charger_name']};{_local_text(s['start_utc'])};{_local_text(s['end_utc'])};"
+            f"{s['user_name']};{energy_text}"
+        )
+    lines.append(f"Plass 1;{_local_text(NOW)};{_local_text(NOW)};Gjest;5,000")  # not in the cloud
+    path = tmp_path / "UsageReport_20250301-20250401_Hjemme.csv"
+    path.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    db = tmp_path / "owner.duckdb"
+    made = CliRunner().invoke(
+        app, ["ingest", "portal", "--db", str(db), "--file", str(path), "--price-area", "NO3", "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    portal_installation = json.loads(made.stdout)["installation_id"]
+
+    con = store_factory("owner")
+    result = sync_zaptec(con, make_client(fake), now=lambda: NOW, pages_per_batch=20)
+    (fold,) = result.as_dict()["folded"]
+    assert fold["portal_installation_id"] == portal_installation
+    assert fold["cloud_installation_id"] == cloud_installation and fold["refused"] is None
+    assert fold["sessions_moved"] == len(sessions) + 1
+    assert con.execute("SELECT installation_id, price_area FROM installations").fetchall() == [
+        (cloud_installation, "NO3")
+    ]
+    # The portal's chargers were known by name only; each now is the cloud's charger.
+    assert con.execute("SELECT count(*) FROM chargers WHERE charger_id LIKE 'portal:%'").fetchone()[0] == 0
+    canonical = dict(con.execute("SELECT source, count(*) FROM canonical_sessions GROUP BY 1").fetchall())
+    assert canonical == {"zaptec_api": len(account.sessions), "portal": 1}
+    again = sync_zaptec(con, make_client(fake), now=lambda: NOW, pages_per_batch=20)
+    assert again.folded == []

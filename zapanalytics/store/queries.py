@@ -36,6 +36,20 @@ def installation_timezone(con: duckdb.DuckDBPyConnection, installation_id: str |
     return rows[0][0] if rows else "Europe/Oslo"
 
 
+def installation_price_area(con: duckdb.DuckDBPyConnection, installation_id: object) -> str | None:
+    """The stored price area (NO1…NO5) of an installation; None when unknown.
+
+    The cloud does not report it, so a later ingestion without ``--price-area`` keeps the
+    one given earlier (or carried over from a portal installation) instead of clearing it.
+    """
+    if not isinstance(installation_id, str):
+        return None
+    rows = con.execute(
+        "SELECT price_area FROM installations WHERE installation_id = ?", [installation_id]
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
 def interval_energy(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Energy per session interval with the session's user and charger.
 

@@ -8,9 +8,11 @@ the next block while the previous one is stored (:func:`blocks_ahead`).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -187,6 +189,26 @@ def segment_blocks(
                 break
 
 
+#: Where a load's time goes, by stage [s]; benchmarks read it (and clear it) to say where
+#: ours spends. The read-ahead thread's work overlaps the main thread's stages.
+stage_seconds: collections.Counter[str] = collections.Counter()
+_READ = "read blocks from the spool files"
+_WORK = "read-ahead thread: DuckDB read, pivot and checks"
+_WAIT = "wait for the read-ahead"
+_STORE = "store the block: door, merge, register check, progress"
+
+
+def _timed_work(work: Callable[[LineBlock], Any]) -> Callable[[LineBlock], Any]:
+    def timed(block: LineBlock) -> Any:
+        began = time.perf_counter()
+        try:
+            return work(block)
+        finally:
+            stage_seconds[_WORK] += time.perf_counter() - began
+
+    return timed
+
+
 def blocks_ahead(blocks: Iterable[SegmentBlock], work: Callable[[LineBlock], Any] | None) -> Iterator[SegmentBlock]:
     """``blocks`` with ``work(block)`` done for the next block while the caller has this one.
 
@@ -196,15 +218,32 @@ def blocks_ahead(blocks: Iterable[SegmentBlock], work: Callable[[LineBlock], Any
     if work is None:
         yield from blocks
         return
+    work = _timed_work(work)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpp-read-ahead") as pool:
         pending: tuple[SegmentBlock, concurrent.futures.Future | None] | None = None
-        for item in blocks:
+        source = iter(blocks)
+        while True:
+            began = time.perf_counter()
+            item = next(source, None)
+            stage_seconds[_READ] += time.perf_counter() - began
+            if item is None:
+                break
             future = pool.submit(work, item.block) if len(item.block) else None
             if pending is not None:
-                yield _done(*pending)
+                yield from _handed_over(*pending)
             pending = (item, future)
         if pending is not None:
-            yield _done(*pending)
+            yield from _handed_over(*pending)
+
+
+def _handed_over(item: SegmentBlock, future: concurrent.futures.Future | None) -> Iterator[SegmentBlock]:
+    """The block with its read-ahead result, timing the wait for it and the caller's use."""
+    began = time.perf_counter()
+    done = _done(item, future)
+    handed = time.perf_counter()
+    stage_seconds[_WAIT] += handed - began
+    yield done
+    stage_seconds[_STORE] += time.perf_counter() - handed
 
 
 def _done(item: SegmentBlock, future: concurrent.futures.Future | None) -> SegmentBlock:

@@ -189,7 +189,16 @@ def portal_rows(
 def _session_id(row: dict[str, Any], charger_id: str | None, start: Any) -> str:
     if row["session_id"]:
         return f"portal:{row['session_id']}"
-    basis = f"{charger_id}|{start.isoformat()}|{row['energy_kwh']!r}"
+    return hashed_session_id(charger_id, start, row["energy_kwh"])
+
+
+def hashed_session_id(charger_id: str | None, start: Any, energy_kwh: float | None) -> str:
+    """The id of an export row that brings none: a hash of charger, start and energy.
+
+    ``start`` is the aware UTC start the row is stored with; re-reading the same file on the
+    same store gives the same id.
+    """
+    basis = f"{charger_id}|{start.isoformat()}|{energy_kwh!r}"
     return "portal:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:32]
 
 

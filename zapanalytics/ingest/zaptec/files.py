@@ -29,6 +29,7 @@ from zapanalytics.ingest.isolation import (
     refuse_unreadable,
 )
 from zapanalytics.ingest.limits import current_limits
+from zapanalytics.ingest.portal.fold import fold_portal_installations
 from zapanalytics.ingest.zaptec.admit import (
     ARCHIVED,
     admit_history_pages,
@@ -53,6 +54,7 @@ from zapanalytics.ingest.zaptec.records import (
 )
 from zapanalytics.ingest.zaptec.states import derive_meter_values
 from zapanalytics.store.canonical import resolve_session_copies
+from zapanalytics.store.queries import installation_price_area
 
 SOURCE = "zaptec_files"
 #: Folders of the dump layout holding the pages of each session listing.
@@ -224,8 +226,10 @@ def ingest_zaptec_dump(
         installation_ids = []
         for path in sorted(base.glob("installation_*.json")):
             item = load_json_text(path.read_bytes(), path.name)
-            installation_ids.append(item.get("Id") if isinstance(item, Mapping) else None)
-            admit_installations(run, [item], price_area=price_area)
+            installation_id = item.get("Id") if isinstance(item, Mapping) else None
+            installation_ids.append(installation_id)
+            area = price_area or installation_price_area(con, installation_id)
+            admit_installations(run, [item], price_area=area)
         only_installation = installation_ids[0] if len(installation_ids) == 1 else None
         chargers_path = base / "chargers.json"
         chargers: list[Any] = []
@@ -272,9 +276,11 @@ def ingest_zaptec_dump(
                 admit_observations(run, lines, state_names)
             # Registers (state 554) and measurements as meter_values rows for the analyses.
             derive_meter_values(con, run)
-    # The cloud's sessions may already be in the store as OCPP or portal copies; only the
-    # chargers this run wrote to can have new links.
-    resolve_session_copies(con, since=run.started_at)
+    # An installation made from a portal export that the cloud now reports becomes the
+    # cloud's. The cloud's sessions may already be in the store as OCPP or portal copies;
+    # only the chargers this run wrote to can have new links, unless a fold moved older rows.
+    folded = any(f.folded for f in fold_portal_installations(con))
+    resolve_session_copies(con, since=None if folded else run.started_at)
     if partial:
         mark_partial(con, run.run_id)
     return run.counts

@@ -45,6 +45,7 @@ from typing import Any
 import duckdb
 
 from zapanalytics.ingest.door import IngestRun, RunCounts
+from zapanalytics.ingest.portal.fold import PortalFold, fold_portal_installations
 from zapanalytics.ingest.zaptec.admit import (
     ARCHIVED,
     CHARGEHISTORY,
@@ -81,6 +82,7 @@ from zapanalytics.ingest.zaptec.records import (
 )
 from zapanalytics.ingest.zaptec.states import derive_meter_values
 from zapanalytics.store.canonical import resolve_session_copies
+from zapanalytics.store.queries import installation_price_area
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -138,6 +140,9 @@ class SyncResult:
     chargers_without_state: list[str] = dataclasses.field(default_factory=list)
     requests: int = 0
     windows: list[HistoryWindow] = dataclasses.field(default_factory=list)
+    folded: list[PortalFold] = dataclasses.field(default_factory=list)
+    """Installations made from a portal export that the cloud reports (see
+    :mod:`~zapanalytics.ingest.portal.fold`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +164,7 @@ class SyncResult:
                 }
                 for w in self.windows
             ],
+            "folded": [f.as_dict() for f in self.folded],
         }
 
 
@@ -255,13 +261,6 @@ def _circuits_by_charger(hierarchy: Any) -> dict[str, str]:
             if isinstance(charger, Mapping) and charger.get("Id"):
                 out[str(charger["Id"])] = str(circuit["Id"])
     return out
-
-
-def _stored_price_area(con: duckdb.DuckDBPyConnection, installation_id: str) -> str | None:
-    rows = con.execute(
-        "SELECT price_area FROM installations WHERE installation_id = ?", [installation_id]
-    ).fetchall()
-    return rows[0][0] if rows else None
 
 
 class _EndpointChoice:
@@ -396,7 +395,7 @@ def sync_zaptec(
                 choice=choice,
                 limits=limits,
                 budget=budget,
-                price_area=price_area or _stored_price_area(con, installation_id),
+                price_area=price_area or installation_price_area(con, installation_id),
                 overlap=overlap,
                 pages_per_batch=pages_per_batch,
                 with_states=with_states,
@@ -406,8 +405,11 @@ def sync_zaptec(
             )
             result.installations.append(installation_id)
         result.requests = client.requests_sent - requests_before
-    # The cloud's sessions may already be in the store as OCPP or portal copies.
-    resolve_session_copies(con, since=run.started_at)
+    # An installation made from a portal export that the cloud now reports becomes the
+    # cloud's; the cloud's sessions may already be in the store as OCPP or portal copies.
+    result.folded = fold_portal_installations(con)
+    folded = any(f.folded for f in result.folded)
+    resolve_session_copies(con, since=None if folded else run.started_at)
     return result
 
 
