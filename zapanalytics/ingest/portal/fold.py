@@ -136,11 +136,11 @@ def match_chargers(portal: pl.DataFrame, cloud: pl.DataFrame) -> tuple[pl.DataFr
 
 
 def renamed_sessions(sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-    """The new charger and id of each portal session on a paired charger (pure).
+    """The portal sessions on a paired charger whose id changes with the charger (pure).
 
     A session whose id is the hash of its charger, start and energy
     (:func:`~zapanalytics.ingest.portal.source.hashed_session_id`) gets the hash with the
-    cloud charger; one whose id came from the export keeps it.
+    cloud charger; one whose id came from the export keeps it and is not listed.
 
     Returns
     -------
@@ -157,10 +157,8 @@ def renamed_sessions(sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFram
         cloud_charger = cloud_of.get(charger_id)
         if cloud_charger is None:
             continue
-        new_id = session_id
         if session_id == hashed_session_id(charger_id, start, energy):
-            new_id = hashed_session_id(cloud_charger, start, energy)
-        rows.append((session_id, new_id, cloud_charger))
+            rows.append((session_id, hashed_session_id(cloud_charger, start, energy), cloud_charger))
     return pl.DataFrame(
         rows,
         schema={
@@ -258,9 +256,7 @@ def _fold(
     ]
     renames = f"_fold_renames_{uuid.uuid4().hex}"
     paired = f"_fold_pairs_{uuid.uuid4().hex}"
-    con.register(
-        renames, moved.filter(pl.col("old_session_id") != pl.col("new_session_id")).to_arrow()
-    )
+    con.register(renames, moved.to_arrow())
     con.register(paired, pairs.to_arrow())
     counts: dict[str, int] = {}
     try:
